@@ -1,0 +1,399 @@
+//! The Gateway's state and its decisions.
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+
+use super::{GatewayApi, GatewayChanges, GatewayCommand, GatewayEvent, TokenChange};
+use crate::values::{HttpUrl, Label, RtmpUrl, TokenFingerprint};
+
+/// Why a gateway command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no such gateway")]
+    NotFound,
+    #[error("a gateway with this id is already registered")]
+    AlreadyRegistered,
+    #[error("the gateway is {state}: {action} is not possible")]
+    InvalidState {
+        state: &'static str,
+        action: &'static str,
+    },
+}
+
+impl GatewayError {
+    /// The stable code clients see (`extensions.code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::NotFound => "NOT_FOUND",
+            GatewayError::AlreadyRegistered => "CONFLICT",
+            GatewayError::InvalidState { .. } => "INVALID_STATE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gateway {
+    pub registered: bool,
+    pub name: Option<Label>,
+    pub rtmp_url: Option<RtmpUrl>,
+    pub hls_url: Option<HttpUrl>,
+    pub broadcaster: Option<Label>,
+    pub sipmediagw_url: Option<HttpUrl>,
+    pub api: Option<GatewayApi>,
+    pub token_fingerprint: Option<TokenFingerprint>,
+    pub enabled: bool,
+    pub retired: bool,
+}
+
+impl Gateway {
+    /// The lifecycle state, as named in errors.
+    pub fn state_name(&self) -> &'static str {
+        match (self.registered, self.retired, self.enabled) {
+            (false, _, _) => "UNREGISTERED",
+            (true, true, _) => "RETIRED",
+            (true, false, true) => "ENABLED",
+            (true, false, false) => "DISABLED",
+        }
+    }
+
+    fn require_live(&self, action: &'static str) -> Result<(), GatewayError> {
+        if !self.registered {
+            return Err(GatewayError::NotFound);
+        }
+        if self.retired {
+            return Err(GatewayError::InvalidState {
+                state: self.state_name(),
+                action,
+            });
+        }
+        Ok(())
+    }
+
+    /// The part of `changes` that differs from the current state; `None` when nothing does.
+    fn effective_changes(&self, changes: GatewayChanges) -> Option<GatewayEvent> {
+        fn differs<T: PartialEq>(new: Option<T>, old: &Option<T>) -> Option<T> {
+            new.filter(|n| Some(n) != old.as_ref())
+        }
+        let name = differs(changes.name, &self.name);
+        let rtmp_url = differs(changes.rtmp_url, &self.rtmp_url);
+        let hls_url = differs(changes.hls_url, &self.hls_url);
+        let broadcaster = differs(changes.broadcaster, &self.broadcaster);
+        let sipmediagw_url = differs(changes.sipmediagw_url, &self.sipmediagw_url);
+        let api = differs(changes.api, &self.api);
+        let nothing = name.is_none()
+            && rtmp_url.is_none()
+            && hls_url.is_none()
+            && broadcaster.is_none()
+            && sipmediagw_url.is_none()
+            && api.is_none();
+        (!nothing).then_some(GatewayEvent::GatewayUpdated {
+            name,
+            rtmp_url,
+            hls_url,
+            broadcaster,
+            sipmediagw_url,
+            api,
+        })
+    }
+
+    /// Decide which events a command produces. Pure: no I/O, so a retry after a conflict is safe.
+    pub fn decide(&self, command: GatewayCommand) -> Result<Vec<GatewayEvent>, GatewayError> {
+        use GatewayEvent::*;
+        Ok(match command {
+            GatewayCommand::Register { spec, token } => {
+                if self.registered {
+                    return Err(GatewayError::AlreadyRegistered);
+                }
+                vec![GatewayRegistered {
+                    name: spec.name,
+                    rtmp_url: spec.rtmp_url,
+                    hls_url: spec.hls_url,
+                    broadcaster: spec.broadcaster,
+                    sipmediagw_url: spec.sipmediagw_url,
+                    api: spec.api,
+                    token_fingerprint: token,
+                }]
+            }
+            GatewayCommand::Update { changes, token } => {
+                self.require_live("updating")?;
+                let mut events: Vec<_> = self.effective_changes(changes).into_iter().collect();
+                let token = match token {
+                    TokenChange::Keep => self.token_fingerprint.clone(),
+                    TokenChange::Set(fingerprint) => Some(fingerprint),
+                    TokenChange::Clear => None,
+                };
+                if token != self.token_fingerprint {
+                    events.push(GatewayTokenRotated {
+                        token_fingerprint: token,
+                    });
+                }
+                events
+            }
+            GatewayCommand::Disable { reason } => {
+                self.require_live("disabling")?;
+                if self.enabled {
+                    vec![GatewayDisabled { reason }]
+                } else {
+                    vec![]
+                }
+            }
+            GatewayCommand::Enable => {
+                self.require_live("enabling")?;
+                if self.enabled {
+                    vec![]
+                } else {
+                    vec![GatewayEnabled]
+                }
+            }
+            GatewayCommand::Retire => {
+                if !self.registered {
+                    return Err(GatewayError::NotFound);
+                }
+                if self.retired {
+                    vec![]
+                } else {
+                    vec![GatewayRetired]
+                }
+            }
+        })
+    }
+}
+
+impl Aggregate for Gateway {
+    const TYPE: &'static str = "Gateway";
+    type Command = GatewayCommand;
+    type Event = GatewayEvent;
+    type Error = GatewayError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            GatewayEvent::GatewayRegistered {
+                name,
+                rtmp_url,
+                hls_url,
+                broadcaster,
+                sipmediagw_url,
+                api,
+                token_fingerprint,
+            } => {
+                self.registered = true;
+                self.enabled = true;
+                self.name = Some(name);
+                self.rtmp_url = Some(rtmp_url);
+                self.hls_url = Some(hls_url);
+                self.broadcaster = Some(broadcaster);
+                self.sipmediagw_url = Some(sipmediagw_url);
+                self.api = Some(api);
+                self.token_fingerprint = token_fingerprint;
+            }
+            GatewayEvent::GatewayUpdated {
+                name,
+                rtmp_url,
+                hls_url,
+                broadcaster,
+                sipmediagw_url,
+                api,
+            } => {
+                if name.is_some() {
+                    self.name = name;
+                }
+                if rtmp_url.is_some() {
+                    self.rtmp_url = rtmp_url;
+                }
+                if hls_url.is_some() {
+                    self.hls_url = hls_url;
+                }
+                if broadcaster.is_some() {
+                    self.broadcaster = broadcaster;
+                }
+                if sipmediagw_url.is_some() {
+                    self.sipmediagw_url = sipmediagw_url;
+                }
+                if api.is_some() {
+                    self.api = api;
+                }
+            }
+            GatewayEvent::GatewayTokenRotated { token_fingerprint } => {
+                self.token_fingerprint = token_fingerprint;
+            }
+            GatewayEvent::GatewayDisabled { .. } => self.enabled = false,
+            GatewayEvent::GatewayEnabled => self.enabled = true,
+            GatewayEvent::GatewayRetired => {
+                self.retired = true;
+                self.enabled = false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cqrs_es::test::TestFramework;
+
+    use super::*;
+    use crate::gateway::GatewaySpec;
+
+    type Framework = TestFramework<Gateway>;
+
+    fn spec() -> GatewaySpec {
+        GatewaySpec {
+            name: Label::parse("Amphi A").expect("valid"),
+            rtmp_url: RtmpUrl::parse("rtmp://live.univ.fr/live/a").expect("valid"),
+            hls_url: HttpUrl::parse("https://live.univ.fr/hls/a.m3u8").expect("valid"),
+            broadcaster: Label::parse("Amphi A").expect("valid"),
+            sipmediagw_url: HttpUrl::parse("https://gw-a.univ.fr").expect("valid"),
+            api: GatewayApi::Legacy,
+        }
+    }
+
+    fn registered() -> GatewayEvent {
+        let spec = spec();
+        GatewayEvent::GatewayRegistered {
+            name: spec.name,
+            rtmp_url: spec.rtmp_url,
+            hls_url: spec.hls_url,
+            broadcaster: spec.broadcaster,
+            sipmediagw_url: spec.sipmediagw_url,
+            api: spec.api,
+            token_fingerprint: Some(TokenFingerprint::from_hex("abcd".into())),
+        }
+    }
+
+    #[tokio::test]
+    async fn it_registers_a_new_gateway() {
+        Framework::with(())
+            .given_no_previous_events()
+            .when_async(GatewayCommand::Register {
+                spec: spec(),
+                token: Some(TokenFingerprint::from_hex("abcd".into())),
+            })
+            .await
+            .then_expect_events(vec![registered()]);
+    }
+
+    #[tokio::test]
+    async fn it_refuses_to_register_twice() {
+        Framework::with(())
+            .given(vec![registered()])
+            .when_async(GatewayCommand::Register { spec: spec(), token: None })
+            .await
+            .then_expect_error(GatewayError::AlreadyRegistered);
+    }
+
+    #[tokio::test]
+    async fn an_update_records_only_what_changed() {
+        let changes = GatewayChanges {
+            name: Some(Label::parse("Amphi A").expect("valid")),
+            broadcaster: Some(Label::parse("Amphi B").expect("valid")),
+            ..Default::default()
+        };
+        Framework::with(())
+            .given(vec![registered()])
+            .when_async(GatewayCommand::Update { changes, token: TokenChange::Keep })
+            .await
+            .then_expect_events(vec![GatewayEvent::GatewayUpdated {
+                name: None,
+                rtmp_url: None,
+                hls_url: None,
+                broadcaster: Some(Label::parse("Amphi B").expect("valid")),
+                sipmediagw_url: None,
+                api: None,
+            }]);
+    }
+
+    #[tokio::test]
+    async fn an_update_that_changes_nothing_records_nothing() {
+        let changes = GatewayChanges {
+            api: Some(GatewayApi::Legacy),
+            ..Default::default()
+        };
+        Framework::with(())
+            .given(vec![registered()])
+            .when_async(GatewayCommand::Update { changes, token: TokenChange::Keep })
+            .await
+            .then_expect_events(vec![]);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_gateway_cannot_be_updated() {
+        Framework::with(())
+            .given_no_previous_events()
+            .when_async(GatewayCommand::Update {
+                changes: GatewayChanges::default(),
+                token: TokenChange::Keep,
+            })
+            .await
+            .then_expect_error(GatewayError::NotFound);
+    }
+
+    #[tokio::test]
+    async fn enable_and_disable_are_idempotent() {
+        Framework::with(())
+            .given(vec![registered()])
+            .when_async(GatewayCommand::Enable)
+            .await
+            .then_expect_events(vec![]);
+        Framework::with(())
+            .given(vec![registered(), GatewayEvent::GatewayDisabled { reason: None }])
+            .when_async(GatewayCommand::Disable { reason: Some("again".into()) })
+            .await
+            .then_expect_events(vec![]);
+        Framework::with(())
+            .given(vec![registered(), GatewayEvent::GatewayDisabled { reason: None }])
+            .when_async(GatewayCommand::Enable)
+            .await
+            .then_expect_events(vec![GatewayEvent::GatewayEnabled]);
+    }
+
+    #[tokio::test]
+    async fn a_retired_gateway_refuses_changes_but_retiring_again_is_fine() {
+        let retired = vec![registered(), GatewayEvent::GatewayRetired];
+        Framework::with(())
+            .given(retired.clone())
+            .when_async(GatewayCommand::Enable)
+            .await
+            .then_expect_error(GatewayError::InvalidState {
+                state: "RETIRED",
+                action: "enabling",
+            });
+        Framework::with(())
+            .given(retired)
+            .when_async(GatewayCommand::Retire)
+            .await
+            .then_expect_events(vec![]);
+    }
+
+    #[tokio::test]
+    async fn rotating_to_the_same_token_records_nothing() {
+        Framework::with(())
+            .given(vec![registered()])
+            .when_async(GatewayCommand::Update {
+                changes: GatewayChanges::default(),
+                token: TokenChange::Set(TokenFingerprint::from_hex("abcd".into())),
+            })
+            .await
+            .then_expect_events(vec![]);
+        Framework::with(())
+            .given(vec![registered()])
+            .when_async(GatewayCommand::Update {
+                changes: GatewayChanges::default(),
+                token: TokenChange::Clear,
+            })
+            .await
+            .then_expect_events(vec![GatewayEvent::GatewayTokenRotated { token_fingerprint: None }]);
+    }
+}

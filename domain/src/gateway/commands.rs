@@ -1,0 +1,54 @@
+//! What may be asked of a gateway. Every field is an already-parsed value object.
+
+use super::GatewayApi;
+use crate::values::{HttpUrl, Label, RtmpUrl, TokenFingerprint};
+
+/// Everything that describes a gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewaySpec {
+    pub name: Label,
+    pub rtmp_url: RtmpUrl,
+    pub hls_url: HttpUrl,
+    pub broadcaster: Label,
+    pub sipmediagw_url: HttpUrl,
+    pub api: GatewayApi,
+}
+
+/// A partial update: `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatewayChanges {
+    pub name: Option<Label>,
+    pub rtmp_url: Option<RtmpUrl>,
+    pub hls_url: Option<HttpUrl>,
+    pub broadcaster: Option<Label>,
+    pub sipmediagw_url: Option<HttpUrl>,
+    pub api: Option<GatewayApi>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayCommand {
+    Register {
+        spec: GatewaySpec,
+        token: Option<TokenFingerprint>,
+    },
+    /// Change any of the fields and, in the same step, the token.
+    Update {
+        changes: GatewayChanges,
+        token: TokenChange,
+    },
+    Disable {
+        reason: Option<String>,
+    },
+    Enable,
+    Retire,
+}
+
+/// What an update does to the bearer token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TokenChange {
+    #[default]
+    Keep,
+    /// A new token, stored apart, named by its fingerprint.
+    Set(TokenFingerprint),
+    Clear,
+}

@@ -1,0 +1,61 @@
+//! What happened to a gateway. Names and shapes are part of the event log's contract.
+
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+use super::GatewayApi;
+use crate::values::{HttpUrl, Label, RtmpUrl, TokenFingerprint};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GatewayEvent {
+    GatewayRegistered {
+        name: Label,
+        rtmp_url: RtmpUrl,
+        hls_url: HttpUrl,
+        broadcaster: Label,
+        sipmediagw_url: HttpUrl,
+        api: GatewayApi,
+        token_fingerprint: Option<TokenFingerprint>,
+    },
+    /// Only the fields that changed are present.
+    GatewayUpdated {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<Label>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rtmp_url: Option<RtmpUrl>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hls_url: Option<HttpUrl>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        broadcaster: Option<Label>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sipmediagw_url: Option<HttpUrl>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        api: Option<GatewayApi>,
+    },
+    GatewayTokenRotated {
+        token_fingerprint: Option<TokenFingerprint>,
+    },
+    GatewayDisabled {
+        reason: Option<String>,
+    },
+    GatewayEnabled,
+    GatewayRetired,
+}
+
+impl DomainEvent for GatewayEvent {
+    fn event_type(&self) -> String {
+        match self {
+            GatewayEvent::GatewayRegistered { .. } => "GatewayRegistered",
+            GatewayEvent::GatewayUpdated { .. } => "GatewayUpdated",
+            GatewayEvent::GatewayTokenRotated { .. } => "GatewayTokenRotated",
+            GatewayEvent::GatewayDisabled { .. } => "GatewayDisabled",
+            GatewayEvent::GatewayEnabled => "GatewayEnabled",
+            GatewayEvent::GatewayRetired => "GatewayRetired",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1.0".to_owned()
+    }
+}

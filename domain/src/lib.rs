@@ -1,0 +1,14 @@
+//! The webinar domain: every business rule, and nothing else.
+//!
+//! This crate is pure: no SQL, no HTTP, no clock. Aggregates (`Gateway`, later `Webinar` and
+//! `ChatMessage`) implement `cqrs_es::Aggregate`; value objects parse untrusted input once, at the
+//! edge, so that the rest of the code can only hold valid values; policies decide who may do what.
+
+pub mod actor;
+pub mod gateway;
+pub mod ids;
+pub mod values;
+
+pub use actor::{Actor, Caller, PermissionPolicy};
+pub use ids::{GatewayId, IdError};
+pub use values::{HttpUrl, InvalidValue, Label, RtmpUrl, TokenFingerprint};
