@@ -5,6 +5,9 @@ create table gateway_secrets
 (
     gateway_id  uuid        not null,
     fingerprint text        not null,
+    -- The fingerprint is sha256(salt || token): without the salt it cannot be brute-forced, even
+    -- for a short token like SIPMediaGW's default "1234".
+    salt        text        not null,
     token       text        not null,
     created_at  timestamptz not null default now(),
     primary key (gateway_id, fingerprint)

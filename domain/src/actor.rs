@@ -101,7 +101,9 @@ impl PermissionPolicy {
         match caller {
             Caller::System(_) => Ok(()),
             _ if Self::signed_in(caller)?.is_admin() => Ok(()),
-            _ => Err(Denied::Forbidden("only an administrator may manage gateways")),
+            _ => Err(Denied::Forbidden(
+                "only an administrator may manage gateways",
+            )),
         }
     }
 
@@ -134,12 +136,17 @@ mod tests {
     #[test]
     fn only_admins_and_the_system_manage_gateways() {
         let policy = PermissionPolicy::default();
-        assert_eq!(policy.manage_gateways(&Caller::Anonymous), Err(Denied::Unauthenticated));
+        assert_eq!(
+            policy.manage_gateways(&Caller::Anonymous),
+            Err(Denied::Unauthenticated)
+        );
         assert!(matches!(
             policy.manage_gateways(&Caller::User(actor(&["faculty"], &[], &["auditor"]))),
             Err(Denied::Forbidden(_))
         ));
-        assert!(policy.manage_gateways(&Caller::User(actor(&[], &[], &["admin"]))).is_ok());
+        assert!(policy
+            .manage_gateways(&Caller::User(actor(&[], &[], &["admin"])))
+            .is_ok());
         assert!(policy.manage_gateways(&Caller::System("demo")).is_ok());
     }
 

@@ -70,7 +70,8 @@ fn parse_url(raw: &str, schemes: &[&str]) -> Result<Url, InvalidValue> {
             "must be at most {MAX_URL_LEN} bytes"
         )));
     }
-    let url = Url::parse(trimmed).map_err(|e| InvalidValue::new(format!("not a valid URL ({e})")))?;
+    let url =
+        Url::parse(trimmed).map_err(|e| InvalidValue::new(format!("not a valid URL ({e})")))?;
     if !schemes.contains(&url.scheme()) {
         return Err(InvalidValue::new(format!(
             "must be a {} URL",
@@ -149,7 +150,13 @@ mod tests {
     fn rtmp_url_takes_rtmp_and_rtmps_only() {
         assert!(RtmpUrl::parse("rtmp://live.univ.fr/live/key").is_ok());
         assert!(RtmpUrl::parse(" rtmps://live.univ.fr:443/live/key ").is_ok());
-        for bad in ["http://live.univ.fr/live", "live.univ.fr/live", "", "rtmp://", "rtmp://u:p@h/x"] {
+        for bad in [
+            "http://live.univ.fr/live",
+            "live.univ.fr/live",
+            "",
+            "rtmp://",
+            "rtmp://u:p@h/x",
+        ] {
             assert!(RtmpUrl::parse(bad).is_err(), "{bad} should be refused");
         }
     }
@@ -160,14 +167,22 @@ mod tests {
             HttpUrl::parse("https://gw.univ.fr/").map(|u| u.as_str().to_owned()),
             Ok("https://gw.univ.fr".to_owned())
         );
-        for bad in ["ftp://gw.univ.fr", "rtmp://gw.univ.fr", "gw.univ.fr", "https://"] {
+        for bad in [
+            "ftp://gw.univ.fr",
+            "rtmp://gw.univ.fr",
+            "gw.univ.fr",
+            "https://",
+        ] {
             assert!(HttpUrl::parse(bad).is_err(), "{bad} should be refused");
         }
     }
 
     #[test]
     fn label_is_trimmed_and_bounded() {
-        assert_eq!(Label::parse("  Amphi A ").map(|l| l.to_string()), Ok("Amphi A".into()));
+        assert_eq!(
+            Label::parse("  Amphi A ").map(|l| l.to_string()),
+            Ok("Amphi A".into())
+        );
         assert!(Label::parse("   ").is_err());
         assert!(Label::parse(&"x".repeat(101)).is_err());
         assert!(Label::parse(&"é".repeat(100)).is_ok());

@@ -1,1 +1,18 @@
+//! The read models: plain SQL tables built from the event log by checkpointed projectors, and the
+//! queries the API runs against them. Analysts may query these tables directly.
 
+pub mod gateways;
+
+use std::sync::Arc;
+
+use webinar_infra::consumer::Projector;
+
+/// Every projector, in the order they are listed to operators.
+pub fn all() -> Vec<Arc<dyn Projector>> {
+    vec![Arc::new(gateways::GatewaysProjector)]
+}
+
+/// The projector called `name`.
+pub fn by_name(name: &str) -> Option<Arc<dyn Projector>> {
+    all().into_iter().find(|p| p.name() == name)
+}

@@ -289,7 +289,10 @@ mod tests {
     async fn it_refuses_to_register_twice() {
         Framework::with(())
             .given(vec![registered()])
-            .when_async(GatewayCommand::Register { spec: spec(), token: None })
+            .when_async(GatewayCommand::Register {
+                spec: spec(),
+                token: None,
+            })
             .await
             .then_expect_error(GatewayError::AlreadyRegistered);
     }
@@ -303,7 +306,10 @@ mod tests {
         };
         Framework::with(())
             .given(vec![registered()])
-            .when_async(GatewayCommand::Update { changes, token: TokenChange::Keep })
+            .when_async(GatewayCommand::Update {
+                changes,
+                token: TokenChange::Keep,
+            })
             .await
             .then_expect_events(vec![GatewayEvent::GatewayUpdated {
                 name: None,
@@ -323,7 +329,10 @@ mod tests {
         };
         Framework::with(())
             .given(vec![registered()])
-            .when_async(GatewayCommand::Update { changes, token: TokenChange::Keep })
+            .when_async(GatewayCommand::Update {
+                changes,
+                token: TokenChange::Keep,
+            })
             .await
             .then_expect_events(vec![]);
     }
@@ -348,12 +357,20 @@ mod tests {
             .await
             .then_expect_events(vec![]);
         Framework::with(())
-            .given(vec![registered(), GatewayEvent::GatewayDisabled { reason: None }])
-            .when_async(GatewayCommand::Disable { reason: Some("again".into()) })
+            .given(vec![
+                registered(),
+                GatewayEvent::GatewayDisabled { reason: None },
+            ])
+            .when_async(GatewayCommand::Disable {
+                reason: Some("again".into()),
+            })
             .await
             .then_expect_events(vec![]);
         Framework::with(())
-            .given(vec![registered(), GatewayEvent::GatewayDisabled { reason: None }])
+            .given(vec![
+                registered(),
+                GatewayEvent::GatewayDisabled { reason: None },
+            ])
             .when_async(GatewayCommand::Enable)
             .await
             .then_expect_events(vec![GatewayEvent::GatewayEnabled]);
@@ -394,6 +411,8 @@ mod tests {
                 token: TokenChange::Clear,
             })
             .await
-            .then_expect_events(vec![GatewayEvent::GatewayTokenRotated { token_fingerprint: None }]);
+            .then_expect_events(vec![GatewayEvent::GatewayTokenRotated {
+                token_fingerprint: None,
+            }]);
     }
 }

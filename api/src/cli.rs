@@ -1,0 +1,211 @@
+//! The command line: `serve` (default), `migrate`, `token`, `projections rebuild`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use secrecy::SecretString;
+use webinar_infra::auth::{claims, JwtKeys};
+use webinar_infra::config::Settings;
+
+use crate::startup::Application;
+use crate::{demo, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "webinar",
+    version,
+    about = "Webinar backend: BigBlueButton lectures streamed to thousands"
+)]
+pub struct Cli {
+    /// A TOML file with settings (environment variables override it).
+    #[arg(long, global = true, env = "WEBINAR_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve {
+        /// Also register a demo gateway and print tokens for a demo admin, presenter and viewer.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Create the database if needed and apply the migrations.
+    Migrate,
+    /// Print a bearer token signed with the configured secret.
+    Token {
+        #[arg(long)]
+        sub: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long = "affiliation")]
+        affiliations: Vec<String>,
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Validity in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: i64,
+    },
+    /// Read-model maintenance.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Empty a read model and replay the whole log into it (all of them without NAME).
+    Rebuild { name: Option<String> },
+    /// List the read models and their checkpoints.
+    List,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: invalid configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.log_format, std::io::stderr);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(
+        cli.command.unwrap_or(Command::Serve { demo: false }),
+        settings,
+    )) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn jwt_secret(settings: &Settings) -> anyhow::Result<SecretString> {
+    settings.jwt_secret.clone().context(
+        "WEBINAR_JWT_SECRET is not set: tokens cannot be signed or checked \
+         (set it, or run `webinar serve --demo` for a throw-away secret)",
+    )
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { demo } => serve(settings, demo).await,
+        Command::Migrate => {
+            webinar_infra::db::prepare(&settings.database_url, 2).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Token {
+            sub,
+            name,
+            affiliations,
+            groups,
+            roles,
+            ttl,
+        } => {
+            let keys = JwtKeys::new(&jwt_secret(&settings)?);
+            let token = keys.issue(&claims(&sub, &name, &affiliations, &groups, &roles, ttl))?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Projections { command } => projections(settings, command).await,
+    }
+}
+
+async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
+    let secret = match (&settings.jwt_secret, demo) {
+        (Some(secret), _) => secret.clone(),
+        (None, true) => demo::random_secret(),
+        (None, false) => jwt_secret(&settings)?,
+    };
+    let app = Application::build(settings, secret).await?;
+    if demo {
+        demo::register_demo_gateway(app.state()).await?;
+        let address = app.local_addr();
+        println!("webinar demo at http://{address}/graphql (GraphiQL in a browser)");
+        println!("Bearer tokens, valid 12 hours (Authorization: Bearer <token>):");
+        for (who, token) in demo::demo_tokens(app.state().jwt())? {
+            println!("  {who:<9} {token}");
+        }
+    }
+    app.run_until_stopped().await
+}
+
+async fn projections(settings: Settings, command: ProjectionsCommand) -> anyhow::Result<()> {
+    let pool = webinar_infra::db::prepare(&settings.database_url, 4).await?;
+    match command {
+        ProjectionsCommand::List => {
+            for projector in webinar_projections::all() {
+                let at = webinar_infra::consumer::checkpoint(&pool, projector.name()).await?;
+                println!(
+                    "{:<24} at global position {} (tables: {})",
+                    projector.name(),
+                    at.global_position,
+                    projector.tables().join(", ")
+                );
+            }
+            Ok(())
+        }
+        ProjectionsCommand::Rebuild { name } => {
+            let projectors = match name {
+                None => webinar_projections::all(),
+                Some(name) => vec![webinar_projections::by_name(&name).with_context(|| {
+                    let known: Vec<_> = webinar_projections::all()
+                        .iter()
+                        .map(|p| p.name())
+                        .collect();
+                    format!("no read model named {name:?}; known: {}", known.join(", "))
+                })?],
+            };
+            for projector in projectors {
+                // indicatif draws only on a terminal: piped output stays quiet.
+                let bar = ProgressBar::new(0).with_style(
+                    ProgressStyle::with_template(
+                        "{msg:>16} [{bar:40}] {pos}/{len} events ({per_sec}, {eta} left)",
+                    )?
+                    .progress_chars("=> "),
+                );
+                bar.set_message(projector.name());
+                let started = std::time::Instant::now();
+                let done = webinar_infra::consumer::rebuild(
+                    &pool,
+                    projector.as_ref(),
+                    settings.projection_batch_size.max(1000),
+                    &mut |done, total| {
+                        bar.set_length(total.max(done));
+                        bar.set_position(done);
+                    },
+                )
+                .await?;
+                bar.finish_and_clear();
+                let seconds = started.elapsed().as_secs_f64();
+                println!(
+                    "{}: rebuilt from {done} events in {seconds:.2} s ({:.0} events/s)",
+                    projector.name(),
+                    done as f64 / seconds.max(1e-9)
+                );
+            }
+            Ok(())
+        }
+    }
+}

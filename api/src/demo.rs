@@ -1,0 +1,92 @@
+//! `serve --demo`: a ready-to-try server — a demo gateway, and tokens for a demo admin, presenter
+//! and viewer printed on standard output.
+
+use secrecy::SecretString;
+use webinar_domain::gateway::{GatewayApi, GatewaySpec};
+use webinar_domain::{Caller, HttpUrl, Label, RtmpUrl};
+use webinar_infra::auth::{claims, JwtKeys};
+use webinar_infra::error::CommandError;
+use webinar_infra::event_store::CommandMetadata;
+use webinar_infra::secrets::GatewayToken;
+
+use crate::state::AppState;
+
+/// A random secret for a demo run without `WEBINAR_JWT_SECRET`.
+pub fn random_secret() -> SecretString {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    SecretString::from(hex::encode(bytes))
+}
+
+/// Registers the demo gateway unless a gateway already uses its URL.
+pub async fn register_demo_gateway(state: &AppState) -> anyhow::Result<()> {
+    let caller = Caller::System("demo");
+    let spec = GatewaySpec {
+        name: Label::parse("Demo gateway")?,
+        rtmp_url: RtmpUrl::parse("rtmp://127.0.0.1:1935/live/demo")?,
+        hls_url: HttpUrl::parse("http://127.0.0.1:8081/hls/demo.m3u8")?,
+        broadcaster: Label::parse("Demo broadcaster")?,
+        sipmediagw_url: HttpUrl::parse("http://127.0.0.1:8100")?,
+        api: GatewayApi::Legacy,
+    };
+    let token = GatewayToken::parse("1234")?;
+    match state
+        .gateways()
+        .register(
+            &caller,
+            &CommandMetadata::originating(&caller, None),
+            spec,
+            Some(token),
+        )
+        .await
+    {
+        Ok(written) => {
+            tracing::info!(gateway = %written.id, "demo gateway registered");
+            Ok(())
+        }
+        Err(CommandError::SipMediaGwUrlTaken) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Tokens for the three demo people, one per line, ready to paste into an Authorization header.
+pub fn demo_tokens(keys: &JwtKeys) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let ttl = 12 * 3600;
+    Ok(vec![
+        (
+            "admin",
+            keys.issue(&claims(
+                "demo-admin",
+                "Demo Admin",
+                &[],
+                &[],
+                &own(&["admin"]),
+                ttl,
+            ))?,
+        ),
+        (
+            "presenter",
+            keys.issue(&claims(
+                "demo-presenter",
+                "Demo Presenter",
+                &own(&["faculty"]),
+                &[],
+                &[],
+                ttl,
+            ))?,
+        ),
+        (
+            "viewer",
+            keys.issue(&claims(
+                "demo-viewer",
+                "Demo Viewer",
+                &own(&["student"]),
+                &[],
+                &[],
+                ttl,
+            ))?,
+        ),
+    ])
+}

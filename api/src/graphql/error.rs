@@ -1,0 +1,128 @@
+//! The API's one error type and its mapping to `extensions.code` — the only place where domain
+//! and application errors become GraphQL codes.
+
+use async_graphql::ErrorExtensions;
+use webinar_domain::actor::Denied;
+use webinar_infra::consumer::CatchUpTimeout;
+use webinar_infra::error::CommandError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// `field` is the input's path, e.g. `input.rtmpUrl`.
+    #[error("{field}: {reason}")]
+    BadInput { field: String, reason: String },
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("{0}")]
+    NoGatewayAvailable(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    UpstreamUnavailable(String),
+    #[error("{0}")]
+    RateLimited(String),
+    /// Logged in full; the client sees only that something went wrong.
+    #[error("internal error")]
+    Internal(anyhow::Error),
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
+            ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::BadInput { .. } => "BAD_USER_INPUT",
+            ApiError::InvalidState(_) => "INVALID_STATE",
+            ApiError::NoGatewayAvailable(_) => "NO_GATEWAY_AVAILABLE",
+            ApiError::Conflict(_) => "CONFLICT",
+            ApiError::UpstreamUnavailable(_) => "UPSTREAM_UNAVAILABLE",
+            ApiError::RateLimited(_) => "RATE_LIMITED",
+            ApiError::Internal(_) => "INTERNAL",
+        }
+    }
+
+    pub fn bad_input(field: impl Into<String>, reason: impl ToString) -> Self {
+        ApiError::BadInput {
+            field: field.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        ApiError::NotFound(format!("no such {what}"))
+    }
+}
+
+impl ErrorExtensions for ApiError {
+    fn extend(&self) -> async_graphql::Error {
+        if let ApiError::Internal(error) = self {
+            tracing::error!(error = format!("{error:#}"), "internal error");
+        }
+        let field = match self {
+            ApiError::BadInput { field, .. } => Some(field.clone()),
+            _ => None,
+        };
+        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
+            ext.set("code", self.code());
+            if let Some(field) = field {
+                ext.set("field", field);
+            }
+        })
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        ApiError::Internal(anyhow::Error::new(error).context("database"))
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::Unauthenticated => ApiError::Unauthenticated(denied.to_string()),
+            Denied::Forbidden(_) => ApiError::Forbidden(denied.to_string()),
+        }
+    }
+}
+
+impl From<CatchUpTimeout> for ApiError {
+    fn from(timeout: CatchUpTimeout) -> Self {
+        ApiError::Internal(anyhow::Error::new(timeout))
+    }
+}
+
+/// Maps every application error to its code. Input paths are given as the caller named them.
+pub fn from_command(error: CommandError, input: &str) -> ApiError {
+    let field = |name: &str| {
+        if input.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{input}.{name}")
+        }
+    };
+    match error {
+        CommandError::Denied(denied) => denied.into(),
+        CommandError::Invalid {
+            field: name,
+            reason,
+        } => ApiError::bad_input(field(name), reason),
+        CommandError::Gateway(e) => match e.code() {
+            "NOT_FOUND" => ApiError::NotFound(e.to_string()),
+            "CONFLICT" => ApiError::Conflict(e.to_string()),
+            _ => ApiError::InvalidState(e.to_string()),
+        },
+        CommandError::SipMediaGwUrlTaken => {
+            ApiError::bad_input(field("sipmediagwUrl"), CommandError::SipMediaGwUrlTaken)
+        }
+        CommandError::Conflict => ApiError::Conflict(CommandError::Conflict.to_string()),
+        CommandError::Internal(e) => ApiError::Internal(e),
+    }
+}

@@ -1,0 +1,63 @@
+//! The GraphQL schema (contract: ARCHITECTURE.md section 7).
+
+mod context;
+pub mod error;
+mod gateways;
+mod viewer;
+
+use async_graphql::{EmptySubscription, MergedObject, Schema};
+
+pub use context::RequestContext;
+pub use error::ApiError;
+
+use crate::state::AppState;
+
+#[derive(MergedObject, Default)]
+pub struct Query(gateways::GatewayQuery, viewer::ViewerQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(gateways::GatewayMutation);
+
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Limits that keep one request from costing the server too much.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub depth: usize,
+    pub complexity: usize,
+}
+
+pub fn build_schema(state: AppState, limits: Limits) -> AppSchema {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .data(state)
+        .limit_depth(limits.depth)
+        .limit_complexity(limits.complexity)
+        .finish()
+}
+
+/// The schema in SDL, as exported to `api/schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .finish()
+        .sdl()
+}
+
+#[cfg(test)]
+mod tests {
+    /// `api/schema.graphql` is what frontends build against: it must follow the code. Run with
+    /// `WEBINAR_UPDATE_SCHEMA=1` to rewrite it after an intended change.
+    #[test]
+    fn the_exported_schema_matches_the_code() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.graphql");
+        let current = super::sdl();
+        if std::env::var_os("WEBINAR_UPDATE_SCHEMA").is_some() {
+            std::fs::write(&path, &current).expect("write api/schema.graphql");
+        }
+        let exported = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            exported == current,
+            "api/schema.graphql differs from the code's schema; \
+             run `WEBINAR_UPDATE_SCHEMA=1 cargo test -p webinar-api` and commit it"
+        );
+    }
+}

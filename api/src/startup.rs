@@ -1,0 +1,186 @@
+//! Building and running the server: the pool, the projector runners, the HTTP stack.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::http::{HeaderName, Request};
+use axum::Router;
+use secrecy::SecretString;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use webinar_infra::auth::JwtKeys;
+use webinar_infra::config::Settings;
+use webinar_infra::consumer::{ProjectionProgress, ProjectorRunner, RunnerOptions};
+use webinar_infra::event_log;
+
+use crate::graphql::{build_schema, Limits};
+use crate::routes::{self, Shared};
+use crate::state::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A server bound to its port, not yet serving. Tests bind port 0 and ask for the address.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    cancel: CancellationToken,
+}
+
+impl Application {
+    /// Creates the database if needed, migrates it, and binds `settings.listen`.
+    pub async fn build(settings: Settings, jwt_secret: SecretString) -> anyhow::Result<Self> {
+        let pool =
+            webinar_infra::db::prepare(&settings.database_url, settings.database_max_connections)
+                .await?;
+        Self::build_with_pool(settings, pool, jwt_secret).await
+    }
+
+    /// Binds `settings.listen` over an existing, migrated pool.
+    pub async fn build_with_pool(
+        settings: Settings,
+        pool: PgPool,
+        jwt_secret: SecretString,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let progress = ProjectionProgress::new(webinar_projections::all().iter().map(|p| p.name()));
+        let limits = Limits {
+            depth: settings.max_query_depth,
+            complexity: settings.max_query_complexity,
+        };
+        let state = AppState::new(settings, pool, JwtKeys::new(&jwt_secret), progress);
+        let schema = build_schema(state.clone(), limits);
+        let router = routes::router(Shared {
+            state: state.clone(),
+            schema,
+        })
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(
+                    // Method and path only: query strings and bodies may carry secrets.
+                    TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                        let request_id = request
+                            .headers()
+                            .get(&REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
+                        tracing::info_span!(
+                            "http",
+                            method = %request.method(),
+                            path = %request.uri().path(),
+                            request_id,
+                        )
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+        );
+        Ok(Self {
+            listener,
+            router,
+            state,
+            cancel: CancellationToken::new(),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.state.settings().listen)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancelling it stops the server gracefully (as SIGTERM does).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Serves until `shutdown` completes or the token is cancelled: in-flight requests finish,
+    /// projector runners stop at a batch boundary.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let cancel = self.cancel.clone();
+        let pool = self.state.pool().clone();
+        let settings = self.state.settings().clone();
+        let wake = event_log::spawn_listener(pool.clone(), cancel.clone());
+        let options = RunnerOptions {
+            batch_size: settings.projection_batch_size,
+            poll: settings.projection_poll(),
+        };
+        let mut runners = Vec::new();
+        for projector in webinar_projections::all() {
+            let runner = ProjectorRunner::new(
+                pool.clone(),
+                Arc::clone(&projector),
+                options,
+                self.state.progress().clone(),
+            );
+            runners.push(tokio::spawn(runner.run(wake.clone(), cancel.clone())));
+        }
+        let trigger = cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown => trigger.cancel(),
+                _ = trigger.cancelled() => {}
+            }
+        });
+        tracing::info!(address = %self.local_addr(), "listening");
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(cancel.clone().cancelled_owned())
+            .await;
+        cancel.cancel();
+        for runner in runners {
+            if tokio::time::timeout(Duration::from_secs(30), runner)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a projector runner did not stop within 30 s");
+            }
+        }
+        tracing::info!("stopped");
+        served.context("serving HTTP")
+    }
+
+    /// Serves until SIGTERM or Ctrl-C.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
+        _ = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+}

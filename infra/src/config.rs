@@ -1,0 +1,134 @@
+//! Settings, read once at start: defaults, then an optional TOML file, then environment variables.
+//!
+//! Environment names are the contract's (`DATABASE_URL`, `WEBINAR_*`); a TOML file uses the same
+//! names in lower case without the prefix (`listen = "0.0.0.0:8080"`). Secrets are `SecretString`s
+//! and print as `[REDACTED]`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::Deserialize;
+use webinar_domain::PermissionPolicy;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// PostgreSQL; the database is created when missing.
+    pub database_url: String,
+    /// Largest number of pooled connections.
+    pub database_max_connections: u32,
+    pub listen: SocketAddr,
+    /// How BigBlueButton and SIPMediaGW reach us (callbacks, the join page).
+    pub public_url: Option<String>,
+    /// The BBB API base, like Pod's `BBB_API_URL`.
+    pub bbb_url: Option<String>,
+    pub bbb_secret: Option<SecretString>,
+    /// HS256 key that signs and checks bearer tokens.
+    pub jwt_secret: Option<SecretString>,
+    /// `json` (default) or `pretty`.
+    pub log_format: LogFormat,
+    /// Take a snapshot of an aggregate every N events.
+    pub snapshot_every: usize,
+    /// How often a command is retried after an optimistic-lock conflict before `CONFLICT`.
+    pub command_retries: u32,
+    /// How long a mutation waits for the read models to include its events.
+    pub read_your_writes_timeout_ms: u64,
+    /// Events a projector applies per transaction.
+    pub projection_batch_size: i64,
+    /// How often consumers look at the log when no notification arrived.
+    pub projection_poll_ms: u64,
+    pub max_body_bytes: usize,
+    pub max_query_depth: usize,
+    pub max_query_complexity: usize,
+    /// Affiliations that may create webinars (Pod's `MEETING_WEBINAR_AFFILIATION`).
+    pub webinar_affiliations: Vec<String>,
+    /// Group whose members may create webinars (Pod's `MEETING_WEBINAR_GROUP_ADMIN`).
+    pub webinar_admin_group: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/webinar";
+
+impl Default for Settings {
+    fn default() -> Self {
+        let policy = PermissionPolicy::default();
+        Self {
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            database_max_connections: 20,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            bbb_url: None,
+            bbb_secret: None,
+            jwt_secret: None,
+            log_format: LogFormat::Json,
+            snapshot_every: 50,
+            command_retries: 12,
+            read_your_writes_timeout_ms: 5_000,
+            projection_batch_size: 500,
+            projection_poll_ms: 500,
+            // Large enough that an oversized field is refused by its own rule, naming the field.
+            max_body_bytes: 16 * 1024 * 1024,
+            max_query_depth: 12,
+            max_query_complexity: 1_000,
+            webinar_affiliations: policy.webinar_affiliations,
+            webinar_admin_group: policy.webinar_admin_group,
+        }
+    }
+}
+
+/// Names of the environment variables read, beyond `WEBINAR_*`.
+const RAW_ENV: &[&str] = &["DATABASE_URL"];
+
+impl Settings {
+    /// Defaults, then `file` (when given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(Box::new(figment::Error::from(format!(
+                    "configuration file {} does not exist",
+                    path.display()
+                ))));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment
+            .merge(Env::prefixed("WEBINAR_"))
+            .merge(Env::raw().only(RAW_ENV))
+            .extract()
+            .map_err(Box::new)
+    }
+
+    pub fn permission_policy(&self) -> PermissionPolicy {
+        PermissionPolicy {
+            webinar_affiliations: self.webinar_affiliations.clone(),
+            webinar_admin_group: self.webinar_admin_group.clone(),
+        }
+    }
+
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    pub fn read_your_writes_timeout(&self) -> Duration {
+        Duration::from_millis(self.read_your_writes_timeout_ms)
+    }
+
+    pub fn projection_poll(&self) -> Duration {
+        Duration::from_millis(self.projection_poll_ms)
+    }
+}

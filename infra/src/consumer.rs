@@ -1,0 +1,446 @@
+//! The checkpointed consumer runtime that projectors run on.
+//!
+//! A [`Projector`] applies events to its tables; its [`ProjectorRunner`] reads a batch from the
+//! log, applies it and moves the checkpoint in **one transaction**, so a crash anywhere leaves the
+//! read model and its checkpoint in agreement (each event's effect lands exactly once).
+//!
+//! Only one runner per projector works at a time across every instance: the runner that holds a
+//! session-level advisory lock leads; the others follow the checkpoint so that read-your-writes
+//! waits work everywhere. The checkpoint row is also locked `FOR UPDATE` in each batch, which keeps
+//! even a rebuild from the command line and a live runner from interleaving.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::event_log::{self, Position, StoredEvent};
+use crate::metrics::Metrics;
+
+/// Why applying events failed. The batch is rolled back and retried: a projector stalls on an
+/// event it cannot apply rather than skipping it.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("cannot decode {event_type} at position {position}: {source}")]
+    Decode {
+        event_type: String,
+        position: i64,
+        source: serde_json::Error,
+    },
+}
+
+impl ProjectionError {
+    pub fn decode(event: &StoredEvent, source: serde_json::Error) -> Self {
+        ProjectionError::Decode {
+            event_type: event.event_type.clone(),
+            position: event.global_position,
+            source,
+        }
+    }
+}
+
+/// A read model built from the log.
+#[async_trait]
+pub trait Projector: Send + Sync + 'static {
+    /// Stable name: the checkpoint key, and what `projections rebuild NAME` takes.
+    fn name(&self) -> &'static str;
+    /// The aggregate types whose events it reads (`None`: all of them).
+    fn aggregate_types(&self) -> Option<&'static [&'static str]>;
+    /// The tables it owns; a rebuild empties them.
+    fn tables(&self) -> &'static [&'static str];
+    /// Applies one event inside the batch's transaction.
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError>;
+}
+
+/// How far each projector has got, shared by runners (which publish) and the API (which waits).
+#[derive(Clone, Default)]
+pub struct ProjectionProgress {
+    positions: Arc<HashMap<&'static str, watch::Sender<Position>>>,
+}
+
+/// A projector did not reach a position in time.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the {projector} read model did not catch up within {timeout:?}")]
+pub struct CatchUpTimeout {
+    pub projector: &'static str,
+    pub timeout: Duration,
+}
+
+impl ProjectionProgress {
+    pub fn new(names: impl IntoIterator<Item = &'static str>) -> Self {
+        let positions = names
+            .into_iter()
+            .map(|name| (name, watch::channel(Position::START).0))
+            .collect();
+        Self {
+            positions: Arc::new(positions),
+        }
+    }
+
+    fn sender(&self, name: &str) -> Option<&watch::Sender<Position>> {
+        self.positions.get(name)
+    }
+
+    pub fn position(&self, name: &str) -> Option<Position> {
+        self.sender(name).map(|s| *s.borrow())
+    }
+
+    /// Waits until `projector` has applied everything up to `target`.
+    pub async fn wait_for(
+        &self,
+        projector: &'static str,
+        target: Position,
+        timeout: Duration,
+    ) -> Result<(), CatchUpTimeout> {
+        let Some(sender) = self.sender(projector) else {
+            return Ok(());
+        };
+        let mut rx = sender.subscribe();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|at| *at >= target)).await;
+        match reached {
+            Ok(_) => Ok(()),
+            Err(_) => Err(CatchUpTimeout { projector, timeout }),
+        }
+    }
+}
+
+/// Tunables of a runner.
+#[derive(Debug, Clone, Copy)]
+pub struct RunnerOptions {
+    pub batch_size: i64,
+    pub poll: Duration,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+pub struct ProjectorRunner {
+    pool: PgPool,
+    projector: Arc<dyn Projector>,
+    options: RunnerOptions,
+    progress: ProjectionProgress,
+}
+
+async fn ensure_checkpoint(pool: &PgPool, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("insert into projection_checkpoints (name) values ($1) on conflict do nothing")
+        .bind(name)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+async fn lock_checkpoint(conn: &mut PgConnection, name: &str) -> Result<Position, sqlx::Error> {
+    let (tx_id, global_position): (i64, i64) = sqlx::query_as(
+        "select tx_id::text::bigint, global_position from projection_checkpoints
+          where name = $1 for update",
+    )
+    .bind(name)
+    .fetch_one(conn)
+    .await?;
+    Ok(Position {
+        tx_id,
+        global_position,
+    })
+}
+
+async fn save_checkpoint(
+    conn: &mut PgConnection,
+    name: &str,
+    at: Position,
+    applied: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update projection_checkpoints
+            set tx_id = $2::text::xid8, global_position = $3,
+                events_processed = events_processed + $4, updated_at = now()
+          where name = $1",
+    )
+    .bind(name)
+    .bind(at.tx_id.to_string())
+    .bind(at.global_position)
+    .bind(applied)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The stored checkpoint of a consumer (`START` when it has none).
+pub async fn checkpoint(pool: &PgPool, name: &str) -> Result<Position, sqlx::Error> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "select tx_id::text::bigint, global_position from projection_checkpoints where name = $1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    Ok(
+        row.map_or(Position::START, |(tx_id, global_position)| Position {
+            tx_id,
+            global_position,
+        }),
+    )
+}
+
+/// Applies `events` (already read) through `projector`, skipping the types it does not want.
+async fn apply_events(
+    projector: &dyn Projector,
+    conn: &mut PgConnection,
+    events: &[StoredEvent],
+) -> Result<(), ProjectionError> {
+    let wanted = projector.aggregate_types();
+    for event in events {
+        if wanted.is_none_or(|types| types.contains(&event.aggregate_type.as_str())) {
+            projector.apply(conn, event).await?;
+        }
+    }
+    Ok(())
+}
+
+fn advisory_key(name: &str) -> String {
+    format!("webinar:consumer:{name}")
+}
+
+impl ProjectorRunner {
+    pub fn new(
+        pool: PgPool,
+        projector: Arc<dyn Projector>,
+        options: RunnerOptions,
+        progress: ProjectionProgress,
+    ) -> Self {
+        Self {
+            pool,
+            projector,
+            options,
+            progress,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.projector.name()
+    }
+
+    fn publish(&self, at: Position) {
+        if let Some(sender) = self.progress.sender(self.name()) {
+            sender.send_if_modified(|current| {
+                let newer = at > *current;
+                if newer {
+                    *current = at;
+                }
+                newer
+            });
+        }
+        Metrics::global().set(
+            "webinar_projector_position",
+            "Global position of the last event a projector applied.",
+            &[("projector", self.name())],
+            at.global_position as f64,
+        );
+    }
+
+    /// Reads, applies and checkpoints one batch in one transaction. Returns how many events it
+    /// read (those of unwanted types included): fewer than the batch size means "caught up".
+    pub async fn run_batch(&self) -> Result<usize, ProjectionError> {
+        let name = self.name();
+        ensure_checkpoint(&self.pool, name).await?;
+        let mut tx = self.pool.begin().await?;
+        let from = lock_checkpoint(&mut tx, name).await?;
+        let events = event_log::read_after(
+            &mut *tx,
+            from,
+            self.projector.aggregate_types(),
+            self.options.batch_size,
+        )
+        .await?;
+        let Some(last) = events.last().map(StoredEvent::position) else {
+            tx.rollback().await?;
+            self.publish(from);
+            return Ok(0);
+        };
+        apply_events(self.projector.as_ref(), &mut tx, &events).await?;
+        save_checkpoint(&mut tx, name, last, events.len() as i64).await?;
+        tx.commit().await?;
+        Metrics::global().add(
+            "webinar_projector_events_total",
+            "Events read by a projector.",
+            &[("projector", name)],
+            events.len() as f64,
+        );
+        self.publish(last);
+        Ok(events.len())
+    }
+
+    /// Runs batches until the log's final prefix is exhausted.
+    pub async fn catch_up(&self) -> Result<usize, ProjectionError> {
+        let mut total = 0;
+        loop {
+            let read = self.run_batch().await?;
+            total += read;
+            if read < self.options.batch_size as usize {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn try_lead(&self) -> Result<Option<PoolConnection<Postgres>>, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        let locked: bool =
+            sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
+                .bind(advisory_key(self.name()))
+                .fetch_one(&mut *conn)
+                .await?;
+        Ok(locked.then_some(conn))
+    }
+
+    async fn resign(&self, mut conn: PoolConnection<Postgres>) {
+        let unlocked = sqlx::query("select pg_advisory_unlock(hashtextextended($1, 0))")
+            .bind(advisory_key(self.name()))
+            .execute(&mut *conn)
+            .await;
+        if unlocked.is_err() {
+            // Never hand a connection that may still hold the lock back to the pool.
+            let _ = conn.detach();
+        }
+    }
+
+    /// Leads when it can, follows otherwise, until `cancel`; stops only between batches.
+    pub async fn run(self, mut wake: watch::Receiver<u64>, cancel: CancellationToken) {
+        let name = self.name();
+        let mut leader: Option<PoolConnection<Postgres>> = None;
+        let mut failures: u32 = 0;
+        while !cancel.is_cancelled() {
+            if leader.is_none() {
+                match self.try_lead().await {
+                    Ok(Some(conn)) => {
+                        tracing::info!(projector = name, "projector runner leads");
+                        leader = Some(conn);
+                    }
+                    Ok(None) => {
+                        // Another instance leads: follow its checkpoint for read-your-writes.
+                        if let Ok(at) = checkpoint(&self.pool, name).await {
+                            self.publish(at);
+                        }
+                        tokio::select! {
+                            _ = cancel.cancelled() => break,
+                            _ = tokio::time::sleep(self.options.poll) => continue,
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(projector = name, %error, "cannot take the runner lock");
+                        tokio::select! {
+                            _ = cancel.cancelled() => break,
+                            _ = tokio::time::sleep(self.options.poll * 4) => continue,
+                        }
+                    }
+                }
+            }
+            match self.run_batch().await {
+                Ok(read) if read >= self.options.batch_size as usize => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(_) => {
+                    failures = 0;
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = wake.changed() => {}
+                        _ = tokio::time::sleep(self.options.poll) => {}
+                    }
+                    // A leader whose lock connection died no longer leads.
+                    if let Some(conn) = leader.as_mut() {
+                        if sqlx::query("select 1").execute(&mut **conn).await.is_err() {
+                            tracing::warn!(projector = name, "lost the runner lock connection");
+                            if let Some(conn) = leader.take() {
+                                let _ = conn.detach();
+                            }
+                        }
+                    }
+                }
+                Err(error) => {
+                    failures += 1;
+                    Metrics::global().inc(
+                        "webinar_projector_failures_total",
+                        "Batches a projector failed to apply (retried).",
+                        &[("projector", name)],
+                    );
+                    tracing::error!(projector = name, %error, failures, "projector batch failed; retrying");
+                    let backoff = Duration::from_millis(200 * 2u64.pow(failures.min(7)));
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(backoff.min(Duration::from_secs(30))) => {}
+                    }
+                }
+            }
+        }
+        if let Some(conn) = leader.take() {
+            self.resign(conn).await;
+        }
+        tracing::info!(projector = name, "projector runner stopped");
+    }
+}
+
+/// Empties a projector's tables and replays the whole log into them, in one transaction: readers
+/// see the old read model until the new one is complete, and a live runner waits on the checkpoint
+/// row meanwhile. Calls `on_progress(applied, total)` after every batch. Returns the events read.
+pub async fn rebuild(
+    pool: &PgPool,
+    projector: &dyn Projector,
+    batch_size: i64,
+    on_progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<u64, ProjectionError> {
+    let name = projector.name();
+    ensure_checkpoint(pool, name).await?;
+    let total: i64 = sqlx::query_scalar("select count(*) from events")
+        .fetch_one(pool)
+        .await?;
+    let mut tx = pool.begin().await?;
+    lock_checkpoint(&mut tx, name).await?;
+    let tables = projector.tables();
+    if !tables.is_empty() {
+        sqlx::query(&format!("truncate {}", tables.join(", ")))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let mut at = Position::START;
+    let mut done: u64 = 0;
+    loop {
+        let events =
+            event_log::read_after(&mut *tx, at, projector.aggregate_types(), batch_size).await?;
+        let Some(last) = events.last().map(StoredEvent::position) else {
+            break;
+        };
+        apply_events(projector, &mut tx, &events).await?;
+        at = last;
+        done += events.len() as u64;
+        on_progress(done, total.max(0) as u64);
+    }
+    sqlx::query(
+        "update projection_checkpoints
+            set tx_id = $2::text::xid8, global_position = $3, events_processed = $4,
+                updated_at = now()
+          where name = $1",
+    )
+    .bind(name)
+    .bind(at.tx_id.to_string())
+    .bind(at.global_position)
+    .bind(done as i64)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(done)
+}

@@ -1,0 +1,65 @@
+//! The application layer's one error type: what a command can fail with, before the API maps it
+//! to a GraphQL code (in one place, `webinar_api::graphql::error`).
+
+use cqrs_es::AggregateError;
+use webinar_domain::actor::Denied;
+use webinar_domain::gateway::GatewayError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// Input that parsed as GraphQL but breaks a rule; `field` names it.
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error(transparent)]
+    Gateway(GatewayError),
+    #[error("another gateway already uses this SIPMediaGW URL")]
+    SipMediaGwUrlTaken,
+    /// Lost every optimistic-lock race it was allowed to retry.
+    #[error("too many concurrent changes to the same object; try again")]
+    Conflict,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl CommandError {
+    pub fn invalid(field: &'static str, reason: impl ToString) -> Self {
+        CommandError::Invalid {
+            field,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for CommandError {
+    fn from(error: sqlx::Error) -> Self {
+        CommandError::Internal(anyhow::Error::new(error).context("database"))
+    }
+}
+
+/// Maps the framework's error for an aggregate whose own error converts into ours.
+pub fn from_aggregate<E>(error: AggregateError<E>) -> CommandError
+where
+    E: std::error::Error + Into<CommandError>,
+{
+    match error {
+        AggregateError::UserError(e) => e.into(),
+        AggregateError::AggregateConflict => CommandError::Conflict,
+        AggregateError::DatabaseConnectionError(e) => {
+            CommandError::Internal(anyhow::anyhow!("database connection: {e}"))
+        }
+        AggregateError::DeserializationError(e) => {
+            CommandError::Internal(anyhow::anyhow!("cannot read the event store: {e}"))
+        }
+        AggregateError::UnexpectedError(e) => {
+            CommandError::Internal(anyhow::anyhow!("event store: {e}"))
+        }
+    }
+}
+
+impl From<GatewayError> for CommandError {
+    fn from(error: GatewayError) -> Self {
+        CommandError::Gateway(error)
+    }
+}

@@ -1,0 +1,158 @@
+//! Reading the whole event log in one global order, without ever skipping an event.
+//!
+//! `global_position` is handed out at INSERT, not at COMMIT, so "everything after the last position
+//! I saw" skips an event whose transaction commits late. The reader therefore orders by the writing
+//! transaction (`tx_id`) first and reads only below `pg_snapshot_xmin`, the oldest transaction
+//! still running: no transaction that could still add rows there exists, so that prefix of the log
+//! is final. The checkpoint is the pair `(tx_id, global_position)`.
+//!
+//! The price: xmin is cluster-wide, so any long *writing* transaction anywhere holds readers back
+//! until it ends. The lag is exported as a metric.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sqlx::postgres::PgListener;
+use sqlx::{PgExecutor, PgPool};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// A place in the global log: the writing transaction, then the insert order within it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    /// The `xid8` of the writing transaction (below 2^63 on any real cluster).
+    pub tx_id: i64,
+    pub global_position: i64,
+}
+
+impl Position {
+    pub const START: Position = Position {
+        tx_id: 0,
+        global_position: 0,
+    };
+}
+
+/// One event as the log holds it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredEvent {
+    pub tx_id: i64,
+    pub global_position: i64,
+    pub recorded_at: DateTime<Utc>,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    /// `Null` when the reader was told the consumer does not need this aggregate type.
+    pub payload: Value,
+    pub metadata: Value,
+}
+
+impl StoredEvent {
+    pub fn position(&self) -> Position {
+        Position {
+            tx_id: self.tx_id,
+            global_position: self.global_position,
+        }
+    }
+
+    /// The payload as the aggregate's event enum.
+    pub fn decode<E: DeserializeOwned>(&self) -> Result<E, serde_json::Error> {
+        E::deserialize(&self.payload)
+    }
+
+    /// A metadata value (`actor_id`, `correlation_id`, …).
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).and_then(Value::as_str)
+    }
+}
+
+/// Up to `limit` events after `after`, in log order, from the final prefix of the log. Events of
+/// aggregate types outside `wanted` (when given) come with a `Null` payload: the consumer still
+/// sees their positions, so its checkpoint moves past them.
+pub async fn read_after<'e>(
+    executor: impl PgExecutor<'e>,
+    after: Position,
+    wanted: Option<&[&str]>,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let wanted: Option<Vec<String>> =
+        wanted.map(|types| types.iter().map(|t| t.to_string()).collect());
+    sqlx::query_as::<_, StoredEvent>(
+        "select tx_id::text::bigint as tx_id, global_position, recorded_at, aggregate_type,
+                aggregate_id, sequence, event_type, event_version,
+                case when $3::text[] is null or aggregate_type = any($3) then payload
+                     else 'null'::json end as payload,
+                metadata
+           from events
+          where (tx_id, global_position) > ($1::text::xid8, $2)
+            and tx_id < (select pg_snapshot_xmin(pg_current_snapshot()))
+          order by tx_id, global_position
+          limit $4",
+    )
+    .bind(after.tx_id.to_string())
+    .bind(after.global_position)
+    .bind(wanted)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+}
+
+/// The newest position in the final prefix of the log (for lag metrics and waiting).
+pub async fn head<'e>(executor: impl PgExecutor<'e>) -> Result<Position, sqlx::Error> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "select tx_id::text::bigint, global_position from events
+          where tx_id < (select pg_snapshot_xmin(pg_current_snapshot()))
+          order by tx_id desc, global_position desc limit 1",
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(
+        row.map_or(Position::START, |(tx_id, global_position)| Position {
+            tx_id,
+            global_position,
+        }),
+    )
+}
+
+/// The channel the `events_appended` trigger notifies at each commit.
+pub const CHANNEL: &str = "webinar_events";
+
+/// Listens for commits to the log and bumps a counter that consumers wait on. Consumers also poll,
+/// so a lost connection only slows them down until it is back.
+pub fn spawn_listener(pool: PgPool, cancel: CancellationToken) -> watch::Receiver<u64> {
+    let (tx, rx) = watch::channel(0u64);
+    tokio::spawn(async move {
+        loop {
+            let mut listener = match PgListener::connect_with(&pool).await {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot LISTEN for new events; polling only");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => continue,
+                    }
+                }
+            };
+            if let Err(error) = listener.listen(CHANNEL).await {
+                tracing::warn!(%error, "cannot LISTEN for new events; polling only");
+                continue;
+            }
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    received = listener.recv() => match received {
+                        Ok(_) => { tx.send_modify(|n| *n = n.wrapping_add(1)); }
+                        Err(error) => {
+                            tracing::warn!(%error, "event notification connection lost");
+                            // Something may have been committed while we were away.
+                            tx.send_modify(|n| *n = n.wrapping_add(1));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    rx
+}

@@ -1,0 +1,306 @@
+//! The event store: cqrs-es over postgres-es's tables, plus what they lack.
+//!
+//! - [`PgEventStore`] loads from the latest snapshot and writes one every `snapshot_every` events.
+//!   It replaces cqrs-es's `PersistedEventStore`, whose snapshot path applies the new events a
+//!   second time to an aggregate that `EventSink::write` has already applied them to (cqrs-es
+//!   0.5.0, `update_snapshot_with_events`): snapshots of any non-idempotent `apply` would be wrong.
+//! - [`CommandMetadata`] puts the contract's keys on every event.
+//! - [`CommandBus`] retries a command that lost an optimistic-lock race (the aggregate is reloaded
+//!   and the pure `handle` decides again), and reports the log position of the aggregate's newest
+//!   event so that callers can wait for the read models to catch up.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use cqrs_es::persist::{
+    EventStoreAggregateContext, EventUpcaster, PersistedEventRepository, SerializedEvent,
+};
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventEnvelope, EventStore};
+use postgres_es::PostgresEventRepository;
+use rand::Rng;
+use sqlx::PgPool;
+use uuid::Uuid;
+use webinar_domain::Caller;
+
+use crate::event_log::Position;
+use crate::metrics::Metrics;
+
+/// An event store over the `events` and `snapshots` tables.
+pub struct PgEventStore<A> {
+    repo: PostgresEventRepository,
+    snapshot_every: usize,
+    upcasters: Vec<Box<dyn EventUpcaster>>,
+    _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A> PgEventStore<A> {
+    pub fn new(pool: PgPool, snapshot_every: usize) -> Self {
+        Self {
+            repo: PostgresEventRepository::new(pool),
+            snapshot_every: snapshot_every.max(1),
+            upcasters: Vec::new(),
+            _aggregate: PhantomData,
+        }
+    }
+
+    pub fn with_upcasters(mut self, upcasters: Vec<Box<dyn EventUpcaster>>) -> Self {
+        self.upcasters = upcasters;
+        self
+    }
+
+    fn upcast(&self, event: SerializedEvent) -> SerializedEvent {
+        self.upcasters.iter().fold(event, |event, upcaster| {
+            if upcaster.can_upcast(&event.event_type, &event.event_version) {
+                upcaster.upcast(event)
+            } else {
+                event
+            }
+        })
+    }
+
+    fn deserialize<E: Aggregate>(
+        &self,
+        events: Vec<SerializedEvent>,
+    ) -> Result<Vec<EventEnvelope<E>>, AggregateError<E::Error>> {
+        events
+            .into_iter()
+            .map(|event| {
+                EventEnvelope::<E>::try_from(self.upcast(event))
+                    .map_err(|e| AggregateError::DeserializationError(Box::new(e)))
+            })
+            .collect()
+    }
+}
+
+impl<A: Aggregate> EventStore<A> for PgEventStore<A> {
+    type AC = EventStoreAggregateContext<A>;
+
+    async fn load_events(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        let events = self.repo.get_events::<A>(aggregate_id).await?;
+        self.deserialize::<A>(events)
+    }
+
+    async fn load_aggregate(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
+        let snapshot = self.repo.get_snapshot::<A>(aggregate_id).await?;
+        let mut context = match snapshot.map(EventStoreAggregateContext::<A>::try_from) {
+            Some(Ok(context)) => context,
+            // An unreadable snapshot (the aggregate's shape changed) is not fatal: replay all.
+            Some(Err(error)) => {
+                tracing::warn!(aggregate_type = A::TYPE, aggregate_id, %error, "snapshot ignored");
+                let mut context = empty_context::<A>(aggregate_id);
+                context.current_snapshot = Some(0);
+                context
+            }
+            None => empty_context::<A>(aggregate_id),
+        };
+        let events = self
+            .repo
+            .get_last_events::<A>(aggregate_id, context.current_sequence)
+            .await?;
+        for envelope in self.deserialize::<A>(events)? {
+            context.current_sequence = envelope.sequence;
+            context.aggregate.apply(envelope.payload);
+        }
+        Ok(context)
+    }
+
+    async fn commit(
+        &self,
+        events: Vec<A::Event>,
+        context: EventStoreAggregateContext<A>,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let first = context.current_sequence + 1;
+        let last = context.current_sequence + events.len();
+        let envelopes: Vec<EventEnvelope<A>> = events
+            .into_iter()
+            .zip(first..)
+            .map(|(payload, sequence)| EventEnvelope {
+                aggregate_id: context.aggregate_id.clone(),
+                sequence,
+                payload,
+                metadata: metadata.clone(),
+            })
+            .collect();
+        let serialized = envelopes
+            .iter()
+            .map(SerializedEvent::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        // `context.aggregate` already holds the new events: `EventSink::write` applied them.
+        let crosses_boundary =
+            context.current_sequence / self.snapshot_every != last / self.snapshot_every;
+        let snapshot = if crosses_boundary {
+            let payload = serde_json::to_value(&context.aggregate)
+                .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
+            let next = context.current_snapshot.map_or(1, |n| n + 1);
+            Some((context.aggregate_id.clone(), payload, next))
+        } else {
+            None
+        };
+        self.repo.persist::<A>(&serialized, snapshot).await?;
+        Ok(envelopes)
+    }
+}
+
+fn empty_context<A: Aggregate>(aggregate_id: &str) -> EventStoreAggregateContext<A> {
+    EventStoreAggregateContext {
+        aggregate_id: aggregate_id.to_owned(),
+        aggregate: A::default(),
+        current_sequence: 0,
+        current_snapshot: None,
+    }
+}
+
+/// The metadata every event carries (contract keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandMetadata {
+    pub actor_id: String,
+    pub actor_name: String,
+    /// Shared by one user action and everything it caused.
+    pub correlation_id: String,
+    /// What caused this command: the originating request's correlation id, or the log position
+    /// of the event a reactor reacted to.
+    pub causation_id: String,
+    pub request_id: Option<String>,
+}
+
+impl CommandMetadata {
+    /// For a command that starts a new chain of causes (a user's request, a CLI action).
+    pub fn originating(caller: &Caller, request_id: Option<String>) -> Self {
+        let correlation_id = Uuid::new_v4().to_string();
+        Self {
+            actor_id: caller.actor_id(),
+            actor_name: caller.actor_name(),
+            causation_id: correlation_id.clone(),
+            correlation_id,
+            request_id,
+        }
+    }
+
+    pub fn to_map(&self) -> HashMap<String, String> {
+        let mut map = HashMap::from([
+            ("actor_id".to_owned(), self.actor_id.clone()),
+            ("actor_name".to_owned(), self.actor_name.clone()),
+            ("correlation_id".to_owned(), self.correlation_id.clone()),
+            ("causation_id".to_owned(), self.causation_id.clone()),
+        ]);
+        if let Some(request_id) = &self.request_id {
+            map.insert("request_id".to_owned(), request_id.clone());
+        }
+        map
+    }
+}
+
+pub type Cqrs<A> = CqrsFramework<A, PgEventStore<A>>;
+
+/// Executes commands against one aggregate type, retrying optimistic-lock conflicts.
+pub struct CommandBus<A: Aggregate> {
+    cqrs: Cqrs<A>,
+    store: PgEventStore<A>,
+    pool: PgPool,
+    retries: u32,
+}
+
+impl<A> CommandBus<A>
+where
+    A: Aggregate,
+    A::Command: Clone,
+{
+    pub fn new(pool: PgPool, services: A::Services, snapshot_every: usize, retries: u32) -> Self {
+        Self {
+            cqrs: CqrsFramework::new(
+                PgEventStore::new(pool.clone(), snapshot_every),
+                Vec::new(),
+                services,
+            ),
+            store: PgEventStore::new(pool.clone(), snapshot_every),
+            pool,
+            retries,
+        }
+    }
+
+    /// Runs `command`; on a conflict, reloads and decides again, up to `retries` times with
+    /// jittered exponential back-off. Returns the position of the aggregate's newest event
+    /// (`None` when it has none).
+    pub async fn execute(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &CommandMetadata,
+    ) -> Result<Option<Position>, AggregateError<A::Error>> {
+        let metrics = Metrics::global();
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .cqrs
+                .execute_with_metadata(aggregate_id, command.clone(), metadata.to_map())
+                .await;
+            match result {
+                Err(AggregateError::AggregateConflict) if attempt < self.retries => {
+                    attempt += 1;
+                    metrics.inc(
+                        "webinar_command_conflict_retries_total",
+                        "Commands retried after losing an optimistic-lock race.",
+                        &[("aggregate", A::TYPE)],
+                    );
+                    let cap = 2u64.saturating_pow(attempt.min(7)).min(100);
+                    let wait = rand::thread_rng().gen_range(1..=cap);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+                other => {
+                    let outcome = match &other {
+                        Ok(()) => "ok",
+                        Err(AggregateError::UserError(_)) => "rejected",
+                        Err(AggregateError::AggregateConflict) => "conflict",
+                        Err(_) => "error",
+                    };
+                    metrics.inc(
+                        "webinar_commands_total",
+                        "Commands executed, by aggregate and outcome.",
+                        &[("aggregate", A::TYPE), ("outcome", outcome)],
+                    );
+                    other?;
+                    return latest_position(&self.pool, A::TYPE, aggregate_id)
+                        .await
+                        .map_err(|e| AggregateError::DatabaseConnectionError(Box::new(e)));
+                }
+            }
+        }
+    }
+
+    /// The aggregate's current state, replayed from its snapshot and events.
+    pub async fn load(&self, aggregate_id: &str) -> Result<A, AggregateError<A::Error>> {
+        Ok(self.store.load_aggregate(aggregate_id).await?.aggregate)
+    }
+}
+
+/// Where the newest event of one aggregate stands in the global log.
+pub async fn latest_position(
+    pool: &PgPool,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Option<Position>, sqlx::Error> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "select tx_id::text::bigint, global_position from events
+          where aggregate_type = $1 and aggregate_id = $2
+          order by sequence desc limit 1",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(tx_id, global_position)| Position {
+        tx_id,
+        global_position,
+    }))
+}
