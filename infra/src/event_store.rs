@@ -269,6 +269,22 @@ where
                         "Commands executed, by aggregate and outcome.",
                         &[("aggregate", A::TYPE), ("outcome", outcome)],
                     );
+                    match &other {
+                        Ok(()) => tracing::info!(
+                            aggregate_type = A::TYPE,
+                            aggregate_id,
+                            correlation_id = %metadata.correlation_id,
+                            retries = attempt,
+                            "command handled"
+                        ),
+                        Err(error) => tracing::info!(
+                            aggregate_type = A::TYPE,
+                            aggregate_id,
+                            correlation_id = %metadata.correlation_id,
+                            %error,
+                            "command refused"
+                        ),
+                    }
                     other?;
                     return latest_position(&self.pool, A::TYPE, aggregate_id)
                         .await

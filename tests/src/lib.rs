@@ -1,1 +1,15 @@
+//! End-to-end tests against real PostgreSQL and the real HTTP server on loopback.
+//!
+//! Each test makes its own database (and drops it), so tests run in parallel. The harness is in
+//! [`harness`]; the tests are grouped by what they prove.
 
+pub mod harness;
+
+#[cfg(test)]
+mod event_log;
+#[cfg(test)]
+mod gateway_api;
+#[cfg(test)]
+mod projectors;
+#[cfg(test)]
+mod server;

@@ -1,0 +1,285 @@
+//! Test harness: a database per test, the server spawned on a random port, a GraphQL client, and
+//! captured logs.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use webinar_api::{AppState, Application};
+use webinar_infra::auth::{claims, JwtKeys};
+use webinar_infra::config::{LogFormat, Settings};
+
+/// The server that holds the test databases; `TEST_DATABASE_URL` overrides it.
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn url_for(database: &str) -> String {
+    let mut url = reqwest::Url::parse(&admin_url()).expect("TEST_DATABASE_URL is a URL");
+    url.set_path(&format!("/{database}"));
+    url.to_string()
+}
+
+/// A fresh, migrated database, dropped when this value is.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        let name = format!("webinar_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&admin_url())
+            .await
+            .expect("connect to the test PostgreSQL server (TEST_DATABASE_URL)");
+        sqlx::query(&format!("create database {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create the test database");
+        let _ = admin.close().await;
+        let url = url_for(&name);
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect(&url)
+            .await
+            .expect("connect to the test database");
+        webinar_infra::db::MIGRATOR
+            .run(&pool)
+            .await
+            .expect("migrate the test database");
+        TestDb { name, url, pool }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop cannot be async: finish on a runtime of our own, on a thread of our own. The pool
+        // is not closed first (its tasks live on the test's runtime, which this blocks); `force`
+        // ends its connections instead.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async move {
+                let mut admin = PgConnection::connect(&admin_url()).await.ok()?;
+                sqlx::query(&format!("drop database if exists {name} with (force)"))
+                    .execute(&mut admin)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("warning: could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// Everything the server logged in this process, as JSON lines.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUFFER.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+}
+
+#[derive(Clone)]
+struct BufferWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for BufferWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = std::io::stderr().write_all(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the JSON log subscriber once per test process, at debug level for our crates so that
+/// leak checks see as much as possible.
+pub fn capture_logs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        if std::env::var_os("RUST_LOG").is_none() {
+            std::env::set_var(
+                "RUST_LOG",
+                "debug,sqlx=info,hyper=info,h2=info,reqwest=info",
+            );
+        }
+        let buffer = log_buffer().clone();
+        webinar_api::telemetry::init(LogFormat::Json, move || BufferWriter(buffer.clone()));
+    });
+}
+
+/// The server on a random port over its own database.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    pub keys: JwtKeys,
+    pub db: TestDb,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub fn test_settings(db: &TestDb) -> Settings {
+    Settings {
+        database_url: db.url.clone(),
+        database_max_connections: 10,
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        projection_poll_ms: 50,
+        ..Settings::default()
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+        capture_logs();
+        let db = TestDb::create().await;
+        let mut settings = test_settings(&db);
+        configure(&mut settings);
+        let secret = SecretString::from(format!("test-secret-{}", uuid::Uuid::new_v4()));
+        let app = Application::build_with_pool(settings, db.pool.clone(), secret.clone())
+            .await
+            .expect("build the application");
+        let address = app.local_addr();
+        let state = app.state().clone();
+        let shutdown = app.shutdown_token();
+        let server = tokio::spawn(app.run_until(std::future::pending()));
+        TestApp {
+            address,
+            state,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("HTTP client"),
+            keys: JwtKeys::new(&secret),
+            db,
+            shutdown,
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// A token for someone with these roles and affiliations.
+    pub fn token(
+        &self,
+        sub: &str,
+        affiliations: &[&str],
+        groups: &[&str],
+        roles: &[&str],
+    ) -> String {
+        let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        self.keys
+            .issue(&claims(
+                sub,
+                &format!("User {sub}"),
+                &own(affiliations),
+                &own(groups),
+                &own(roles),
+                600,
+            ))
+            .expect("sign a token")
+    }
+
+    pub fn admin(&self) -> String {
+        self.token("admin-1", &[], &[], &["admin"])
+    }
+
+    /// POSTs a GraphQL request; returns the status and the JSON body.
+    pub async fn gql_raw(&self, authorization: Option<&str>, body: Value) -> (u16, Value) {
+        let mut request = self.http.post(self.url("/graphql")).json(&body);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.expect("POST /graphql");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("read the body");
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("response is not JSON (status {status}): {text}"));
+        (status, json)
+    }
+
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let authorization = token.map(|t| format!("Bearer {t}"));
+        let (status, body) = self
+            .gql_raw(
+                authorization.as_deref(),
+                json!({ "query": query, "variables": variables }),
+            )
+            .await;
+        assert!(status < 500, "status {status}: {body}");
+        body
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task did not panic")
+                .expect("server stopped cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The `extensions.code` of the first error, if any.
+pub fn error_code(body: &Value) -> Option<&str> {
+    body["errors"][0]["extensions"]["code"].as_str()
+}
+
+/// Registers a gateway through the API as an admin; returns its id.
+pub async fn register_gateway(app: &TestApp, suffix: &str, token: Option<&str>) -> String {
+    let body = app
+        .gql(
+            Some(&app.admin()),
+            "mutation($input: RegisterGatewayInput!) { registerGateway(input: $input) { id } }",
+            json!({ "input": {
+                "name": format!("Gateway {suffix}"),
+                "rtmpUrl": format!("rtmp://live.example.org/live/{suffix}"),
+                "hlsUrl": format!("https://live.example.org/hls/{suffix}.m3u8"),
+                "broadcaster": format!("Broadcaster {suffix}"),
+                "sipmediagwUrl": format!("https://gw-{suffix}.example.org"),
+                "sipmediagwToken": token,
+                "api": "LEGACY",
+            }}),
+        )
+        .await;
+    body["data"]["registerGateway"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("registerGateway failed: {body}"))
+        .to_owned()
+}
