@@ -21,7 +21,7 @@ fn spec(n: usize) -> GatewaySpec {
         hls_url: HttpUrl::parse(&format!("https://live.example.org/{n}.m3u8")).expect("valid"),
         broadcaster: Label::parse("Amphi").expect("valid"),
         sipmediagw_url: HttpUrl::parse(&format!("https://gw{n}.example.org")).expect("valid"),
-        api: if n % 2 == 0 {
+        api: if n.is_multiple_of(2) {
             GatewayApi::Legacy
         } else {
             GatewayApi::Gateway
@@ -56,19 +56,19 @@ async fn write_history(db: &TestDb, gateways: usize) -> Vec<GatewayId> {
                 .await
                 .expect("update");
         }
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             service
                 .set_enabled(&caller, &meta, id, false, Some("maintenance".into()))
                 .await
                 .expect("disable");
         }
-        if n % 6 == 0 {
+        if n.is_multiple_of(6) {
             service
                 .set_enabled(&caller, &meta, id, true, None)
                 .await
                 .expect("enable");
         }
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             service
                 .update(
                     &caller,
@@ -80,7 +80,7 @@ async fn write_history(db: &TestDb, gateways: usize) -> Vec<GatewayId> {
                 .await
                 .expect("clear token");
         }
-        if n % 7 == 0 {
+        if n.is_multiple_of(7) {
             service.retire(&caller, &meta, id).await.expect("retire");
         }
         ids.push(id);
