@@ -7,8 +7,11 @@
 pub mod actor;
 pub mod gateway;
 pub mod ids;
+pub mod schedule;
 pub mod values;
+pub mod webinar;
 
 pub use actor::{Actor, Caller, PermissionPolicy};
-pub use ids::{GatewayId, IdError};
-pub use values::{HttpUrl, InvalidValue, Label, RtmpUrl, TokenFingerprint};
+pub use ids::{GatewayId, IdError, WebinarId};
+pub use schedule::{SlotRules, TimeSlot};
+pub use values::{Description, HttpUrl, InvalidValue, Label, Person, RtmpUrl, Title, TokenFingerprint};

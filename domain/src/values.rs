@@ -142,6 +142,97 @@ impl TokenFingerprint {
     }
 }
 
+/// A webinar's title: trimmed, 1..=250 characters (Pod's `Meeting.name`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Title(String);
+
+impl Title {
+    pub const MAX_CHARS: usize = 250;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let trimmed = raw.trim();
+        let chars = trimmed.chars().count();
+        if chars == 0 {
+            return Err(InvalidValue::new("must not be empty or blank"));
+        }
+        if chars > Self::MAX_CHARS {
+            return Err(InvalidValue::new(format!(
+                "must be at most {} characters (got {chars})",
+                Self::MAX_CHARS
+            )));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A webinar's description: free text up to 10,000 characters; blank means none.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Description(String);
+
+impl Description {
+    pub const MAX_CHARS: usize = 10_000;
+
+    /// `None` for a blank description.
+    pub fn parse(raw: &str) -> Result<Option<Self>, InvalidValue> {
+        let trimmed = raw.trim();
+        // Count at most one past the limit: a 10 MB string is refused without walking all of it.
+        let chars = trimmed.chars().take(Self::MAX_CHARS + 1).count();
+        if chars > Self::MAX_CHARS {
+            return Err(InvalidValue::new(format!(
+                "must be at most {} characters",
+                Self::MAX_CHARS
+            )));
+        }
+        Ok((chars > 0).then(|| Self(trimmed.to_owned())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A person named in a webinar (owner, presenter): the identity provider's id and a display name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Person {
+    pub id: String,
+    pub name: String,
+}
+
+impl Person {
+    pub fn parse(id: &str, name: &str) -> Result<Self, InvalidValue> {
+        let id = id.trim();
+        if id.is_empty() || id.chars().count() > 200 || id.chars().any(char::is_control) {
+            return Err(InvalidValue::new("a person's id must be 1 to 200 visible characters"));
+        }
+        let name = Label::parse(name)?;
+        Ok(Self {
+            id: id.to_owned(),
+            name: name.as_str().to_owned(),
+        })
+    }
+}
+
+/// Access groups (the identity provider's group names), de-duplicated, at most 50.
+pub fn parse_groups(raw: &[String]) -> Result<Vec<String>, InvalidValue> {
+    let mut groups: Vec<String> = Vec::new();
+    for group in raw {
+        let label = Label::parse(group).map_err(|e| InvalidValue(format!("group {group:?}: {e}")))?;
+        if !groups.iter().any(|g| g == label.as_str()) {
+            groups.push(label.as_str().to_owned());
+        }
+    }
+    if groups.len() > 50 {
+        return Err(InvalidValue::new("at most 50 groups"));
+    }
+    Ok(groups)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +266,22 @@ mod tests {
         ] {
             assert!(HttpUrl::parse(bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn title_is_trimmed_and_one_to_250_characters() {
+        assert_eq!(Title::parse("  Amphi  ").map(|t| t.as_str().to_owned()), Ok("Amphi".into()));
+        assert!(Title::parse("").is_err());
+        assert!(Title::parse(" \t ").is_err());
+        assert!(Title::parse(&"t".repeat(250)).is_ok());
+        assert!(Title::parse(&"t".repeat(251)).is_err());
+    }
+
+    #[test]
+    fn description_is_bounded_and_blank_means_none() {
+        assert_eq!(Description::parse("  "), Ok(None));
+        assert!(Description::parse(&"d".repeat(10_000)).is_ok());
+        assert!(Description::parse(&"d".repeat(10 * 1024 * 1024)).is_err());
     }
 
     #[test]

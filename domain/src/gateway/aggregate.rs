@@ -1,10 +1,14 @@
 //! The Gateway's state and its decisions.
 
+use std::collections::BTreeMap;
+
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
 use super::{GatewayApi, GatewayChanges, GatewayCommand, GatewayEvent, TokenChange};
+use crate::ids::WebinarId;
+use crate::schedule::TimeSlot;
 use crate::values::{HttpUrl, Label, RtmpUrl, TokenFingerprint};
 
 /// Why a gateway command was refused.
@@ -19,6 +23,11 @@ pub enum GatewayError {
         state: &'static str,
         action: &'static str,
     },
+    #[error("the gateway still holds {0} reservation(s): cancel or move those webinars first")]
+    HasReservations(usize),
+    /// Another webinar holds an overlapping slot (the scheduler then tries another gateway).
+    #[error("the gateway is already booked during this slot")]
+    SlotTaken,
 }
 
 impl GatewayError {
@@ -27,7 +36,8 @@ impl GatewayError {
         match self {
             GatewayError::NotFound => "NOT_FOUND",
             GatewayError::AlreadyRegistered => "CONFLICT",
-            GatewayError::InvalidState { .. } => "INVALID_STATE",
+            GatewayError::InvalidState { .. } | GatewayError::HasReservations(_) => "INVALID_STATE",
+            GatewayError::SlotTaken => "NO_GATEWAY_AVAILABLE",
         }
     }
 }
@@ -44,6 +54,9 @@ pub struct Gateway {
     pub token_fingerprint: Option<TokenFingerprint>,
     pub enabled: bool,
     pub retired: bool,
+    /// Webinar -> the slot it holds here.
+    #[serde(default)]
+    pub reservations: BTreeMap<WebinarId, TimeSlot>,
 }
 
 impl Gateway {
@@ -55,6 +68,18 @@ impl Gateway {
             (true, false, true) => "ENABLED",
             (true, false, false) => "DISABLED",
         }
+    }
+
+    /// Whether `slot` overlaps no reservation but `except`'s.
+    pub fn is_free(&self, slot: &TimeSlot, except: Option<WebinarId>) -> bool {
+        self.reservations
+            .iter()
+            .all(|(webinar, held)| Some(*webinar) == except || !held.overlaps(slot))
+    }
+
+    /// Whether new webinars may be placed here at `slot`.
+    pub fn accepts(&self, slot: &TimeSlot, webinar: WebinarId) -> bool {
+        self.registered && self.enabled && !self.retired && self.is_free(slot, Some(webinar))
     }
 
     fn require_live(&self, action: &'static str) -> Result<(), GatewayError> {
@@ -152,8 +177,41 @@ impl Gateway {
                 }
                 if self.retired {
                     vec![]
+                } else if !self.reservations.is_empty() {
+                    return Err(GatewayError::HasReservations(self.reservations.len()));
                 } else {
                     vec![GatewayRetired]
+                }
+            }
+            GatewayCommand::Reserve { webinar, slot } => {
+                self.require_live("reserving a slot")?;
+                if self.reservations.get(&webinar) == Some(&slot) {
+                    return Ok(vec![]);
+                }
+                if !self.enabled {
+                    return Err(GatewayError::InvalidState {
+                        state: self.state_name(),
+                        action: "reserving a slot",
+                    });
+                }
+                if !self.is_free(&slot, Some(webinar)) {
+                    return Err(GatewayError::SlotTaken);
+                }
+                vec![SlotReserved {
+                    webinar_id: webinar,
+                    slot,
+                }]
+            }
+            GatewayCommand::Release { webinar } => {
+                if !self.registered {
+                    return Err(GatewayError::NotFound);
+                }
+                if self.reservations.contains_key(&webinar) {
+                    vec![SlotReleased {
+                        webinar_id: webinar,
+                    }]
+                } else {
+                    vec![]
                 }
             }
         })
@@ -235,6 +293,12 @@ impl Aggregate for Gateway {
             GatewayEvent::GatewayRetired => {
                 self.retired = true;
                 self.enabled = false;
+            }
+            GatewayEvent::SlotReserved { webinar_id, slot } => {
+                self.reservations.insert(webinar_id, slot);
+            }
+            GatewayEvent::SlotReleased { webinar_id } => {
+                self.reservations.remove(&webinar_id);
             }
         }
     }
@@ -392,6 +456,69 @@ mod tests {
             .when_async(GatewayCommand::Retire)
             .await
             .then_expect_events(vec![]);
+    }
+
+    fn slot(hour: u32, minutes: i64) -> TimeSlot {
+        use chrono::TimeZone;
+        let start = chrono::Utc
+            .with_ymd_and_hms(2030, 1, 7, hour, 0, 0)
+            .single()
+            .expect("valid");
+        TimeSlot::new_unchecked(start, minutes)
+    }
+
+    #[tokio::test]
+    async fn reservations_never_overlap_and_back_to_back_ones_are_fine() {
+        let (a, b) = (WebinarId::new(), WebinarId::new());
+        let held = vec![registered(), GatewayEvent::SlotReserved { webinar_id: a, slot: slot(10, 60) }];
+        Framework::with(())
+            .given(held.clone())
+            .when_async(GatewayCommand::Reserve { webinar: b, slot: slot(10, 30) })
+            .await
+            .then_expect_error(GatewayError::SlotTaken);
+        Framework::with(())
+            .given(held.clone())
+            .when_async(GatewayCommand::Reserve { webinar: b, slot: slot(11, 60) })
+            .await
+            .then_expect_events(vec![GatewayEvent::SlotReserved { webinar_id: b, slot: slot(11, 60) }]);
+        // A webinar moving within its own reservation does not collide with itself.
+        Framework::with(())
+            .given(held.clone())
+            .when_async(GatewayCommand::Reserve { webinar: a, slot: slot(10, 90) })
+            .await
+            .then_expect_events(vec![GatewayEvent::SlotReserved { webinar_id: a, slot: slot(10, 90) }]);
+        Framework::with(())
+            .given(held.clone())
+            .when_async(GatewayCommand::Reserve { webinar: a, slot: slot(10, 60) })
+            .await
+            .then_expect_events(vec![]);
+        Framework::with(())
+            .given(held.clone())
+            .when_async(GatewayCommand::Release { webinar: b })
+            .await
+            .then_expect_events(vec![]);
+        Framework::with(())
+            .given(held.clone())
+            .when_async(GatewayCommand::Retire)
+            .await
+            .then_expect_error(GatewayError::HasReservations(1));
+        Framework::with(())
+            .given(held)
+            .when_async(GatewayCommand::Release { webinar: a })
+            .await
+            .then_expect_events(vec![GatewayEvent::SlotReleased { webinar_id: a }]);
+    }
+
+    #[tokio::test]
+    async fn a_disabled_gateway_takes_no_new_reservation() {
+        Framework::with(())
+            .given(vec![registered(), GatewayEvent::GatewayDisabled { reason: None }])
+            .when_async(GatewayCommand::Reserve { webinar: WebinarId::new(), slot: slot(10, 60) })
+            .await
+            .then_expect_error(GatewayError::InvalidState {
+                state: "DISABLED",
+                action: "reserving a slot",
+            });
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! What may be asked of a gateway. Every field is an already-parsed value object.
 
 use super::GatewayApi;
+use crate::ids::WebinarId;
+use crate::schedule::TimeSlot;
 use crate::values::{HttpUrl, Label, RtmpUrl, TokenFingerprint};
 
 /// Everything that describes a gateway.
@@ -41,6 +43,15 @@ pub enum GatewayCommand {
     },
     Enable,
     Retire,
+    /// Hold `slot` for `webinar` (replacing the webinar's earlier slot here, if any).
+    Reserve {
+        webinar: WebinarId,
+        slot: TimeSlot,
+    },
+    /// Free whatever `webinar` holds here.
+    Release {
+        webinar: WebinarId,
+    },
 }
 
 /// What an update does to the bearer token.

@@ -4,6 +4,8 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use super::GatewayApi;
+use crate::ids::WebinarId;
+use crate::schedule::TimeSlot;
 use crate::values::{HttpUrl, Label, RtmpUrl, TokenFingerprint};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +42,13 @@ pub enum GatewayEvent {
     },
     GatewayEnabled,
     GatewayRetired,
+    SlotReserved {
+        webinar_id: WebinarId,
+        slot: TimeSlot,
+    },
+    SlotReleased {
+        webinar_id: WebinarId,
+    },
 }
 
 impl DomainEvent for GatewayEvent {
@@ -51,6 +60,8 @@ impl DomainEvent for GatewayEvent {
             GatewayEvent::GatewayDisabled { .. } => "GatewayDisabled",
             GatewayEvent::GatewayEnabled => "GatewayEnabled",
             GatewayEvent::GatewayRetired => "GatewayRetired",
+            GatewayEvent::SlotReserved { .. } => "SlotReserved",
+            GatewayEvent::SlotReleased { .. } => "SlotReleased",
         }
         .to_owned()
     }

@@ -1,0 +1,121 @@
+//! Time slots: when a webinar runs, and the rules a slot must follow.
+//!
+//! A slot is half-open, `[start, end)`: a webinar ending at 11:00 and one starting at 11:00 do not
+//! overlap and may share a gateway.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::values::InvalidValue;
+
+/// A half-open interval of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TimeSlot {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+/// What a slot must satisfy when a person asks for it (replayed events are not re-checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotRules {
+    /// Longest webinar, in minutes (Pod: `MEETING_MAX_DURATION`, in hours).
+    pub max_duration_minutes: i64,
+    /// How far in the past a start may lie (a presenter who is a few minutes late).
+    pub max_start_in_past_minutes: i64,
+}
+
+impl Default for SlotRules {
+    fn default() -> Self {
+        Self {
+            max_duration_minutes: 300,
+            max_start_in_past_minutes: 15,
+        }
+    }
+}
+
+/// Which part of a slot request was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SlotError {
+    #[error("{0}")]
+    Duration(InvalidValue),
+    #[error("{0}")]
+    Start(InvalidValue),
+}
+
+impl TimeSlot {
+    /// A slot from `start` lasting `minutes`, checked against `rules` at time `now`.
+    pub fn parse(
+        start: DateTime<Utc>,
+        minutes: i64,
+        rules: &SlotRules,
+        now: DateTime<Utc>,
+    ) -> Result<Self, SlotError> {
+        if minutes < 1 || minutes > rules.max_duration_minutes {
+            return Err(SlotError::Duration(InvalidValue(format!(
+                "must be between 1 and {} minutes (got {minutes})",
+                rules.max_duration_minutes
+            ))));
+        }
+        if start < now - Duration::minutes(rules.max_start_in_past_minutes) {
+            return Err(SlotError::Start(InvalidValue(format!(
+                "must not be more than {} minutes in the past",
+                rules.max_start_in_past_minutes
+            ))));
+        }
+        Ok(Self::new_unchecked(start, minutes))
+    }
+
+    /// A slot with no rule checked (replays, tests, migrations).
+    pub fn new_unchecked(start: DateTime<Utc>, minutes: i64) -> Self {
+        Self {
+            start,
+            end: start + Duration::minutes(minutes.max(0)),
+        }
+    }
+
+    pub fn start(&self) -> DateTime<Utc> {
+        self.start
+    }
+    pub fn end(&self) -> DateTime<Utc> {
+        self.end
+    }
+    pub fn duration_minutes(&self) -> i64 {
+        (self.end - self.start).num_minutes()
+    }
+
+    /// Half-open intersection: touching slots do not overlap.
+    pub fn overlaps(&self, other: &TimeSlot) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn at(hour: u32, minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2030, 1, 7, hour, minute, 0).single().expect("valid time")
+    }
+
+    #[test]
+    fn back_to_back_slots_do_not_overlap_but_a_minute_of_overlap_does() {
+        let ten = TimeSlot::new_unchecked(at(10, 0), 60);
+        let eleven = TimeSlot::new_unchecked(at(11, 0), 60);
+        let ten_fifty_nine = TimeSlot::new_unchecked(at(10, 59), 61);
+        assert!(!ten.overlaps(&eleven) && !eleven.overlaps(&ten));
+        assert!(ten.overlaps(&ten_fifty_nine) && ten_fifty_nine.overlaps(&ten));
+    }
+
+    #[test]
+    fn durations_and_starts_follow_the_rules() {
+        let rules = SlotRules::default();
+        let now = at(9, 0);
+        assert!(matches!(TimeSlot::parse(at(10, 0), 0, &rules, now), Err(SlotError::Duration(_))));
+        assert!(matches!(TimeSlot::parse(at(10, 0), 301, &rules, now), Err(SlotError::Duration(_))));
+        assert!(TimeSlot::parse(at(10, 0), 300, &rules, now).is_ok());
+        assert!(TimeSlot::parse(at(8, 50), 60, &rules, now).is_ok());
+        assert!(matches!(TimeSlot::parse(at(8, 0), 60, &rules, now), Err(SlotError::Start(_))));
+    }
+}

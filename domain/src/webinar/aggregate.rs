@@ -1,0 +1,392 @@
+//! The Webinar's state and its decisions.
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    DetailsChange, EndReason, StreamState, WebinarCommand, WebinarDetails, WebinarEvent,
+    WebinarStatus,
+};
+use crate::ids::GatewayId;
+use crate::schedule::TimeSlot;
+use crate::values::{Description, Person, Title};
+
+/// Why a webinar command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebinarError {
+    #[error("no such webinar")]
+    NotFound,
+    #[error("a webinar with this id is already scheduled")]
+    AlreadyScheduled,
+    #[error("the webinar is {state}: {action} is not possible")]
+    InvalidState {
+        state: &'static str,
+        action: &'static str,
+    },
+    #[error("the stream is {state}: {action} is not possible")]
+    InvalidStreamState {
+        state: &'static str,
+        action: &'static str,
+    },
+}
+
+impl WebinarError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            WebinarError::NotFound => "NOT_FOUND",
+            WebinarError::AlreadyScheduled => "CONFLICT",
+            WebinarError::InvalidState { .. } | WebinarError::InvalidStreamState { .. } => {
+                "INVALID_STATE"
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webinar {
+    pub scheduled: bool,
+    pub title: Option<Title>,
+    pub description: Option<Description>,
+    pub owner: Option<Person>,
+    pub presenters: Vec<Person>,
+    pub slot: Option<TimeSlot>,
+    pub enable_chat: bool,
+    pub restricted: bool,
+    pub groups: Vec<String>,
+    pub gateway_id: Option<GatewayId>,
+    pub room: Option<String>,
+    pub meeting_id: Option<String>,
+    pub status: WebinarStatus,
+    pub stream: StreamState,
+    pub stream_error: Option<String>,
+    pub end_reason: Option<EndReason>,
+}
+
+impl Webinar {
+    fn in_status(
+        &self,
+        allowed: &[WebinarStatus],
+        action: &'static str,
+    ) -> Result<(), WebinarError> {
+        if !self.scheduled {
+            return Err(WebinarError::NotFound);
+        }
+        if allowed.contains(&self.status) {
+            Ok(())
+        } else {
+            Err(WebinarError::InvalidState {
+                state: self.status.as_str(),
+                action,
+            })
+        }
+    }
+
+    fn stream_error(&self, action: &'static str) -> WebinarError {
+        WebinarError::InvalidStreamState {
+            state: self.stream.as_str(),
+            action,
+        }
+    }
+
+    /// Whether `person` owns or presents this webinar.
+    pub fn is_host(&self, person_id: &str) -> bool {
+        self.is_owner(person_id) || self.presenters.iter().any(|p| p.id == person_id)
+    }
+
+    pub fn is_owner(&self, person_id: &str) -> bool {
+        self.owner.as_ref().is_some_and(|o| o.id == person_id)
+    }
+
+    fn details_change(&self, change: DetailsChange) -> Option<WebinarEvent> {
+        fn differs<T: PartialEq>(new: Option<T>, old: &T) -> Option<T> {
+            new.filter(|n| n != old)
+        }
+        let groups = differs(change.groups, &self.groups);
+        // Any group makes the event restricted (Pod's rule), whatever `restricted` says.
+        let will_have_groups = groups.as_ref().map_or(!self.groups.is_empty(), |g| !g.is_empty());
+        let restricted = differs(
+            change.restricted.map(|r| r || will_have_groups).or_else(|| {
+                (will_have_groups && !self.restricted).then_some(true)
+            }),
+            &self.restricted,
+        );
+        let title = change.title.filter(|t| Some(t) != self.title.as_ref());
+        let description = differs(change.description, &self.description);
+        let presenters = differs(change.presenters, &self.presenters);
+        if title.is_none()
+            && description.is_none()
+            && presenters.is_none()
+            && restricted.is_none()
+            && groups.is_none()
+        {
+            return None;
+        }
+        Some(WebinarEvent::DetailsUpdated {
+            title,
+            description,
+            presenters,
+            restricted,
+            groups,
+        })
+    }
+
+    /// Decides which events a command produces. Pure, so a retry after a conflict is safe.
+    pub fn decide(&self, command: WebinarCommand) -> Result<Vec<WebinarEvent>, WebinarError> {
+        use StreamState as S;
+        use WebinarEvent::*;
+        use WebinarStatus::{Cancelled as StatusCancelled, Ended as StatusEnded, Live, Scheduled as StatusScheduled};
+        Ok(match command {
+            WebinarCommand::Schedule {
+                owner,
+                details,
+                slot,
+                gateway,
+                room,
+            } => {
+                if self.scheduled {
+                    return Err(WebinarError::AlreadyScheduled);
+                }
+                let WebinarDetails {
+                    title,
+                    description,
+                    presenters,
+                    enable_chat,
+                    restricted,
+                    groups,
+                } = details;
+                vec![Scheduled {
+                    title,
+                    description,
+                    owner,
+                    presenters,
+                    start_at: slot.start(),
+                    duration_minutes: slot.duration_minutes(),
+                    enable_chat,
+                    restricted: restricted || !groups.is_empty(),
+                    groups,
+                    gateway_id: gateway,
+                    room,
+                }]
+            }
+            WebinarCommand::Reschedule { slot, gateway } => {
+                self.in_status(&[StatusScheduled, Live], "rescheduling")?;
+                let mut events = Vec::new();
+                if self.slot != Some(slot) {
+                    events.push(Rescheduled {
+                        start_at: slot.start(),
+                        duration_minutes: slot.duration_minutes(),
+                    });
+                }
+                if let Some(from) = self.gateway_id.filter(|g| *g != gateway) {
+                    if self.status == Live {
+                        return Err(WebinarError::InvalidState {
+                            state: self.status.as_str(),
+                            action: "moving it to another gateway",
+                        });
+                    }
+                    events.push(GatewayReassigned { from, to: gateway });
+                }
+                events
+            }
+            WebinarCommand::UpdateDetails(change) => {
+                self.in_status(&[StatusScheduled, Live], "changing its details")?;
+                self.details_change(change).into_iter().collect()
+            }
+            WebinarCommand::SetChat { enabled } => {
+                self.in_status(&[StatusScheduled, Live], "changing its chat")?;
+                match (enabled, self.enable_chat) {
+                    (true, false) => vec![ChatEnabled],
+                    (false, true) => vec![ChatDisabled],
+                    _ => vec![],
+                }
+            }
+            WebinarCommand::Start {
+                meeting_id,
+                by_owner,
+            } => {
+                self.in_status(&[StatusScheduled, Live], "starting")?;
+                let mut events = Vec::new();
+                if self.status == StatusScheduled {
+                    events.push(Started { meeting_id });
+                }
+                if by_owner && self.stream == S::Idle {
+                    events.push(StreamStartRequested);
+                }
+                events
+            }
+            WebinarCommand::StopLive => {
+                self.in_status(&[Live], "stopping the live stream")?;
+                match self.stream {
+                    S::Starting | S::Live => vec![StreamStopRequested],
+                    S::Idle | S::Stopping | S::Stopped | S::Failed => vec![],
+                }
+            }
+            WebinarCommand::RestartLive => {
+                self.in_status(&[Live], "restarting the live stream")?;
+                vec![StreamRestartRequested]
+            }
+            WebinarCommand::End { reason } => {
+                if self.scheduled && self.status == StatusEnded {
+                    return Ok(vec![]);
+                }
+                self.in_status(&[Live], "ending it (cancel a webinar that has not started)")?;
+                let mut events = vec![MeetingEnded { reason }];
+                if matches!(self.stream, S::Starting | S::Live) {
+                    events.push(StreamStopRequested);
+                }
+                events.push(Ended);
+                events
+            }
+            WebinarCommand::Cancel => {
+                if self.scheduled && self.status == StatusCancelled {
+                    return Ok(vec![]);
+                }
+                self.in_status(&[StatusScheduled], "cancelling it (end a live webinar instead)")?;
+                vec![Cancelled]
+            }
+            WebinarCommand::RecordStreamStarted => {
+                self.in_status(&[Live, StatusEnded], "recording a started stream")?;
+                match self.stream {
+                    S::Starting => vec![StreamStarted],
+                    S::Live => vec![],
+                    _ => return Err(self.stream_error("recording a started stream")),
+                }
+            }
+            WebinarCommand::RecordStreamFailed {
+                reason,
+                attempt,
+                final_attempt,
+            } => {
+                self.in_status(&[Live, StatusEnded], "recording a failed stream")?;
+                match self.stream {
+                    S::Starting => vec![StreamFailed {
+                        reason,
+                        attempt,
+                        final_attempt,
+                    }],
+                    S::Failed => vec![],
+                    _ => return Err(self.stream_error("recording a failed stream")),
+                }
+            }
+            WebinarCommand::RecordStreamStopped => {
+                self.in_status(&[Live, StatusEnded], "recording a stopped stream")?;
+                match self.stream {
+                    S::Stopping => vec![StreamStopped],
+                    S::Stopped => vec![],
+                    _ => return Err(self.stream_error("recording a stopped stream")),
+                }
+            }
+        })
+    }
+}
+
+impl Aggregate for Webinar {
+    const TYPE: &'static str = "Webinar";
+    type Command = WebinarCommand;
+    type Event = WebinarEvent;
+    type Error = WebinarError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        use WebinarEvent::*;
+        match event {
+            Scheduled {
+                title,
+                description,
+                owner,
+                presenters,
+                start_at,
+                duration_minutes,
+                enable_chat,
+                restricted,
+                groups,
+                gateway_id,
+                room,
+            } => {
+                self.scheduled = true;
+                self.title = Some(title);
+                self.description = description;
+                self.owner = Some(owner);
+                self.presenters = presenters;
+                self.slot = Some(TimeSlot::new_unchecked(start_at, duration_minutes));
+                self.enable_chat = enable_chat;
+                self.restricted = restricted;
+                self.groups = groups;
+                self.gateway_id = Some(gateway_id);
+                self.room = Some(room);
+                self.status = WebinarStatus::Scheduled;
+                self.stream = StreamState::Idle;
+            }
+            Rescheduled {
+                start_at,
+                duration_minutes,
+            } => self.slot = Some(TimeSlot::new_unchecked(start_at, duration_minutes)),
+            DetailsUpdated {
+                title,
+                description,
+                presenters,
+                restricted,
+                groups,
+            } => {
+                if let Some(title) = title {
+                    self.title = Some(title);
+                }
+                if let Some(description) = description {
+                    self.description = description;
+                }
+                if let Some(presenters) = presenters {
+                    self.presenters = presenters;
+                }
+                if let Some(restricted) = restricted {
+                    self.restricted = restricted;
+                }
+                if let Some(groups) = groups {
+                    self.groups = groups;
+                }
+            }
+            ChatEnabled => self.enable_chat = true,
+            ChatDisabled => self.enable_chat = false,
+            Started { meeting_id } => {
+                self.meeting_id = Some(meeting_id);
+                self.status = WebinarStatus::Live;
+            }
+            StreamStartRequested | StreamRestartRequested => {
+                self.stream = StreamState::Starting;
+                self.stream_error = None;
+            }
+            StreamStarted => {
+                self.stream = StreamState::Live;
+                self.stream_error = None;
+            }
+            StreamFailed {
+                reason,
+                final_attempt,
+                ..
+            } => {
+                self.stream_error = Some(reason);
+                if final_attempt {
+                    self.stream = StreamState::Failed;
+                }
+            }
+            StreamStopRequested => self.stream = StreamState::Stopping,
+            StreamStopped => self.stream = StreamState::Stopped,
+            GatewayReassigned { to, .. } => self.gateway_id = Some(to),
+            MeetingEnded { reason } => self.end_reason = Some(reason),
+            Ended => self.status = WebinarStatus::Ended,
+            Cancelled => self.status = WebinarStatus::Cancelled,
+        }
+    }
+}

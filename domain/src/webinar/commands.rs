@@ -1,0 +1,87 @@
+//! What may be asked of a webinar. Values are already parsed; permissions were checked by the
+//! application service (the aggregate enforces only state rules).
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::GatewayId;
+use crate::schedule::TimeSlot;
+use crate::values::{Description, Person, Title};
+
+/// What a presenter describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebinarDetails {
+    pub title: Title,
+    pub description: Option<Description>,
+    pub presenters: Vec<Person>,
+    pub enable_chat: bool,
+    pub restricted: bool,
+    pub groups: Vec<String>,
+}
+
+/// A partial change of details; `None` keeps a field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DetailsChange {
+    pub title: Option<Title>,
+    /// `Some(None)` removes the description.
+    pub description: Option<Option<Description>>,
+    pub presenters: Option<Vec<Person>>,
+    pub restricted: Option<bool>,
+    pub groups: Option<Vec<String>>,
+}
+
+/// Why a meeting ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EndReason {
+    /// The owner or an administrator ended it.
+    Presenter,
+    /// BBB called our end callback.
+    BbbCallback,
+    /// `isMeetingRunning` said no, twice in a row.
+    Poll,
+    /// The slot ended long enough ago.
+    SlotOver,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebinarCommand {
+    Schedule {
+        owner: Person,
+        details: WebinarDetails,
+        slot: TimeSlot,
+        gateway: GatewayId,
+        /// The SIPMediaGW room: lowercase letters and digits (a compose project name).
+        room: String,
+    },
+    /// A new slot, on `gateway` (the same one, or another one that is free then).
+    Reschedule {
+        slot: TimeSlot,
+        gateway: GatewayId,
+    },
+    UpdateDetails(DetailsChange),
+    SetChat {
+        enabled: bool,
+    },
+    /// Someone allowed to start joins: the BBB meeting exists (`meeting_id`). Only the owner's
+    /// start asks for the stream.
+    Start {
+        meeting_id: String,
+        by_owner: bool,
+    },
+    StopLive,
+    RestartLive,
+    End {
+        reason: EndReason,
+    },
+    Cancel,
+    /// Reactor: SIPMediaGW started the stream.
+    RecordStreamStarted,
+    /// Reactor: a start attempt failed.
+    RecordStreamFailed {
+        reason: String,
+        attempt: u32,
+        final_attempt: bool,
+    },
+    /// Reactor: SIPMediaGW stopped the stream.
+    RecordStreamStopped,
+}

@@ -1,0 +1,96 @@
+//! What happened to a webinar. Event names are contract.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+use super::EndReason;
+use crate::ids::GatewayId;
+use crate::values::{Description, Person, Title};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WebinarEvent {
+    Scheduled {
+        title: Title,
+        description: Option<Description>,
+        owner: Person,
+        presenters: Vec<Person>,
+        start_at: DateTime<Utc>,
+        duration_minutes: i64,
+        enable_chat: bool,
+        restricted: bool,
+        groups: Vec<String>,
+        gateway_id: GatewayId,
+        room: String,
+    },
+    Rescheduled {
+        start_at: DateTime<Utc>,
+        duration_minutes: i64,
+    },
+    DetailsUpdated {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<Title>,
+        /// `Some(None)`: the description was removed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<Option<Description>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        presenters: Option<Vec<Person>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restricted: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        groups: Option<Vec<String>>,
+    },
+    ChatEnabled,
+    ChatDisabled,
+    Started {
+        meeting_id: String,
+    },
+    StreamStartRequested,
+    StreamStarted,
+    StreamFailed {
+        reason: String,
+        attempt: u32,
+        #[serde(rename = "final")]
+        final_attempt: bool,
+    },
+    StreamStopRequested,
+    StreamStopped,
+    StreamRestartRequested,
+    GatewayReassigned {
+        from: GatewayId,
+        to: GatewayId,
+    },
+    MeetingEnded {
+        reason: EndReason,
+    },
+    Ended,
+    Cancelled,
+}
+
+impl DomainEvent for WebinarEvent {
+    fn event_type(&self) -> String {
+        match self {
+            WebinarEvent::Scheduled { .. } => "Scheduled",
+            WebinarEvent::Rescheduled { .. } => "Rescheduled",
+            WebinarEvent::DetailsUpdated { .. } => "DetailsUpdated",
+            WebinarEvent::ChatEnabled => "ChatEnabled",
+            WebinarEvent::ChatDisabled => "ChatDisabled",
+            WebinarEvent::Started { .. } => "Started",
+            WebinarEvent::StreamStartRequested => "StreamStartRequested",
+            WebinarEvent::StreamStarted => "StreamStarted",
+            WebinarEvent::StreamFailed { .. } => "StreamFailed",
+            WebinarEvent::StreamStopRequested => "StreamStopRequested",
+            WebinarEvent::StreamStopped => "StreamStopped",
+            WebinarEvent::StreamRestartRequested => "StreamRestartRequested",
+            WebinarEvent::GatewayReassigned { .. } => "GatewayReassigned",
+            WebinarEvent::MeetingEnded { .. } => "MeetingEnded",
+            WebinarEvent::Ended => "Ended",
+            WebinarEvent::Cancelled => "Cancelled",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1.0".to_owned()
+    }
+}

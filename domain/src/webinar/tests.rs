@@ -1,0 +1,233 @@
+//! Every command in every lifecycle and stream state, through cqrs-es's `TestFramework`.
+
+use chrono::{TimeZone, Utc};
+use cqrs_es::test::TestFramework;
+
+use super::*;
+use crate::ids::GatewayId;
+use crate::schedule::TimeSlot;
+use crate::values::{Description, Person, Title};
+
+fn gateway(n: u128) -> GatewayId {
+    GatewayId::from_uuid(uuid::Uuid::from_u128(n))
+}
+
+fn slot(hour: u32) -> TimeSlot {
+    let start = Utc.with_ymd_and_hms(2030, 1, 7, hour, 0, 0).single().expect("valid");
+    TimeSlot::new_unchecked(start, 60)
+}
+
+fn owner() -> Person {
+    Person::parse("owner", "Olivia Owner").expect("valid")
+}
+
+fn scheduled() -> WebinarEvent {
+    WebinarEvent::Scheduled {
+        title: Title::parse("Intro").expect("valid"),
+        description: None,
+        owner: owner(),
+        presenters: vec![],
+        start_at: slot(10).start(),
+        duration_minutes: 60,
+        enable_chat: false,
+        restricted: false,
+        groups: vec![],
+        gateway_id: gateway(1),
+        room: "room1".into(),
+    }
+}
+
+/// The states, each as the history that leads to it.
+fn states() -> Vec<(&'static str, Vec<WebinarEvent>)> {
+    use WebinarEvent::*;
+    let started = Started { meeting_id: "m".into() };
+    let live = |more: Vec<WebinarEvent>| {
+        let mut events = vec![scheduled(), started.clone()];
+        events.extend(more);
+        events
+    };
+    vec![
+        ("UNSCHEDULED", vec![]),
+        ("SCHEDULED", vec![scheduled()]),
+        ("LIVE/IDLE", live(vec![])),
+        ("LIVE/STARTING", live(vec![StreamStartRequested])),
+        ("LIVE/LIVE", live(vec![StreamStartRequested, StreamStarted])),
+        ("LIVE/STOPPING", live(vec![StreamStartRequested, StreamStarted, StreamStopRequested])),
+        (
+            "LIVE/STOPPED",
+            live(vec![StreamStartRequested, StreamStarted, StreamStopRequested, StreamStopped]),
+        ),
+        (
+            "LIVE/FAILED",
+            live(vec![
+                StreamStartRequested,
+                StreamFailed { reason: "down".into(), attempt: 3, final_attempt: true },
+            ]),
+        ),
+        (
+            "ENDED",
+            live(vec![
+                StreamStartRequested,
+                StreamStarted,
+                MeetingEnded { reason: EndReason::Presenter },
+                StreamStopRequested,
+                Ended,
+            ]),
+        ),
+        ("CANCELLED", vec![scheduled(), Cancelled]),
+    ]
+}
+
+fn commands() -> Vec<(&'static str, WebinarCommand)> {
+    vec![
+        (
+            "Schedule",
+            WebinarCommand::Schedule {
+                owner: owner(),
+                details: WebinarDetails {
+                    title: Title::parse("Intro").expect("valid"),
+                    description: Description::parse("About").expect("valid"),
+                    presenters: vec![],
+                    enable_chat: true,
+                    restricted: false,
+                    groups: vec!["l1".into()],
+                },
+                slot: slot(10),
+                gateway: gateway(1),
+                room: "room1".into(),
+            },
+        ),
+        ("Reschedule", WebinarCommand::Reschedule { slot: slot(12), gateway: gateway(1) }),
+        ("Move", WebinarCommand::Reschedule { slot: slot(12), gateway: gateway(2) }),
+        (
+            "UpdateDetails",
+            WebinarCommand::UpdateDetails(DetailsChange {
+                title: Some(Title::parse("New").expect("valid")),
+                ..Default::default()
+            }),
+        ),
+        ("EnableChat", WebinarCommand::SetChat { enabled: true }),
+        ("StartByOwner", WebinarCommand::Start { meeting_id: "m".into(), by_owner: true }),
+        ("StartByPresenter", WebinarCommand::Start { meeting_id: "m".into(), by_owner: false }),
+        ("StopLive", WebinarCommand::StopLive),
+        ("RestartLive", WebinarCommand::RestartLive),
+        ("End", WebinarCommand::End { reason: EndReason::BbbCallback }),
+        ("Cancel", WebinarCommand::Cancel),
+        ("RecordStreamStarted", WebinarCommand::RecordStreamStarted),
+        (
+            "RecordStreamFailed",
+            WebinarCommand::RecordStreamFailed { reason: "busy".into(), attempt: 1, final_attempt: false },
+        ),
+        ("RecordStreamStopped", WebinarCommand::RecordStreamStopped),
+    ]
+}
+
+/// Expected outcome: the event types, or the error code.
+fn expected(state: &str, command: &str) -> Result<Vec<&'static str>, &'static str> {
+    const NF: Result<Vec<&str>, &str> = Err("NOT_FOUND");
+    const IS: Result<Vec<&str>, &str> = Err("INVALID_STATE");
+    let live = state.starts_with("LIVE");
+    let stream = state.split('/').nth(1).unwrap_or("");
+    match (command, state) {
+        ("Schedule", "UNSCHEDULED") => Ok(vec!["Scheduled"]),
+        ("Schedule", _) => Err("CONFLICT"),
+        (_, "UNSCHEDULED") => NF,
+        ("Reschedule", "SCHEDULED") => Ok(vec!["Rescheduled"]),
+        ("Reschedule", _) if live => Ok(vec!["Rescheduled"]),
+        ("Move", "SCHEDULED") => Ok(vec!["Rescheduled", "GatewayReassigned"]),
+        ("UpdateDetails", "SCHEDULED") => Ok(vec!["DetailsUpdated"]),
+        ("UpdateDetails", _) if live => Ok(vec!["DetailsUpdated"]),
+        ("EnableChat", "SCHEDULED") => Ok(vec!["ChatEnabled"]),
+        ("EnableChat", _) if live => Ok(vec!["ChatEnabled"]),
+        ("StartByOwner", "SCHEDULED") => Ok(vec!["Started", "StreamStartRequested"]),
+        ("StartByOwner", _) if live && stream == "IDLE" => Ok(vec!["StreamStartRequested"]),
+        ("StartByOwner", _) if live => Ok(vec![]),
+        ("StartByPresenter", "SCHEDULED") => Ok(vec!["Started"]),
+        ("StartByPresenter", _) if live => Ok(vec![]),
+        ("StopLive", _) if live && matches!(stream, "STARTING" | "LIVE") => {
+            Ok(vec!["StreamStopRequested"])
+        }
+        ("StopLive", _) if live => Ok(vec![]),
+        ("RestartLive", _) if live => Ok(vec!["StreamRestartRequested"]),
+        ("End", _) if live && matches!(stream, "STARTING" | "LIVE") => {
+            Ok(vec!["MeetingEnded", "StreamStopRequested", "Ended"])
+        }
+        ("End", _) if live => Ok(vec!["MeetingEnded", "Ended"]),
+        ("End", "ENDED") => Ok(vec![]),
+        ("Cancel", "SCHEDULED") => Ok(vec!["Cancelled"]),
+        ("Cancel", "CANCELLED") => Ok(vec![]),
+        ("RecordStreamStarted", _) if stream == "STARTING" => Ok(vec!["StreamStarted"]),
+        ("RecordStreamStarted", _) if stream == "LIVE" => Ok(vec![]),
+        ("RecordStreamFailed", _) if stream == "STARTING" => Ok(vec!["StreamFailed"]),
+        ("RecordStreamFailed", _) if stream == "FAILED" => Ok(vec![]),
+        ("RecordStreamStopped", _) if stream == "STOPPING" => Ok(vec!["StreamStopped"]),
+        ("RecordStreamStopped", _) if stream == "STOPPED" => Ok(vec![]),
+        // An ended webinar's stream is stopping: its reactor may still report.
+        ("RecordStreamStopped", "ENDED") => Ok(vec!["StreamStopped"]),
+        _ => IS,
+    }
+}
+
+#[tokio::test]
+async fn every_command_in_every_state() {
+    use cqrs_es::DomainEvent;
+    let mut cells = 0;
+    for (state, history) in states() {
+        for (name, command) in commands() {
+            let result = TestFramework::<Webinar>::with(())
+                .given(history.clone())
+                .when_async(command)
+                .await
+                .inspect_result();
+            let actual = result
+                .map(|events| events.iter().map(|e| e.event_type()).collect::<Vec<_>>())
+                .map_err(|e| e.code());
+            let wanted = expected(state, name)
+                .map(|types| types.into_iter().map(str::to_owned).collect::<Vec<_>>());
+            assert_eq!(actual, wanted, "{name} in {state}");
+            cells += 1;
+        }
+    }
+    assert_eq!(cells, 10 * 14);
+}
+
+#[tokio::test]
+async fn invalid_state_errors_name_the_state() {
+    let result = TestFramework::<Webinar>::with(())
+        .given(vec![scheduled(), WebinarEvent::Cancelled])
+        .when_async(WebinarCommand::StopLive)
+        .await
+        .inspect_result();
+    let message = result.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("CANCELLED"), "{message}");
+}
+
+#[tokio::test]
+async fn groups_make_a_webinar_restricted() {
+    TestFramework::<Webinar>::with(())
+        .given(vec![scheduled()])
+        .when_async(WebinarCommand::UpdateDetails(DetailsChange {
+            groups: Some(vec!["l1".into()]),
+            ..Default::default()
+        }))
+        .await
+        .then_expect_events(vec![WebinarEvent::DetailsUpdated {
+            title: None,
+            description: None,
+            presenters: None,
+            restricted: Some(true),
+            groups: Some(vec!["l1".into()]),
+        }]);
+}
+
+#[tokio::test]
+async fn a_live_webinar_cannot_move_to_another_gateway() {
+    TestFramework::<Webinar>::with(())
+        .given(vec![scheduled(), WebinarEvent::Started { meeting_id: "m".into() }])
+        .when_async(WebinarCommand::Reschedule { slot: slot(10), gateway: gateway(2) })
+        .await
+        .then_expect_error(WebinarError::InvalidState {
+            state: "LIVE",
+            action: "moving it to another gateway",
+        });
+}
