@@ -14,4 +14,6 @@ pub mod webinar;
 pub use actor::{Actor, Caller, PermissionPolicy};
 pub use ids::{GatewayId, IdError, WebinarId};
 pub use schedule::{SlotRules, TimeSlot};
-pub use values::{Description, HttpUrl, InvalidValue, Label, Person, RtmpUrl, Title, TokenFingerprint};
+pub use values::{
+    Description, HttpUrl, InvalidValue, Label, Person, RtmpUrl, Title, TokenFingerprint,
+};

@@ -96,7 +96,9 @@ mod tests {
     use super::*;
 
     fn at(hour: u32, minute: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2030, 1, 7, hour, minute, 0).single().expect("valid time")
+        Utc.with_ymd_and_hms(2030, 1, 7, hour, minute, 0)
+            .single()
+            .expect("valid time")
     }
 
     #[test]
@@ -112,10 +114,19 @@ mod tests {
     fn durations_and_starts_follow_the_rules() {
         let rules = SlotRules::default();
         let now = at(9, 0);
-        assert!(matches!(TimeSlot::parse(at(10, 0), 0, &rules, now), Err(SlotError::Duration(_))));
-        assert!(matches!(TimeSlot::parse(at(10, 0), 301, &rules, now), Err(SlotError::Duration(_))));
+        assert!(matches!(
+            TimeSlot::parse(at(10, 0), 0, &rules, now),
+            Err(SlotError::Duration(_))
+        ));
+        assert!(matches!(
+            TimeSlot::parse(at(10, 0), 301, &rules, now),
+            Err(SlotError::Duration(_))
+        ));
         assert!(TimeSlot::parse(at(10, 0), 300, &rules, now).is_ok());
         assert!(TimeSlot::parse(at(8, 50), 60, &rules, now).is_ok());
-        assert!(matches!(TimeSlot::parse(at(8, 0), 60, &rules, now), Err(SlotError::Start(_))));
+        assert!(matches!(
+            TimeSlot::parse(at(8, 0), 60, &rules, now),
+            Err(SlotError::Start(_))
+        ));
     }
 }

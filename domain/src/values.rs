@@ -208,7 +208,9 @@ impl Person {
     pub fn parse(id: &str, name: &str) -> Result<Self, InvalidValue> {
         let id = id.trim();
         if id.is_empty() || id.chars().count() > 200 || id.chars().any(char::is_control) {
-            return Err(InvalidValue::new("a person's id must be 1 to 200 visible characters"));
+            return Err(InvalidValue::new(
+                "a person's id must be 1 to 200 visible characters",
+            ));
         }
         let name = Label::parse(name)?;
         Ok(Self {
@@ -222,7 +224,8 @@ impl Person {
 pub fn parse_groups(raw: &[String]) -> Result<Vec<String>, InvalidValue> {
     let mut groups: Vec<String> = Vec::new();
     for group in raw {
-        let label = Label::parse(group).map_err(|e| InvalidValue(format!("group {group:?}: {e}")))?;
+        let label =
+            Label::parse(group).map_err(|e| InvalidValue(format!("group {group:?}: {e}")))?;
         if !groups.iter().any(|g| g == label.as_str()) {
             groups.push(label.as_str().to_owned());
         }
@@ -270,7 +273,10 @@ mod tests {
 
     #[test]
     fn title_is_trimmed_and_one_to_250_characters() {
-        assert_eq!(Title::parse("  Amphi  ").map(|t| t.as_str().to_owned()), Ok("Amphi".into()));
+        assert_eq!(
+            Title::parse("  Amphi  ").map(|t| t.as_str().to_owned()),
+            Ok("Amphi".into())
+        );
         assert!(Title::parse("").is_err());
         assert!(Title::parse(" \t ").is_err());
         assert!(Title::parse(&"t".repeat(250)).is_ok());

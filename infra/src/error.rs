@@ -4,6 +4,7 @@
 use cqrs_es::AggregateError;
 use webinar_domain::actor::Denied;
 use webinar_domain::gateway::GatewayError;
+use webinar_domain::webinar::WebinarError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -14,6 +15,8 @@ pub enum CommandError {
     Invalid { field: &'static str, reason: String },
     #[error(transparent)]
     Gateway(GatewayError),
+    #[error(transparent)]
+    Webinar(WebinarError),
     #[error("another gateway already uses this SIPMediaGW URL")]
     SipMediaGwUrlTaken,
     /// Lost every optimistic-lock race it was allowed to retry.
@@ -61,5 +64,11 @@ where
 impl From<GatewayError> for CommandError {
     fn from(error: GatewayError) -> Self {
         CommandError::Gateway(error)
+    }
+}
+
+impl From<WebinarError> for CommandError {
+    fn from(error: WebinarError) -> Self {
+        CommandError::Webinar(error)
     }
 }

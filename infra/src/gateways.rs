@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use webinar_domain::gateway::{
     Gateway, GatewayChanges, GatewayCommand, GatewayError, GatewaySpec, TokenChange,
 };
-use webinar_domain::{Caller, GatewayId, HttpUrl, PermissionPolicy};
+use webinar_domain::{Caller, GatewayId, HttpUrl, PermissionPolicy, TimeSlot, WebinarId};
 
 use crate::error::{from_aggregate, CommandError};
 use crate::event_log::Position;
@@ -167,6 +167,55 @@ impl GatewayService {
         // A retired gateway's URL may be registered again.
         self.release_claims_except(id, None).await?;
         Ok(written)
+    }
+
+    /// Holds `slot` on gateway `id` for `webinar` (an internal step of scheduling: the caller was
+    /// checked by the webinar use case).
+    pub async fn reserve(
+        &self,
+        metadata: &CommandMetadata,
+        id: GatewayId,
+        webinar: WebinarId,
+        slot: TimeSlot,
+    ) -> Result<Written<GatewayId>, CommandError> {
+        self.execute(id, GatewayCommand::Reserve { webinar, slot }, metadata)
+            .await
+    }
+
+    /// Frees what `webinar` holds on gateway `id`.
+    pub async fn release(
+        &self,
+        metadata: &CommandMetadata,
+        id: GatewayId,
+        webinar: WebinarId,
+    ) -> Result<Written<GatewayId>, CommandError> {
+        self.execute(id, GatewayCommand::Release { webinar }, metadata)
+            .await
+    }
+
+    /// Enabled gateways, those that look free at `slot` first (read model: may lag; the
+    /// aggregate decides).
+    pub async fn candidates(
+        &self,
+        slot: &TimeSlot,
+        webinar: WebinarId,
+    ) -> Result<Vec<GatewayId>, CommandError> {
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+            "select g.gateway_id from gateways g
+              where g.enabled and not g.retired
+              order by exists (select 1 from gateway_reservations r
+                                where r.gateway_id = g.gateway_id and r.webinar_id <> $3
+                                  and r.starts_at < $2 and $1 < r.ends_at),
+                       (select count(*) from gateway_reservations r
+                         where r.gateway_id = g.gateway_id),
+                       g.registered_at, g.gateway_id",
+        )
+        .bind(slot.start())
+        .bind(slot.end())
+        .bind(webinar.as_uuid())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(GatewayId::from_uuid).collect())
     }
 
     /// The aggregate's state (from snapshot and events, not from a read model).

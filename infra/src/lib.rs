@@ -17,3 +17,4 @@ pub mod event_store;
 pub mod gateways;
 pub mod metrics;
 pub mod secrets;
+pub mod webinars;

@@ -139,6 +139,10 @@ impl Projector for GatewaysProjector {
             GatewayEvent::GatewayRetired => {
                 set_flags(conn, id, version, at, "retired = $4, enabled = false", true).await?;
             }
+            // Reservations have their own read model; here they only advance the version.
+            GatewayEvent::SlotReserved { .. } | GatewayEvent::SlotReleased { .. } => {
+                set_flags(conn, id, version, at, "retired = retired or $4", false).await?;
+            }
         }
         Ok(())
     }

@@ -2,6 +2,8 @@
 //! queries the API runs against them. Analysts may query these tables directly.
 
 pub mod gateways;
+pub mod live_events;
+pub mod webinars;
 
 use std::sync::Arc;
 
@@ -9,7 +11,12 @@ use webinar_infra::consumer::Projector;
 
 /// Every projector, in the order they are listed to operators.
 pub fn all() -> Vec<Arc<dyn Projector>> {
-    vec![Arc::new(gateways::GatewaysProjector)]
+    vec![
+        Arc::new(gateways::GatewaysProjector),
+        Arc::new(webinars::GatewayReservationsProjector),
+        Arc::new(webinars::WebinarsProjector),
+        Arc::new(live_events::LiveEventsProjector),
+    ]
 }
 
 /// The projector called `name`.

@@ -114,15 +114,25 @@ pub fn from_command(error: CommandError, input: &str) -> ApiError {
             field: name,
             reason,
         } => ApiError::bad_input(field(name), reason),
-        CommandError::Gateway(e) => match e.code() {
-            "NOT_FOUND" => ApiError::NotFound(e.to_string()),
-            "CONFLICT" => ApiError::Conflict(e.to_string()),
-            _ => ApiError::InvalidState(e.to_string()),
-        },
+        CommandError::Gateway(e) => by_code(e.code(), e.to_string()),
+        CommandError::Webinar(e) => by_code(e.code(), e.to_string()),
         CommandError::SipMediaGwUrlTaken => {
             ApiError::bad_input(field("sipmediagwUrl"), CommandError::SipMediaGwUrlTaken)
         }
         CommandError::Conflict => ApiError::Conflict(CommandError::Conflict.to_string()),
         CommandError::Internal(e) => ApiError::Internal(e),
+    }
+}
+
+/// A domain error, by the code its own enum gives it.
+fn by_code(code: &'static str, message: String) -> ApiError {
+    match code {
+        "NOT_FOUND" => ApiError::NotFound(message),
+        "CONFLICT" => ApiError::Conflict(message),
+        "NO_GATEWAY_AVAILABLE" => ApiError::NoGatewayAvailable(
+            "no gateway is free during this slot: choose another time or ask an administrator"
+                .to_owned(),
+        ),
+        _ => ApiError::InvalidState(message),
     }
 }

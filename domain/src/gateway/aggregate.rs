@@ -470,26 +470,50 @@ mod tests {
     #[tokio::test]
     async fn reservations_never_overlap_and_back_to_back_ones_are_fine() {
         let (a, b) = (WebinarId::new(), WebinarId::new());
-        let held = vec![registered(), GatewayEvent::SlotReserved { webinar_id: a, slot: slot(10, 60) }];
+        let held = vec![
+            registered(),
+            GatewayEvent::SlotReserved {
+                webinar_id: a,
+                slot: slot(10, 60),
+            },
+        ];
         Framework::with(())
             .given(held.clone())
-            .when_async(GatewayCommand::Reserve { webinar: b, slot: slot(10, 30) })
+            .when_async(GatewayCommand::Reserve {
+                webinar: b,
+                slot: slot(10, 30),
+            })
             .await
             .then_expect_error(GatewayError::SlotTaken);
         Framework::with(())
             .given(held.clone())
-            .when_async(GatewayCommand::Reserve { webinar: b, slot: slot(11, 60) })
+            .when_async(GatewayCommand::Reserve {
+                webinar: b,
+                slot: slot(11, 60),
+            })
             .await
-            .then_expect_events(vec![GatewayEvent::SlotReserved { webinar_id: b, slot: slot(11, 60) }]);
+            .then_expect_events(vec![GatewayEvent::SlotReserved {
+                webinar_id: b,
+                slot: slot(11, 60),
+            }]);
         // A webinar moving within its own reservation does not collide with itself.
         Framework::with(())
             .given(held.clone())
-            .when_async(GatewayCommand::Reserve { webinar: a, slot: slot(10, 90) })
+            .when_async(GatewayCommand::Reserve {
+                webinar: a,
+                slot: slot(10, 90),
+            })
             .await
-            .then_expect_events(vec![GatewayEvent::SlotReserved { webinar_id: a, slot: slot(10, 90) }]);
+            .then_expect_events(vec![GatewayEvent::SlotReserved {
+                webinar_id: a,
+                slot: slot(10, 90),
+            }]);
         Framework::with(())
             .given(held.clone())
-            .when_async(GatewayCommand::Reserve { webinar: a, slot: slot(10, 60) })
+            .when_async(GatewayCommand::Reserve {
+                webinar: a,
+                slot: slot(10, 60),
+            })
             .await
             .then_expect_events(vec![]);
         Framework::with(())
@@ -512,8 +536,14 @@ mod tests {
     #[tokio::test]
     async fn a_disabled_gateway_takes_no_new_reservation() {
         Framework::with(())
-            .given(vec![registered(), GatewayEvent::GatewayDisabled { reason: None }])
-            .when_async(GatewayCommand::Reserve { webinar: WebinarId::new(), slot: slot(10, 60) })
+            .given(vec![
+                registered(),
+                GatewayEvent::GatewayDisabled { reason: None },
+            ])
+            .when_async(GatewayCommand::Reserve {
+                webinar: WebinarId::new(),
+                slot: slot(10, 60),
+            })
             .await
             .then_expect_error(GatewayError::InvalidState {
                 state: "DISABLED",

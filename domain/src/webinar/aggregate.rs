@@ -104,11 +104,14 @@ impl Webinar {
         }
         let groups = differs(change.groups, &self.groups);
         // Any group makes the event restricted (Pod's rule), whatever `restricted` says.
-        let will_have_groups = groups.as_ref().map_or(!self.groups.is_empty(), |g| !g.is_empty());
+        let will_have_groups = groups
+            .as_ref()
+            .map_or(!self.groups.is_empty(), |g| !g.is_empty());
         let restricted = differs(
-            change.restricted.map(|r| r || will_have_groups).or_else(|| {
-                (will_have_groups && !self.restricted).then_some(true)
-            }),
+            change
+                .restricted
+                .map(|r| r || will_have_groups)
+                .or_else(|| (will_have_groups && !self.restricted).then_some(true)),
             &self.restricted,
         );
         let title = change.title.filter(|t| Some(t) != self.title.as_ref());
@@ -135,7 +138,9 @@ impl Webinar {
     pub fn decide(&self, command: WebinarCommand) -> Result<Vec<WebinarEvent>, WebinarError> {
         use StreamState as S;
         use WebinarEvent::*;
-        use WebinarStatus::{Cancelled as StatusCancelled, Ended as StatusEnded, Live, Scheduled as StatusScheduled};
+        use WebinarStatus::{
+            Cancelled as StatusCancelled, Ended as StatusEnded, Live, Scheduled as StatusScheduled,
+        };
         Ok(match command {
             WebinarCommand::Schedule {
                 owner,
@@ -242,7 +247,10 @@ impl Webinar {
                 if self.scheduled && self.status == StatusCancelled {
                     return Ok(vec![]);
                 }
-                self.in_status(&[StatusScheduled], "cancelling it (end a live webinar instead)")?;
+                self.in_status(
+                    &[StatusScheduled],
+                    "cancelling it (end a live webinar instead)",
+                )?;
                 vec![Cancelled]
             }
             WebinarCommand::RecordStreamStarted => {

@@ -13,7 +13,10 @@ fn gateway(n: u128) -> GatewayId {
 }
 
 fn slot(hour: u32) -> TimeSlot {
-    let start = Utc.with_ymd_and_hms(2030, 1, 7, hour, 0, 0).single().expect("valid");
+    let start = Utc
+        .with_ymd_and_hms(2030, 1, 7, hour, 0, 0)
+        .single()
+        .expect("valid");
     TimeSlot::new_unchecked(start, 60)
 }
 
@@ -40,7 +43,9 @@ fn scheduled() -> WebinarEvent {
 /// The states, each as the history that leads to it.
 fn states() -> Vec<(&'static str, Vec<WebinarEvent>)> {
     use WebinarEvent::*;
-    let started = Started { meeting_id: "m".into() };
+    let started = Started {
+        meeting_id: "m".into(),
+    };
     let live = |more: Vec<WebinarEvent>| {
         let mut events = vec![scheduled(), started.clone()];
         events.extend(more);
@@ -52,16 +57,32 @@ fn states() -> Vec<(&'static str, Vec<WebinarEvent>)> {
         ("LIVE/IDLE", live(vec![])),
         ("LIVE/STARTING", live(vec![StreamStartRequested])),
         ("LIVE/LIVE", live(vec![StreamStartRequested, StreamStarted])),
-        ("LIVE/STOPPING", live(vec![StreamStartRequested, StreamStarted, StreamStopRequested])),
+        (
+            "LIVE/STOPPING",
+            live(vec![
+                StreamStartRequested,
+                StreamStarted,
+                StreamStopRequested,
+            ]),
+        ),
         (
             "LIVE/STOPPED",
-            live(vec![StreamStartRequested, StreamStarted, StreamStopRequested, StreamStopped]),
+            live(vec![
+                StreamStartRequested,
+                StreamStarted,
+                StreamStopRequested,
+                StreamStopped,
+            ]),
         ),
         (
             "LIVE/FAILED",
             live(vec![
                 StreamStartRequested,
-                StreamFailed { reason: "down".into(), attempt: 3, final_attempt: true },
+                StreamFailed {
+                    reason: "down".into(),
+                    attempt: 3,
+                    final_attempt: true,
+                },
             ]),
         ),
         (
@@ -69,7 +90,9 @@ fn states() -> Vec<(&'static str, Vec<WebinarEvent>)> {
             live(vec![
                 StreamStartRequested,
                 StreamStarted,
-                MeetingEnded { reason: EndReason::Presenter },
+                MeetingEnded {
+                    reason: EndReason::Presenter,
+                },
                 StreamStopRequested,
                 Ended,
             ]),
@@ -97,8 +120,20 @@ fn commands() -> Vec<(&'static str, WebinarCommand)> {
                 room: "room1".into(),
             },
         ),
-        ("Reschedule", WebinarCommand::Reschedule { slot: slot(12), gateway: gateway(1) }),
-        ("Move", WebinarCommand::Reschedule { slot: slot(12), gateway: gateway(2) }),
+        (
+            "Reschedule",
+            WebinarCommand::Reschedule {
+                slot: slot(12),
+                gateway: gateway(1),
+            },
+        ),
+        (
+            "Move",
+            WebinarCommand::Reschedule {
+                slot: slot(12),
+                gateway: gateway(2),
+            },
+        ),
         (
             "UpdateDetails",
             WebinarCommand::UpdateDetails(DetailsChange {
@@ -107,16 +142,37 @@ fn commands() -> Vec<(&'static str, WebinarCommand)> {
             }),
         ),
         ("EnableChat", WebinarCommand::SetChat { enabled: true }),
-        ("StartByOwner", WebinarCommand::Start { meeting_id: "m".into(), by_owner: true }),
-        ("StartByPresenter", WebinarCommand::Start { meeting_id: "m".into(), by_owner: false }),
+        (
+            "StartByOwner",
+            WebinarCommand::Start {
+                meeting_id: "m".into(),
+                by_owner: true,
+            },
+        ),
+        (
+            "StartByPresenter",
+            WebinarCommand::Start {
+                meeting_id: "m".into(),
+                by_owner: false,
+            },
+        ),
         ("StopLive", WebinarCommand::StopLive),
         ("RestartLive", WebinarCommand::RestartLive),
-        ("End", WebinarCommand::End { reason: EndReason::BbbCallback }),
+        (
+            "End",
+            WebinarCommand::End {
+                reason: EndReason::BbbCallback,
+            },
+        ),
         ("Cancel", WebinarCommand::Cancel),
         ("RecordStreamStarted", WebinarCommand::RecordStreamStarted),
         (
             "RecordStreamFailed",
-            WebinarCommand::RecordStreamFailed { reason: "busy".into(), attempt: 1, final_attempt: false },
+            WebinarCommand::RecordStreamFailed {
+                reason: "busy".into(),
+                attempt: 1,
+                final_attempt: false,
+            },
         ),
         ("RecordStreamStopped", WebinarCommand::RecordStreamStopped),
     ]
@@ -223,8 +279,16 @@ async fn groups_make_a_webinar_restricted() {
 #[tokio::test]
 async fn a_live_webinar_cannot_move_to_another_gateway() {
     TestFramework::<Webinar>::with(())
-        .given(vec![scheduled(), WebinarEvent::Started { meeting_id: "m".into() }])
-        .when_async(WebinarCommand::Reschedule { slot: slot(10), gateway: gateway(2) })
+        .given(vec![
+            scheduled(),
+            WebinarEvent::Started {
+                meeting_id: "m".into(),
+            },
+        ])
+        .when_async(WebinarCommand::Reschedule {
+            slot: slot(10),
+            gateway: gateway(2),
+        })
         .await
         .then_expect_error(WebinarError::InvalidState {
             state: "LIVE",
