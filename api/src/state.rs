@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 use webinar_domain::gateway::Gateway;
+use webinar_domain::webinar::Webinar;
 use webinar_domain::PermissionPolicy;
 use webinar_infra::auth::JwtKeys;
 use webinar_infra::config::Settings;
@@ -11,6 +12,7 @@ use webinar_infra::consumer::{CatchUpTimeout, ProjectionProgress};
 use webinar_infra::event_log::Position;
 use webinar_infra::event_store::CommandBus;
 use webinar_infra::gateways::GatewayService;
+use webinar_infra::webinars::WebinarService;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -23,6 +25,7 @@ struct Inner {
     jwt: JwtKeys,
     policy: PermissionPolicy,
     gateways: GatewayService,
+    webinars: WebinarService,
     progress: ProjectionProgress,
 }
 
@@ -44,6 +47,15 @@ impl AppState {
             pool.clone(),
             policy.clone(),
         );
+        let webinars = WebinarService::new(
+            CommandBus::<Webinar>::new(
+                pool.clone(),
+                (),
+                settings.snapshot_every,
+                settings.command_retries,
+            ),
+            policy.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 settings,
@@ -51,6 +63,7 @@ impl AppState {
                 jwt,
                 policy,
                 gateways,
+                webinars,
                 progress,
             }),
         }
@@ -70,6 +83,9 @@ impl AppState {
     }
     pub fn gateways(&self) -> &GatewayService {
         &self.inner.gateways
+    }
+    pub fn webinars(&self) -> &WebinarService {
+        &self.inner.webinars
     }
     pub fn progress(&self) -> &ProjectionProgress {
         &self.inner.progress

@@ -27,6 +27,8 @@ pub struct Settings {
     /// The BBB API base, like Pod's `BBB_API_URL`.
     pub bbb_url: Option<String>,
     pub bbb_secret: Option<SecretString>,
+    /// Checksum algorithm for BBB calls: `sha1`, `sha256` (default), `sha384` or `sha512`.
+    pub bbb_checksum: crate::bbb::Checksum,
     /// HS256 key that signs and checks bearer tokens.
     pub jwt_secret: Option<SecretString>,
     /// `json` (default) or `pretty`.
@@ -44,6 +46,10 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub max_query_depth: usize,
     pub max_query_complexity: usize,
+    /// Longest webinar, in minutes.
+    pub max_webinar_minutes: i64,
+    /// How far in the past a webinar may be scheduled to start, in minutes.
+    pub max_start_in_past_minutes: i64,
     /// Affiliations that may create webinars (Pod's `MEETING_WEBINAR_AFFILIATION`).
     pub webinar_affiliations: Vec<String>,
     /// Group whose members may create webinars (Pod's `MEETING_WEBINAR_GROUP_ADMIN`).
@@ -69,6 +75,7 @@ impl Default for Settings {
             public_url: None,
             bbb_url: None,
             bbb_secret: None,
+            bbb_checksum: crate::bbb::Checksum::Sha256,
             jwt_secret: None,
             log_format: LogFormat::Json,
             snapshot_every: 50,
@@ -80,6 +87,8 @@ impl Default for Settings {
             max_body_bytes: 16 * 1024 * 1024,
             max_query_depth: 12,
             max_query_complexity: 1_000,
+            max_webinar_minutes: 300,
+            max_start_in_past_minutes: 15,
             webinar_affiliations: policy.webinar_affiliations,
             webinar_admin_group: policy.webinar_admin_group,
         }
@@ -113,6 +122,25 @@ impl Settings {
         PermissionPolicy {
             webinar_affiliations: self.webinar_affiliations.clone(),
             webinar_admin_group: self.webinar_admin_group.clone(),
+        }
+    }
+
+    pub fn slot_rules(&self) -> webinar_domain::SlotRules {
+        webinar_domain::SlotRules {
+            max_duration_minutes: self.max_webinar_minutes,
+            max_start_in_past_minutes: self.max_start_in_past_minutes,
+        }
+    }
+
+    /// The BBB API, when both its URL and secret are set.
+    pub fn bbb(&self) -> Option<crate::bbb::BbbApi> {
+        match (&self.bbb_url, &self.bbb_secret) {
+            (Some(url), Some(secret)) => Some(crate::bbb::BbbApi::new(
+                url,
+                secret.clone(),
+                self.bbb_checksum,
+            )),
+            _ => None,
         }
     }
 

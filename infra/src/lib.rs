@@ -8,6 +8,7 @@
 //!   ([`gateways`]) that turn a caller's request into commands.
 
 pub mod auth;
+pub mod bbb;
 pub mod config;
 pub mod consumer;
 pub mod db;

@@ -225,10 +225,11 @@ impl WebinarService {
         };
         match self.bus.execute(&id.to_string(), command, metadata).await {
             Ok(position) => {
-                if let Some(old) = current.filter(|old| *old != target) {
-                    gateways.release(metadata, old, id).await?;
-                }
-                Ok(position)
+                let released = match current.filter(|old| *old != target) {
+                    Some(old) => gateways.release(metadata, old, id).await?.position,
+                    None => None,
+                };
+                Ok(position.max(released))
             }
             Err(error) => {
                 // Put the gateways back as they were.
@@ -258,10 +259,14 @@ impl WebinarService {
             .execute(&id.to_string(), WebinarCommand::Cancel, metadata)
             .await
             .map_err(from_aggregate)?;
-        if let Some(gateway) = webinar.gateway_id {
-            gateways.release(metadata, gateway, id).await?;
-        }
-        Ok(Written { id, position })
+        let released = match webinar.gateway_id {
+            Some(gateway) => gateways.release(metadata, gateway, id).await?.position,
+            None => None,
+        };
+        Ok(Written {
+            id,
+            position: position.max(released),
+        })
     }
 
     /// Records that the caller starts the webinar; the BBB meeting id is derived from the webinar.
@@ -311,12 +316,14 @@ impl WebinarService {
             .execute(&id.to_string(), command, metadata)
             .await
             .map_err(from_aggregate)?;
-        if ends {
-            if let Some(gateway) = webinar.gateway_id {
-                gateways.release(metadata, gateway, id).await?;
-            }
-        }
-        Ok(Written { id, position })
+        let released = match webinar.gateway_id.filter(|_| ends) {
+            Some(gateway) => gateways.release(metadata, gateway, id).await?.position,
+            None => None,
+        };
+        Ok(Written {
+            id,
+            position: position.max(released),
+        })
     }
 }
 

@@ -4,6 +4,7 @@ mod context;
 pub mod error;
 mod gateways;
 mod viewer;
+mod webinars;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
@@ -13,10 +14,14 @@ pub use error::ApiError;
 use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
-pub struct Query(gateways::GatewayQuery, viewer::ViewerQuery);
+pub struct Query(
+    gateways::GatewayQuery,
+    viewer::ViewerQuery,
+    webinars::WebinarQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(gateways::GatewayMutation);
+pub struct Mutation(gateways::GatewayMutation, webinars::WebinarMutation);
 
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 

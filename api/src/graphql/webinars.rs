@@ -1,0 +1,750 @@
+//! Webinars and the live page: scheduling, editing, the presenters' controls, and what the
+//! audience sees.
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, Enum, InputObject, Object, ResultExt, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+use webinar_domain::values::parse_groups;
+use webinar_domain::webinar::{DetailsChange, WebinarDetails};
+use webinar_domain::{
+    Actor, Caller, Description, Person as DomainPerson, TimeSlot, Title, WebinarId,
+};
+use webinar_infra::bbb::Role;
+use webinar_infra::gateways::Written;
+use webinar_infra::webinars::{LiveControl, WebinarUpdate};
+use webinar_projections::live_events::{self, Audience, LiveEventFilter, LiveEventRow};
+use webinar_projections::webinars::{self as read_model, WebinarRow};
+
+use super::context::{parts, RequestContext};
+use super::error::{from_command, ApiError};
+use super::gateways::Gateway;
+use crate::state::AppState;
+
+/// The read models a webinar mutation touches; it answers once all have caught up.
+const PROJECTORS: &[&str] = &[
+    "gateways",
+    "gateway_reservations",
+    "webinars",
+    "live_events",
+];
+
+pub const DEFAULT_PAGE: usize = 20;
+pub const MAX_PAGE: usize = 100;
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum WebinarStatus {
+    Scheduled,
+    Live,
+    Ended,
+    Cancelled,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum StreamState {
+    Idle,
+    Starting,
+    Live,
+    Stopping,
+    Stopped,
+    Failed,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum LiveEventStatus {
+    Upcoming,
+    Live,
+    Ended,
+    Cancelled,
+}
+
+fn webinar_status(s: &str) -> WebinarStatus {
+    match s {
+        "LIVE" => WebinarStatus::Live,
+        "ENDED" => WebinarStatus::Ended,
+        "CANCELLED" => WebinarStatus::Cancelled,
+        _ => WebinarStatus::Scheduled,
+    }
+}
+
+fn stream_state(s: &str) -> StreamState {
+    match s {
+        "STARTING" => StreamState::Starting,
+        "LIVE" => StreamState::Live,
+        "STOPPING" => StreamState::Stopping,
+        "STOPPED" => StreamState::Stopped,
+        "FAILED" => StreamState::Failed,
+        _ => StreamState::Idle,
+    }
+}
+
+fn live_status(s: &str) -> LiveEventStatus {
+    match s {
+        "LIVE" => LiveEventStatus::Live,
+        "ENDED" => LiveEventStatus::Ended,
+        "CANCELLED" => LiveEventStatus::Cancelled,
+        _ => LiveEventStatus::Upcoming,
+    }
+}
+
+fn live_status_name(s: LiveEventStatus) -> &'static str {
+    match s {
+        LiveEventStatus::Upcoming => "UPCOMING",
+        LiveEventStatus::Live => "LIVE",
+        LiveEventStatus::Ended => "ENDED",
+        LiveEventStatus::Cancelled => "CANCELLED",
+    }
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct Person {
+    pub id: String,
+    pub name: String,
+}
+
+fn persons(json: &serde_json::Value) -> Vec<Person> {
+    json.as_array()
+        .map(|people| {
+            people
+                .iter()
+                .map(|p| Person {
+                    id: p["id"].as_str().unwrap_or_default().to_owned(),
+                    name: p["name"].as_str().unwrap_or_default().to_owned(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What the audience sees of a webinar. `id` is the webinar's id.
+#[derive(SimpleObject, Clone)]
+pub struct LiveEvent {
+    pub id: ID,
+    pub webinar_id: ID,
+    pub title: String,
+    pub description: Option<String>,
+    pub start_at: DateTime<Utc>,
+    pub end_at: DateTime<Utc>,
+    pub hls_url: String,
+    pub broadcaster: String,
+    pub status: LiveEventStatus,
+    pub stream_state: StreamState,
+    pub chat_enabled: bool,
+    pub restricted: bool,
+    pub groups: Vec<String>,
+    /// The owner first, then the presenters.
+    pub presenters: Vec<Person>,
+}
+
+impl From<LiveEventRow> for LiveEvent {
+    fn from(row: LiveEventRow) -> Self {
+        LiveEvent {
+            id: ID(row.live_event_id.to_string()),
+            webinar_id: ID(row.live_event_id.to_string()),
+            title: row.title,
+            description: row.description,
+            start_at: row.starts_at,
+            end_at: row.ends_at,
+            hls_url: row.hls_url,
+            broadcaster: row.broadcaster,
+            status: live_status(&row.status),
+            stream_state: stream_state(&row.stream_state),
+            chat_enabled: row.chat_enabled,
+            restricted: row.restricted,
+            groups: row.groups,
+            presenters: persons(&row.presenters),
+        }
+    }
+}
+
+/// A webinar as its owner, presenters and administrators see it.
+pub struct Webinar {
+    row: WebinarRow,
+}
+
+#[Object]
+impl Webinar {
+    async fn id(&self) -> ID {
+        ID(self.row.webinar_id.to_string())
+    }
+    async fn title(&self) -> &str {
+        &self.row.title
+    }
+    async fn description(&self) -> Option<&str> {
+        self.row.description.as_deref()
+    }
+    async fn owner(&self) -> Person {
+        Person {
+            id: self.row.owner_id.clone(),
+            name: self.row.owner_name.clone(),
+        }
+    }
+    async fn presenters(&self) -> Vec<Person> {
+        persons(&self.row.presenters)
+    }
+    async fn start_at(&self) -> DateTime<Utc> {
+        self.row.starts_at
+    }
+    async fn duration_minutes(&self) -> i32 {
+        self.row.duration_minutes
+    }
+    async fn end_at(&self) -> DateTime<Utc> {
+        self.row.ends_at
+    }
+    async fn enable_chat(&self) -> bool {
+        self.row.enable_chat
+    }
+    async fn restricted(&self) -> bool {
+        self.row.restricted
+    }
+    async fn groups(&self) -> &[String] {
+        &self.row.groups
+    }
+    async fn status(&self) -> WebinarStatus {
+        webinar_status(&self.row.status)
+    }
+    async fn stream_state(&self) -> StreamState {
+        stream_state(&self.row.stream_state)
+    }
+    /// Why the stream last failed.
+    async fn stream_error(&self) -> Option<&str> {
+        self.row.stream_error.as_deref()
+    }
+    /// The gateway; administrators only (null for others).
+    async fn gateway(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Gateway>> {
+        async {
+            let (state, request) = parts(ctx)?;
+            if !request.caller.actor().is_some_and(Actor::is_admin) {
+                return Ok(None);
+            }
+            Ok::<_, ApiError>(
+                webinar_projections::gateways::get(state.pool(), self.row.gateway_id)
+                    .await?
+                    .map(Gateway::from),
+            )
+        }
+        .await
+        .extend()
+    }
+    /// The gateway's name, for the owner, presenters and administrators.
+    async fn gateway_name(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        async {
+            let (state, _) = parts(ctx)?;
+            Ok::<_, ApiError>(
+                webinar_projections::gateways::get(state.pool(), self.row.gateway_id)
+                    .await?
+                    .map(|g| g.name),
+            )
+        }
+        .await
+        .extend()
+    }
+    async fn live_event(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<LiveEvent>> {
+        async {
+            let (state, request) = parts(ctx)?;
+            let row = live_events::get_visible(
+                state.pool(),
+                &audience(&request.caller),
+                self.row.webinar_id,
+            )
+            .await?;
+            Ok::<_, ApiError>(row.map(LiveEvent::from))
+        }
+        .await
+        .extend()
+    }
+    /// How many events the webinar has had.
+    async fn version(&self) -> i64 {
+        self.row.version
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct StartWebinarPayload {
+    pub webinar: Webinar,
+    /// Where the caller joins the BBB meeting as a moderator.
+    pub join_url: String,
+}
+
+#[derive(InputObject)]
+pub struct PersonInput {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(InputObject)]
+pub struct ScheduleWebinarInput {
+    pub title: String,
+    pub description: Option<String>,
+    /// With a time zone (RFC 3339).
+    pub start_at: DateTime<Utc>,
+    pub duration_minutes: i32,
+    #[graphql(default)]
+    pub enable_chat: bool,
+    #[graphql(default)]
+    pub restricted: bool,
+    /// Access groups; any group makes the live event restricted.
+    #[graphql(default)]
+    pub groups: Vec<String>,
+    /// Additional owners: they may edit and start the webinar.
+    #[graphql(default)]
+    pub presenters: Vec<PersonInput>,
+}
+
+#[derive(InputObject, Default)]
+pub struct UpdateWebinarInput {
+    pub title: Option<String>,
+    /// An empty string removes the description.
+    pub description: Option<String>,
+    pub start_at: Option<DateTime<Utc>>,
+    pub duration_minutes: Option<i32>,
+    pub enable_chat: Option<bool>,
+    pub restricted: Option<bool>,
+    pub groups: Option<Vec<String>>,
+    pub presenters: Option<Vec<PersonInput>>,
+}
+
+fn bad(field: &str) -> impl FnOnce(webinar_domain::InvalidValue) -> ApiError + '_ {
+    move |e| ApiError::bad_input(field, e)
+}
+
+fn parse_presenters(input: &[PersonInput]) -> Result<Vec<DomainPerson>, ApiError> {
+    if input.len() > 50 {
+        return Err(ApiError::bad_input(
+            "input.presenters",
+            "at most 50 presenters",
+        ));
+    }
+    let mut presenters: Vec<DomainPerson> = Vec::new();
+    for (i, p) in input.iter().enumerate() {
+        let person = DomainPerson::parse(&p.id, &p.name)
+            .map_err(|e| ApiError::bad_input(format!("input.presenters[{i}]"), e))?;
+        if !presenters.iter().any(|known| known.id == person.id) {
+            presenters.push(person);
+        }
+    }
+    Ok(presenters)
+}
+
+fn parse_slot(state: &AppState, start: DateTime<Utc>, minutes: i32) -> Result<TimeSlot, ApiError> {
+    use webinar_domain::schedule::SlotError;
+    TimeSlot::parse(
+        start,
+        i64::from(minutes),
+        &state.settings().slot_rules(),
+        Utc::now(),
+    )
+    .map_err(|e| match e {
+        SlotError::Duration(e) => ApiError::bad_input("input.durationMinutes", e),
+        SlotError::Start(e) => ApiError::bad_input("input.startAt", e),
+    })
+}
+
+pub fn parse_webinar_id(path: &str, id: &ID) -> Result<WebinarId, ApiError> {
+    id.parse::<WebinarId>()
+        .map_err(|e| ApiError::bad_input(path, e))
+}
+
+/// Who is asking, for visibility rules.
+pub fn audience(caller: &Caller) -> Audience {
+    match caller.actor() {
+        Some(actor) => Audience {
+            person: Some(actor.id.clone()),
+            groups: actor.groups.clone(),
+            admin: actor.is_admin(),
+        },
+        None => Audience::default(),
+    }
+}
+
+/// A cursor over `(start, id)`: opaque to clients.
+fn encode_cursor(start: DateTime<Utc>, id: Uuid) -> String {
+    hex::encode(format!("{}|{id}", start.to_rfc3339()))
+}
+
+fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
+    let malformed = || ApiError::bad_input("after", "not a cursor this API returned");
+    let text = String::from_utf8(hex::decode(cursor).map_err(|_| malformed())?)
+        .map_err(|_| malformed())?;
+    let (start, id) = text.split_once('|').ok_or_else(malformed)?;
+    let start = DateTime::parse_from_rfc3339(start)
+        .map_err(|_| malformed())?
+        .with_timezone(&Utc);
+    let id = id.parse().map_err(|_| malformed())?;
+    Ok((start, id))
+}
+
+fn page_size(first: Option<i32>) -> Result<usize, ApiError> {
+    match first {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if n >= 0 && n as usize <= MAX_PAGE => Ok(n as usize),
+        Some(n) => Err(ApiError::bad_input(
+            "first",
+            format!("must be between 0 and {MAX_PAGE} (got {n})"),
+        )),
+    }
+}
+
+/// Waits for the read models, then reads the webinar back.
+async fn read_back(state: &AppState, written: Written<WebinarId>) -> Result<Webinar, ApiError> {
+    state.settle(PROJECTORS, written.position).await?;
+    read_model::get(state.pool(), written.id.as_uuid())
+        .await?
+        .map(|row| Webinar { row })
+        .ok_or_else(|| ApiError::not_found("webinar"))
+}
+
+/// A webinar the caller may see as a host or administrator.
+async fn hosted(
+    state: &AppState,
+    request: &RequestContext,
+    id: WebinarId,
+) -> Result<Option<Webinar>, ApiError> {
+    let actor = request.actor()?;
+    let row = read_model::get(state.pool(), id.as_uuid()).await?;
+    Ok(row
+        .filter(|row| actor.is_admin() || row.host_ids.contains(&actor.id))
+        .map(|row| Webinar { row }))
+}
+
+#[derive(Default)]
+pub struct WebinarQuery;
+
+#[Object]
+impl WebinarQuery {
+    /// The live page, in start order. Restricted events need a login, and membership of one of
+    /// their groups when they have any; hosts and administrators always see theirs.
+    async fn live_events(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<Vec<LiveEventStatus>>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, LiveEvent>> {
+        async {
+            let (state, request) = parts(ctx)?;
+            if let (Some(from), Some(to)) = (from, to) {
+                if from > to {
+                    return Err(ApiError::bad_input("from", "must not be after `to`"));
+                }
+            }
+            let size = page_size(first)?;
+            let after = after.as_deref().map(decode_cursor).transpose()?;
+            let filter = LiveEventFilter {
+                statuses: status.map(|s| {
+                    s.into_iter()
+                        .map(|s| live_status_name(s).to_owned())
+                        .collect()
+                }),
+                from,
+                to,
+                after,
+                limit: size as i64 + 1,
+            };
+            let mut rows =
+                live_events::list(state.pool(), &audience(&request.caller), &filter).await?;
+            let more = rows.len() > size;
+            rows.truncate(size);
+            let mut connection = Connection::new(after.is_some(), more);
+            connection.edges.extend(rows.into_iter().map(|row| {
+                Edge::new(
+                    encode_cursor(row.starts_at, row.live_event_id),
+                    LiveEvent::from(row),
+                )
+            }));
+            Ok::<_, ApiError>(connection)
+        }
+        .await
+        .extend()
+    }
+
+    /// One live event, when the caller may see it.
+    async fn live_event(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<LiveEvent>> {
+        async {
+            let (state, request) = parts(ctx)?;
+            let id = parse_webinar_id("id", &id)?;
+            let row =
+                live_events::get_visible(state.pool(), &audience(&request.caller), id.as_uuid())
+                    .await?;
+            Ok::<_, ApiError>(row.map(LiveEvent::from))
+        }
+        .await
+        .extend()
+    }
+
+    /// A webinar, for its owner, presenters and administrators (null for anyone else).
+    async fn webinar(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Webinar>> {
+        async {
+            let (state, request) = parts(ctx)?;
+            let id = parse_webinar_id("id", &id)?;
+            hosted(state, request, id).await
+        }
+        .await
+        .extend()
+    }
+
+    /// The webinars the caller owns or presents, in start order.
+    async fn my_webinars(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Webinar>> {
+        async {
+            let (state, request) = parts(ctx)?;
+            let actor = request.actor()?;
+            let size = page_size(first)?;
+            let after = after.as_deref().map(decode_cursor).transpose()?;
+            let mut rows =
+                read_model::hosted_by(state.pool(), &actor.id, after, size as i64 + 1).await?;
+            let more = rows.len() > size;
+            rows.truncate(size);
+            let mut connection = Connection::new(after.is_some(), more);
+            connection.edges.extend(rows.into_iter().map(|row| {
+                Edge::new(
+                    encode_cursor(row.starts_at, row.webinar_id),
+                    Webinar { row },
+                )
+            }));
+            Ok::<_, ApiError>(connection)
+        }
+        .await
+        .extend()
+    }
+}
+
+#[derive(Default)]
+pub struct WebinarMutation;
+
+impl ScheduleWebinarInput {
+    fn parse(&self, state: &AppState) -> Result<(WebinarDetails, TimeSlot), ApiError> {
+        let details = WebinarDetails {
+            title: Title::parse(&self.title).map_err(bad("input.title"))?,
+            description: match &self.description {
+                Some(d) => Description::parse(d).map_err(bad("input.description"))?,
+                None => None,
+            },
+            presenters: parse_presenters(&self.presenters)?,
+            enable_chat: self.enable_chat,
+            restricted: self.restricted,
+            groups: parse_groups(&self.groups).map_err(bad("input.groups"))?,
+        };
+        let slot = parse_slot(state, self.start_at, self.duration_minutes)?;
+        Ok((details, slot))
+    }
+}
+
+impl UpdateWebinarInput {
+    fn parse(&self, state: &AppState, current: &WebinarRow) -> Result<WebinarUpdate, ApiError> {
+        let change = DetailsChange {
+            title: self
+                .title
+                .as_deref()
+                .map(Title::parse)
+                .transpose()
+                .map_err(bad("input.title"))?,
+            description: self
+                .description
+                .as_deref()
+                .map(Description::parse)
+                .transpose()
+                .map_err(bad("input.description"))?,
+            presenters: self
+                .presenters
+                .as_deref()
+                .map(parse_presenters)
+                .transpose()?,
+            restricted: self.restricted,
+            groups: self
+                .groups
+                .as_deref()
+                .map(parse_groups)
+                .transpose()
+                .map_err(bad("input.groups"))?,
+        };
+        let slot = if self.start_at.is_some() || self.duration_minutes.is_some() {
+            let start = self.start_at.unwrap_or(current.starts_at);
+            let minutes = self.duration_minutes.unwrap_or(current.duration_minutes);
+            if start == current.starts_at {
+                // An unchanged start may lie in the past; only the duration is checked.
+                let rules = state.settings().slot_rules();
+                Some(
+                    TimeSlot::parse(start, i64::from(minutes), &rules, start)
+                        .map_err(|e| ApiError::bad_input("input.durationMinutes", e))?,
+                )
+            } else {
+                Some(parse_slot(state, start, minutes)?)
+            }
+        } else {
+            None
+        };
+        Ok(WebinarUpdate {
+            change,
+            chat: self.enable_chat,
+            slot,
+        })
+    }
+}
+
+/// Runs a live control (stop, restart, end) and reads the webinar back.
+async fn live_control(
+    ctx: &Context<'_>,
+    id: &ID,
+    control: LiveControl,
+) -> Result<Webinar, ApiError> {
+    let (state, request) = parts(ctx)?;
+    request.actor()?;
+    let id = parse_webinar_id("id", id)?;
+    let written = state
+        .webinars()
+        .operate(
+            &request.caller,
+            &request.metadata(),
+            state.gateways(),
+            id,
+            control,
+        )
+        .await
+        .map_err(|e| from_command(e, ""))?;
+    read_back(state, written).await
+}
+
+#[Object]
+impl WebinarMutation {
+    /// Schedules a webinar on a gateway that is free for its slot, and publishes its live event.
+    async fn schedule_webinar(
+        &self,
+        ctx: &Context<'_>,
+        input: ScheduleWebinarInput,
+    ) -> async_graphql::Result<Webinar> {
+        async {
+            let (state, request) = parts(ctx)?;
+            let actor = request.actor()?;
+            if !state.policy().can_create_webinar(actor) {
+                return Err(ApiError::Forbidden(
+                    "you may not create webinars (ask for the webinar admin group)".into(),
+                ));
+            }
+            let (details, slot) = input.parse(state)?;
+            let written = state
+                .webinars()
+                .schedule(
+                    &request.caller,
+                    &request.metadata(),
+                    state.gateways(),
+                    details,
+                    slot,
+                )
+                .await
+                .map_err(|e| from_command(e, "input"))?;
+            read_back(state, written).await
+        }
+        .await
+        .extend()
+    }
+
+    /// Changes any detail; a new slot may move the webinar to another gateway.
+    async fn update_webinar(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateWebinarInput,
+    ) -> async_graphql::Result<Webinar> {
+        async {
+            let (state, request) = parts(ctx)?;
+            request.actor()?;
+            let id = parse_webinar_id("id", &id)?;
+            let current = hosted(state, request, id).await?;
+            let current = match current {
+                Some(webinar) => webinar.row,
+                None => {
+                    // Exists but not theirs: forbidden; does not exist: not found.
+                    return Err(match read_model::get(state.pool(), id.as_uuid()).await? {
+                        Some(_) => ApiError::Forbidden(
+                            "only the webinar's owner, its presenters or an administrator may change it".into(),
+                        ),
+                        None => ApiError::not_found("webinar"),
+                    });
+                }
+            };
+            let update = input.parse(state, &current)?;
+            let written = state
+                .webinars()
+                .update(&request.caller, &request.metadata(), state.gateways(), id, update)
+                .await
+                .map_err(|e| from_command(e, "input"))?;
+            read_back(state, written).await
+        }
+        .await
+        .extend()
+    }
+
+    /// Cancels a webinar that has not started; its gateway is freed and its live event marked.
+    async fn cancel_webinar(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Webinar> {
+        async {
+            let (state, request) = parts(ctx)?;
+            request.actor()?;
+            let id = parse_webinar_id("id", &id)?;
+            let written = state
+                .webinars()
+                .cancel(&request.caller, &request.metadata(), state.gateways(), id)
+                .await
+                .map_err(|e| from_command(e, ""))?;
+            read_back(state, written).await
+        }
+        .await
+        .extend()
+    }
+
+    /// Starts (or rejoins) the webinar. Only the owner's start asks for the stream.
+    async fn start_webinar(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<StartWebinarPayload> {
+        async {
+            let (state, request) = parts(ctx)?;
+            let actor = request.actor()?;
+            let id = parse_webinar_id("id", &id)?;
+            // Refuse before recording anything when there is no BBB to join.
+            let bbb = state.settings().bbb().ok_or_else(|| {
+                ApiError::UpstreamUnavailable(
+                    "BigBlueButton is not configured (WEBINAR_BBB_URL and WEBINAR_BBB_SECRET)"
+                        .into(),
+                )
+            })?;
+            let (written, webinar) = state
+                .webinars()
+                .start(&request.caller, &request.metadata(), id)
+                .await
+                .map_err(|e| from_command(e, ""))?;
+            let meeting = webinar.meeting_id.unwrap_or_default();
+            let join_url = bbb.join_url(&meeting, &actor.name, &actor.id, Role::Moderator);
+            let webinar = read_back(state, written).await?;
+            Ok::<_, ApiError>(StartWebinarPayload { webinar, join_url })
+        }
+        .await
+        .extend()
+    }
+
+    /// Stops the live stream (the meeting goes on). Answers at once with `STOPPING`.
+    async fn stop_live(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Webinar> {
+        live_control(ctx, &id, LiveControl::Stop).await.extend()
+    }
+
+    /// Stops and starts the live stream again.
+    async fn restart_live(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Webinar> {
+        live_control(ctx, &id, LiveControl::Restart).await.extend()
+    }
+
+    /// Ends the meeting and the live stream.
+    async fn end_webinar(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Webinar> {
+        live_control(ctx, &id, LiveControl::End).await.extend()
+    }
+}
