@@ -13,3 +13,5 @@ mod gateway_api;
 mod projectors;
 #[cfg(test)]
 mod server;
+#[cfg(test)]
+mod webinar_api;

@@ -70,12 +70,28 @@ fn code_uncoded(errors: &mut [ServerError]) {
             .as_ref()
             .is_some_and(|ext| ext.get("code").is_some());
         if !has_code {
-            error
-                .extensions
-                .get_or_insert_with(Default::default)
-                .set("code", "BAD_USER_INPUT");
+            let field = input_field(&error.message);
+            let extensions = error.extensions.get_or_insert_with(Default::default);
+            extensions.set("code", "BAD_USER_INPUT");
+            if let Some(field) = field {
+                extensions.set("field", field);
+                error.message = format!(
+                    "{field}: must be an RFC 3339 date-time with a time zone, like \
+                     2030-01-07T10:00:00+01:00 ({})",
+                    error.message
+                );
+            }
         }
     }
+}
+
+/// async-graphql names the input type, not the field, when a scalar inside an input object fails
+/// to parse. Each of our inputs has one `DateTime`, so the field can be named for the client.
+fn input_field(message: &str) -> Option<&'static str> {
+    let datetime = message.starts_with("Failed to parse \"DateTime\"");
+    let in_webinar_input =
+        message.contains("\"ScheduleWebinarInput\"") || message.contains("\"UpdateWebinarInput\"");
+    (datetime && in_webinar_input).then_some("input.startAt")
 }
 
 pub async fn graphql(State(shared): State<Shared>, headers: HeaderMap, body: Body) -> Response {
