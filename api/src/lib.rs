@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod demo;
+pub mod feed;
 pub mod graphql;
 pub mod routes;
 pub mod startup;

@@ -20,6 +20,7 @@ use webinar_infra::config::Settings;
 use webinar_infra::consumer::{ProjectionProgress, ProjectorRunner, RunnerOptions};
 use webinar_infra::event_log;
 
+use crate::feed::ChangeFeed;
 use crate::graphql::{build_schema, Limits};
 use crate::routes::{self, Shared};
 use crate::state::AppState;
@@ -31,6 +32,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    feed: ChangeFeed,
     cancel: CancellationToken,
 }
 
@@ -58,7 +60,8 @@ impl Application {
             complexity: settings.max_query_complexity,
         };
         let state = AppState::new(settings, pool, JwtKeys::new(&jwt_secret), progress);
-        let schema = build_schema(state.clone(), limits);
+        let feed = ChangeFeed::default();
+        let schema = build_schema(state.clone(), feed.clone(), limits);
         let router = routes::router(Shared {
             state: state.clone(),
             schema,
@@ -90,6 +93,7 @@ impl Application {
             listener,
             router,
             state,
+            feed,
             cancel: CancellationToken::new(),
         })
     }
@@ -119,6 +123,7 @@ impl Application {
         let pool = self.state.pool().clone();
         let settings = self.state.settings().clone();
         let wake = event_log::spawn_listener(pool.clone(), cancel.clone());
+        self.feed.spawn(pool.clone(), cancel.clone());
         let options = RunnerOptions {
             batch_size: settings.projection_batch_size,
             poll: settings.projection_poll(),

@@ -14,4 +14,6 @@ mod projectors;
 #[cfg(test)]
 mod server;
 #[cfg(test)]
+mod subscriptions;
+#[cfg(test)]
 mod webinar_api;

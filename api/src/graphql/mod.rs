@@ -6,7 +6,7 @@ mod gateways;
 mod viewer;
 mod webinars;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, Schema};
 
 pub use context::RequestContext;
 pub use error::ApiError;
@@ -23,7 +23,7 @@ pub struct Query(
 #[derive(MergedObject, Default)]
 pub struct Mutation(gateways::GatewayMutation, webinars::WebinarMutation);
 
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, webinars::WebinarSubscription>;
 
 /// Limits that keep one request from costing the server too much.
 #[derive(Debug, Clone, Copy)]
@@ -32,19 +32,28 @@ pub struct Limits {
     pub complexity: usize,
 }
 
-pub fn build_schema(state: AppState, limits: Limits) -> AppSchema {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .data(state)
-        .limit_depth(limits.depth)
-        .limit_complexity(limits.complexity)
-        .finish()
+pub fn build_schema(state: AppState, feed: crate::feed::ChangeFeed, limits: Limits) -> AppSchema {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        webinars::WebinarSubscription,
+    )
+    .data(state)
+    .data(feed)
+    .limit_depth(limits.depth)
+    .limit_complexity(limits.complexity)
+    .finish()
 }
 
 /// The schema in SDL, as exported to `api/schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .finish()
-        .sdl()
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        webinars::WebinarSubscription,
+    )
+    .finish()
+    .sdl()
 }
 
 #[cfg(test)]

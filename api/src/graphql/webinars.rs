@@ -2,8 +2,11 @@
 //! audience sees.
 
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{Context, Enum, InputObject, Object, ResultExt, SimpleObject, ID};
+use async_graphql::{
+    Context, Enum, InputObject, Object, ResultExt, SimpleObject, Subscription, ID,
+};
 use chrono::{DateTime, Utc};
+use futures::Stream;
 use uuid::Uuid;
 use webinar_domain::values::parse_groups;
 use webinar_domain::webinar::{DetailsChange, WebinarDetails};
@@ -19,6 +22,7 @@ use webinar_projections::webinars::{self as read_model, WebinarRow};
 use super::context::{parts, RequestContext};
 use super::error::{from_command, ApiError};
 use super::gateways::Gateway;
+use crate::feed::{Change, ChangeFeed};
 use crate::state::AppState;
 
 /// The read models a webinar mutation touches; it answers once all have caught up.
@@ -746,5 +750,106 @@ impl WebinarMutation {
     /// Ends the meeting and the live stream.
     async fn end_webinar(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Webinar> {
         live_control(ctx, &id, LiveControl::End).await.extend()
+    }
+}
+
+pub struct WebinarSubscription;
+
+/// The next change of kind `pick` that the stream should look at; `None` when the feed closed.
+async fn next_change(
+    rx: &mut tokio::sync::broadcast::Receiver<Change>,
+    pick: impl Fn(Change) -> Option<Uuid>,
+) -> Option<Uuid> {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match rx.recv().await {
+            Ok(change) => {
+                if let Some(id) = pick(change) {
+                    return Some(id);
+                }
+            }
+            // A slow subscriber skips what it missed; the next change brings it up to date.
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return None,
+        }
+    }
+}
+
+#[Subscription(name = "Subscription")]
+impl WebinarSubscription {
+    /// Every change to a live event the caller may see (visibility is checked on each change).
+    async fn live_event_changed(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = LiveEvent>> {
+        let (state, request) = parts(ctx).extend()?;
+        let feed = ctx
+            .data::<ChangeFeed>()
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("schema built without a change feed")))
+            .extend()?;
+        let pool = state.pool().clone();
+        let audience = audience(&request.caller);
+        let rx = feed.subscribe();
+        Ok(futures::stream::unfold(
+            (rx, pool, audience),
+            |(mut rx, pool, audience)| async move {
+                loop {
+                    let id = next_change(&mut rx, |c| match c {
+                        Change::LiveEvent(id) => Some(id),
+                        Change::Webinar(_) => None,
+                    })
+                    .await?;
+                    match live_events::get_visible(&pool, &audience, id).await {
+                        Ok(Some(row)) => return Some((LiveEvent::from(row), (rx, pool, audience))),
+                        Ok(None) => continue,
+                        Err(error) => {
+                            tracing::warn!(%error, "liveEventChanged: cannot read the live event");
+                            continue;
+                        }
+                    }
+                }
+            },
+        ))
+    }
+
+    /// Every change to one webinar, for its owner, presenters and administrators.
+    async fn webinar_changed(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = Webinar>> {
+        let (state, request) = parts(ctx).extend()?;
+        let feed = ctx
+            .data::<ChangeFeed>()
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("schema built without a change feed")))
+            .extend()?;
+        let id = parse_webinar_id("id", &id).extend()?;
+        // Subscribe first, then check: no change can slip between the two.
+        let rx = feed.subscribe();
+        if hosted(state, request, id).await.extend()?.is_none() {
+            return Err(ApiError::not_found("webinar")).extend();
+        }
+        let pool = state.pool().clone();
+        let wanted = id.as_uuid();
+        Ok(futures::stream::unfold(
+            (rx, pool),
+            move |(mut rx, pool)| async move {
+                loop {
+                    next_change(&mut rx, |c| match c {
+                        Change::Webinar(id) if id == wanted => Some(id),
+                        _ => None,
+                    })
+                    .await?;
+                    match read_model::get(&pool, wanted).await {
+                        Ok(Some(row)) => return Some((Webinar { row }, (rx, pool))),
+                        Ok(None) => continue,
+                        Err(error) => {
+                            tracing::warn!(%error, "webinarChanged: cannot read the webinar");
+                            continue;
+                        }
+                    }
+                }
+            },
+        ))
     }
 }

@@ -1,0 +1,87 @@
+//! Change notifications for subscriptions. The `webinars` and `live_events` projectors announce
+//! each row they change with `pg_notify` inside their batch transaction, so a notification arrives
+//! exactly when the change is visible, on every instance, whoever ran the projector.
+
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use webinar_projections::live_events::LIVE_EVENT_CHANGED;
+use webinar_projections::webinars::WEBINAR_CHANGED;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    LiveEvent(Uuid),
+    Webinar(Uuid),
+}
+
+/// Fans read-model changes out to subscriptions.
+#[derive(Clone)]
+pub struct ChangeFeed {
+    sender: broadcast::Sender<Change>,
+}
+
+impl Default for ChangeFeed {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::channel(4096).0,
+        }
+    }
+}
+
+impl ChangeFeed {
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.sender.subscribe()
+    }
+
+    /// Listens until `cancel`, reconnecting after a lost connection.
+    pub fn spawn(&self, pool: PgPool, cancel: CancellationToken) {
+        let sender = self.sender.clone();
+        tokio::spawn(async move {
+            while !cancel.is_cancelled() {
+                let listener = async {
+                    let mut listener = PgListener::connect_with(&pool).await?;
+                    listener
+                        .listen_all([LIVE_EVENT_CHANGED, WEBINAR_CHANGED])
+                        .await?;
+                    Ok::<_, sqlx::Error>(listener)
+                };
+                let mut listener = match listener.await {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        tracing::warn!(%error, "change feed cannot LISTEN; retrying");
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => continue,
+                        }
+                    }
+                };
+                loop {
+                    let notification = tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        received = listener.recv() => received,
+                    };
+                    match notification {
+                        Ok(n) => {
+                            let Ok(id) = n.payload().parse::<Uuid>() else {
+                                continue;
+                            };
+                            let change = if n.channel() == LIVE_EVENT_CHANGED {
+                                Change::LiveEvent(id)
+                            } else {
+                                Change::Webinar(id)
+                            };
+                            // No subscriber is not an error.
+                            let _ = sender.send(change);
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "change feed connection lost");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+}

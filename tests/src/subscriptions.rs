@@ -1,0 +1,171 @@
+//! Subscriptions over graphql-transport-ws, fed by the projectors' change notifications.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::harness::{register_gateway, TestApp};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/ws`, authenticates with `token`, and subscribes to `query`.
+async fn subscribe(app: &TestApp, token: Option<&str>, query: &str, variables: Value) -> Socket {
+    let mut request = format!("ws://{}/ws", app.address)
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect /ws");
+    let payload = token.map_or(
+        json!({}),
+        |t| json!({ "Authorization": format!("Bearer {t}") }),
+    );
+    send(
+        &mut socket,
+        json!({ "type": "connection_init", "payload": payload }),
+    )
+    .await;
+    assert_eq!(receive(&mut socket).await["type"], json!("connection_ack"));
+    send(
+        &mut socket,
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": query, "variables": variables } }),
+    )
+    .await;
+    socket
+}
+
+async fn send(socket: &mut Socket, message: Value) {
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await
+        .expect("send");
+}
+
+async fn receive(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the socket is open")
+            .expect("a frame");
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).expect("JSON");
+            if value["type"] != json!("ping") {
+                return value;
+            }
+        }
+    }
+}
+
+/// Nothing arrives within `wait`.
+async fn silent(socket: &mut Socket, wait: Duration) -> bool {
+    tokio::time::timeout(wait, socket.next()).await.is_err()
+}
+
+fn schedule_input(title: &str, restricted: bool) -> Value {
+    let start = chrono::Utc::now() + chrono::Duration::days(3);
+    json!({ "input": { "title": title, "startAt": start.to_rfc3339(), "durationMinutes": 60,
+                       "restricted": restricted } })
+}
+
+const SCHEDULE: &str =
+    "mutation($input: ScheduleWebinarInput!) { scheduleWebinar(input: $input) { id } }";
+
+#[tokio::test]
+async fn live_event_changes_reach_subscribers_who_may_see_them_and_only_them() {
+    let app = TestApp::spawn().await;
+    register_gateway(&app, "s1", None).await;
+    register_gateway(&app, "s2", None).await;
+    let query = "subscription { liveEventChanged { id title status restricted } }";
+    let mut anonymous = subscribe(&app, None, query, json!({})).await;
+    let student = app.token("stu", &["student"], &[], &[]);
+    let mut signed_in = subscribe(&app, Some(&student), query, json!({})).await;
+    // Let both subscriptions register before anything changes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let owner = app.token("prof", &["faculty"], &[], &[]);
+    let body = app
+        .gql(Some(&owner), SCHEDULE, schedule_input("Hidden", true))
+        .await;
+    let hidden = body["data"]["scheduleWebinar"]["id"]
+        .as_str()
+        .expect("scheduled")
+        .to_owned();
+    let next = receive(&mut signed_in).await;
+    assert_eq!(next["type"], json!("next"), "{next}");
+    assert_eq!(
+        next["payload"]["data"]["liveEventChanged"]["id"],
+        json!(hidden)
+    );
+    assert!(
+        silent(&mut anonymous, Duration::from_millis(500)).await,
+        "an anonymous subscriber must not hear of a restricted event"
+    );
+
+    let body = app
+        .gql(Some(&owner), SCHEDULE, schedule_input("Open", false))
+        .await;
+    let open = body["data"]["scheduleWebinar"]["id"]
+        .as_str()
+        .expect("scheduled")
+        .to_owned();
+    let next = receive(&mut anonymous).await;
+    assert_eq!(
+        next["payload"]["data"]["liveEventChanged"]["id"],
+        json!(open),
+        "{next}"
+    );
+    assert_eq!(
+        next["payload"]["data"]["liveEventChanged"]["status"],
+        json!("UPCOMING")
+    );
+}
+
+#[tokio::test]
+async fn webinar_changed_follows_one_webinar_for_its_hosts() {
+    let app = TestApp::spawn().await;
+    register_gateway(&app, "w", None).await;
+    let owner = app.token("prof", &["faculty"], &[], &[]);
+    let body = app
+        .gql(Some(&owner), SCHEDULE, schedule_input("Watched", false))
+        .await;
+    let id = body["data"]["scheduleWebinar"]["id"]
+        .as_str()
+        .expect("scheduled")
+        .to_owned();
+
+    let query = "subscription($id: ID!) { webinarChanged(id: $id) { id title status } }";
+    let mut socket = subscribe(&app, Some(&owner), query, json!({ "id": id })).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.gql(
+        Some(&owner),
+        "mutation($id: ID!) { updateWebinar(id: $id, input: { title: \"Renamed\" }) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let next = receive(&mut socket).await;
+    assert_eq!(
+        next["payload"]["data"]["webinarChanged"]["title"],
+        json!("Renamed"),
+        "{next}"
+    );
+
+    // Someone else may not follow it.
+    let stranger = app.token("other", &["faculty"], &[], &[]);
+    let mut refused = subscribe(&app, Some(&stranger), query, json!({ "id": id })).await;
+    let answer = receive(&mut refused).await;
+    assert_eq!(answer["payload"]["data"], json!(null), "{answer}");
+    assert_eq!(
+        answer["payload"]["errors"][0]["extensions"]["code"],
+        json!("NOT_FOUND"),
+        "{answer}"
+    );
+}
