@@ -78,3 +78,18 @@ create table live_event_gateways
     hls_url     text not null,
     broadcaster text not null
 );
+
+-- Read model: audience chat messages and what became of them.
+create table chat_messages
+(
+    message_id     uuid primary key,
+    webinar_id     uuid        not null,
+    author_id      text        not null,
+    author_name    text        not null,
+    text           text        not null,
+    posted_at      timestamptz not null,
+    status         text        not null check (status in ('POSTED', 'RELAYED', 'FAILED')),
+    failure_reason text,
+    version        bigint      not null
+);
+create index chat_messages_by_webinar on chat_messages (webinar_id, posted_at);

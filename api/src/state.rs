@@ -3,10 +3,12 @@
 use std::sync::Arc;
 
 use sqlx::PgPool;
+use webinar_domain::chat::ChatMessage;
 use webinar_domain::gateway::Gateway;
 use webinar_domain::webinar::Webinar;
 use webinar_domain::PermissionPolicy;
 use webinar_infra::auth::JwtKeys;
+use webinar_infra::chat::{ChatService, RateLimiter};
 use webinar_infra::config::Settings;
 use webinar_infra::consumer::{CatchUpTimeout, ProjectionProgress};
 use webinar_infra::event_log::Position;
@@ -26,6 +28,7 @@ struct Inner {
     policy: PermissionPolicy,
     gateways: GatewayService,
     webinars: WebinarService,
+    chat: ChatService,
     progress: ProjectionProgress,
 }
 
@@ -56,6 +59,18 @@ impl AppState {
             ),
             policy.clone(),
         );
+        let chat = ChatService::new(
+            CommandBus::<ChatMessage>::new(
+                pool.clone(),
+                (),
+                settings.snapshot_every,
+                settings.command_retries,
+            ),
+            RateLimiter::new(
+                settings.chat_rate_limit,
+                std::time::Duration::from_secs(settings.chat_rate_window_seconds),
+            ),
+        );
         Self {
             inner: Arc::new(Inner {
                 settings,
@@ -64,6 +79,7 @@ impl AppState {
                 policy,
                 gateways,
                 webinars,
+                chat,
                 progress,
             }),
         }
@@ -86,6 +102,9 @@ impl AppState {
     }
     pub fn webinars(&self) -> &WebinarService {
         &self.inner.webinars
+    }
+    pub fn chat(&self) -> &ChatService {
+        &self.inner.chat
     }
     pub fn progress(&self) -> &ProjectionProgress {
         &self.inner.progress

@@ -60,6 +60,10 @@ id_type!(
     /// Identifies a webinar.
     WebinarId
 );
+id_type!(
+    /// Identifies one audience chat message.
+    ChatMessageId
+);
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,7 @@
 //! edge, so that the rest of the code can only hold valid values; policies decide who may do what.
 
 pub mod actor;
+pub mod chat;
 pub mod gateway;
 pub mod ids;
 pub mod schedule;

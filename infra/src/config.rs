@@ -50,6 +50,9 @@ pub struct Settings {
     pub max_webinar_minutes: i64,
     /// How far in the past a webinar may be scheduled to start, in minutes.
     pub max_start_in_past_minutes: i64,
+    /// Chat messages one person may post per `chat_rate_window_seconds`.
+    pub chat_rate_limit: u32,
+    pub chat_rate_window_seconds: u64,
     /// Affiliations that may create webinars (Pod's `MEETING_WEBINAR_AFFILIATION`).
     pub webinar_affiliations: Vec<String>,
     /// Group whose members may create webinars (Pod's `MEETING_WEBINAR_GROUP_ADMIN`).
@@ -89,6 +92,8 @@ impl Default for Settings {
             max_query_complexity: 1_000,
             max_webinar_minutes: 300,
             max_start_in_past_minutes: 15,
+            chat_rate_limit: 5,
+            chat_rate_window_seconds: 10,
             webinar_affiliations: policy.webinar_affiliations,
             webinar_admin_group: policy.webinar_admin_group,
         }

@@ -3,6 +3,7 @@
 
 use cqrs_es::AggregateError;
 use webinar_domain::actor::Denied;
+use webinar_domain::chat::ChatError;
 use webinar_domain::gateway::GatewayError;
 use webinar_domain::webinar::WebinarError;
 
@@ -17,6 +18,13 @@ pub enum CommandError {
     Gateway(GatewayError),
     #[error(transparent)]
     Webinar(WebinarError),
+    #[error(transparent)]
+    Chat(ChatError),
+    /// The webinar does not take chat messages now; says why.
+    #[error("{0}")]
+    ChatClosed(String),
+    #[error("too many messages: wait {retry_after_seconds} s before posting again")]
+    RateLimited { retry_after_seconds: u64 },
     #[error("another gateway already uses this SIPMediaGW URL")]
     SipMediaGwUrlTaken,
     /// Lost every optimistic-lock race it was allowed to retry.
@@ -70,5 +78,11 @@ impl From<GatewayError> for CommandError {
 impl From<WebinarError> for CommandError {
     fn from(error: WebinarError) -> Self {
         CommandError::Webinar(error)
+    }
+}
+
+impl From<ChatError> for CommandError {
+    fn from(error: ChatError) -> Self {
+        CommandError::Chat(error)
     }
 }

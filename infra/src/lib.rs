@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod bbb;
+pub mod chat;
 pub mod config;
 pub mod consumer;
 pub mod db;

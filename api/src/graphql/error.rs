@@ -116,6 +116,9 @@ pub fn from_command(error: CommandError, input: &str) -> ApiError {
         } => ApiError::bad_input(field(name), reason),
         CommandError::Gateway(e) => by_code(e.code(), e.to_string()),
         CommandError::Webinar(e) => by_code(e.code(), e.to_string()),
+        CommandError::Chat(e) => by_code(e.code(), e.to_string()),
+        CommandError::ChatClosed(reason) => ApiError::InvalidState(reason),
+        e @ CommandError::RateLimited { .. } => ApiError::RateLimited(e.to_string()),
         CommandError::SipMediaGwUrlTaken => {
             ApiError::bad_input(field("sipmediagwUrl"), CommandError::SipMediaGwUrlTaken)
         }

@@ -8,6 +8,7 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use uuid::Uuid;
+use webinar_domain::chat::ChatText;
 use webinar_domain::values::parse_groups;
 use webinar_domain::webinar::{DetailsChange, WebinarDetails};
 use webinar_domain::{
@@ -16,6 +17,7 @@ use webinar_domain::{
 use webinar_infra::bbb::Role;
 use webinar_infra::gateways::Written;
 use webinar_infra::webinars::{LiveControl, WebinarUpdate};
+use webinar_projections::chat_messages::{self, ChatMessageRow};
 use webinar_projections::live_events::{self, Audience, LiveEventFilter, LiveEventRow};
 use webinar_projections::webinars::{self as read_model, WebinarRow};
 
@@ -260,6 +262,44 @@ impl Webinar {
     /// How many events the webinar has had.
     async fn version(&self) -> i64 {
         self.row.version
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ChatMessageStatus {
+    Posted,
+    Relayed,
+    Failed,
+}
+
+/// A message from the audience, relayed into the meeting's public chat.
+#[derive(SimpleObject)]
+pub struct ChatMessage {
+    pub id: ID,
+    pub webinar_id: ID,
+    pub author: Person,
+    pub text: String,
+    pub posted_at: DateTime<Utc>,
+    pub status: ChatMessageStatus,
+}
+
+impl From<ChatMessageRow> for ChatMessage {
+    fn from(row: ChatMessageRow) -> Self {
+        ChatMessage {
+            id: ID(row.message_id.to_string()),
+            webinar_id: ID(row.webinar_id.to_string()),
+            author: Person {
+                id: row.author_id,
+                name: row.author_name,
+            },
+            text: row.text,
+            posted_at: row.posted_at,
+            status: match row.status.as_str() {
+                "RELAYED" => ChatMessageStatus::Relayed,
+                "FAILED" => ChatMessageStatus::Failed,
+                _ => ChatMessageStatus::Posted,
+            },
+        }
     }
 }
 
@@ -745,6 +785,44 @@ impl WebinarMutation {
     /// Stops and starts the live stream again.
     async fn restart_live(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Webinar> {
         live_control(ctx, &id, LiveControl::Restart).await.extend()
+    }
+
+    /// Posts a message to a live webinar's chat (signed-in people who may see the event).
+    async fn post_chat_message(
+        &self,
+        ctx: &Context<'_>,
+        webinar_id: ID,
+        text: String,
+    ) -> async_graphql::Result<ChatMessage> {
+        async {
+            let (state, request) = parts(ctx)?;
+            request.actor()?;
+            let webinar_id = parse_webinar_id("webinarId", &webinar_id)?;
+            let text = ChatText::parse(&text).map_err(bad("text"))?;
+            let webinar = state
+                .webinars()
+                .load(webinar_id)
+                .await
+                .map_err(|e| from_command(e, ""))?;
+            let written = state
+                .chat()
+                .post(
+                    &request.caller,
+                    &request.metadata(),
+                    webinar_id,
+                    &webinar,
+                    text,
+                )
+                .await
+                .map_err(|e| from_command(e, ""))?;
+            state.settle(&["chat_messages"], written.position).await?;
+            chat_messages::get(state.pool(), written.id.as_uuid())
+                .await?
+                .map(ChatMessage::from)
+                .ok_or_else(|| ApiError::not_found("chat message"))
+        }
+        .await
+        .extend()
     }
 
     /// Ends the meeting and the live stream.

@@ -94,6 +94,23 @@ impl Webinar {
         self.is_owner(person_id) || self.presenters.iter().any(|p| p.id == person_id)
     }
 
+    /// Whether `caller` may see this webinar's live event: anyone for an unrestricted one; a
+    /// restricted one needs a login and, with groups, membership; hosts and administrators
+    /// always see theirs.
+    pub fn visible_to(&self, caller: &crate::actor::Caller) -> bool {
+        match caller {
+            crate::actor::Caller::System(_) => true,
+            crate::actor::Caller::Anonymous => !self.restricted,
+            crate::actor::Caller::User(actor) => {
+                !self.restricted
+                    || self.groups.is_empty()
+                    || self.groups.iter().any(|g| actor.in_group(g))
+                    || self.is_host(&actor.id)
+                    || actor.is_admin()
+            }
+        }
+    }
+
     pub fn is_owner(&self, person_id: &str) -> bool {
         self.owner.as_ref().is_some_and(|o| o.id == person_id)
     }

@@ -1,0 +1,100 @@
+//! `chat_messages`: what the audience posted and whether it reached the meeting.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+use webinar_domain::chat::ChatEvent;
+use webinar_infra::consumer::{ProjectionError, Projector};
+use webinar_infra::event_log::StoredEvent;
+
+use crate::webinars::aggregate_uuid;
+
+pub struct ChatMessagesProjector;
+
+#[async_trait]
+impl Projector for ChatMessagesProjector {
+    fn name(&self) -> &'static str {
+        "chat_messages"
+    }
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["ChatMessage"])
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &["chat_messages"]
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
+        let payload: ChatEvent = event
+            .decode()
+            .map_err(|e| ProjectionError::decode(event, e))?;
+        let id = aggregate_uuid(event)?;
+        let version = event.sequence;
+        match payload {
+            ChatEvent::Posted {
+                webinar_id,
+                author,
+                text,
+                posted_at,
+            } => {
+                sqlx::query(
+                    "insert into chat_messages (message_id, webinar_id, author_id, author_name, text,
+                        posted_at, status, version)
+                     values ($1, $2, $3, $4, $5, $6, 'POSTED', $7)
+                     on conflict (message_id) do nothing",
+                )
+                .bind(id)
+                .bind(webinar_id.as_uuid())
+                .bind(&author.id)
+                .bind(&author.name)
+                .bind(text.as_str())
+                .bind(posted_at)
+                .bind(version)
+                .execute(conn)
+                .await?;
+            }
+            ChatEvent::Relayed | ChatEvent::RelayFailed { .. } => {
+                let (status, reason) = match payload {
+                    ChatEvent::RelayFailed { reason } => ("FAILED", Some(reason)),
+                    _ => ("RELAYED", None),
+                };
+                sqlx::query(
+                    "update chat_messages set status = $3, failure_reason = $4, version = $2
+                      where message_id = $1 and version < $2",
+                )
+                .bind(id)
+                .bind(version)
+                .bind(status)
+                .bind(reason)
+                .execute(conn)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ChatMessageRow {
+    pub message_id: Uuid,
+    pub webinar_id: Uuid,
+    pub author_id: String,
+    pub author_name: String,
+    pub text: String,
+    pub posted_at: DateTime<Utc>,
+    pub status: String,
+}
+
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<ChatMessageRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select message_id, webinar_id, author_id, author_name, text, posted_at, status
+           from chat_messages where message_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
