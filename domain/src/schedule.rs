@@ -110,6 +110,25 @@ mod tests {
         assert!(ten.overlaps(&ten_fifty_nine) && ten_fifty_nine.overlaps(&ten));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn overlap_is_symmetric_and_half_open(
+            a_start in 0i64..10_000, a_len in 1i64..600, b_start in 0i64..10_000, b_len in 1i64..600,
+        ) {
+            let base = at(0, 0);
+            let a = TimeSlot::new_unchecked(base + Duration::minutes(a_start), a_len);
+            let b = TimeSlot::new_unchecked(base + Duration::minutes(b_start), b_len);
+            proptest::prop_assert_eq!(a.overlaps(&b), b.overlaps(&a));
+            // Half-open: they overlap exactly when some minute lies in both.
+            let shared = (a_start.max(b_start)..(a_start + a_len).min(b_start + b_len)).next().is_some();
+            proptest::prop_assert_eq!(a.overlaps(&b), shared);
+            // A slot that starts where another ends never overlaps it.
+            let next = TimeSlot::new_unchecked(a.end(), b_len);
+            proptest::prop_assert!(!a.overlaps(&next) && !next.overlaps(&a));
+            proptest::prop_assert!(a.overlaps(&a));
+        }
+    }
+
     #[test]
     fn durations_and_starts_follow_the_rules() {
         let rules = SlotRules::default();

@@ -6,9 +6,13 @@
 pub mod harness;
 
 #[cfg(test)]
+mod allocation_properties;
+#[cfg(test)]
 mod event_log;
 #[cfg(test)]
 mod gateway_api;
+#[cfg(test)]
+mod permissions;
 #[cfg(test)]
 mod projectors;
 #[cfg(test)]
