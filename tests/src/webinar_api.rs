@@ -454,3 +454,179 @@ async fn bad_webinar_input_gets_a_coded_error_naming_the_field_and_changes_nothi
             .expect("count");
     assert_eq!(written, 0, "nothing was written");
 }
+
+#[tokio::test]
+async fn the_presenters_controls_move_the_lifecycle_and_refuse_what_makes_no_sense() {
+    let secret = "lifecycle-bbb-secret";
+    let app = TestApp::spawn_with(|settings| {
+        settings.bbb_url = Some("https://bbb.example.org/bigbluebutton/api".into());
+        settings.bbb_secret = Some(secrecy::SecretString::from(secret.to_owned()));
+    })
+    .await;
+    let gateway = register_gateway(&app, "life", None).await;
+    let owner = presenter(&app, "owner");
+    let webinar = schedule_ok(&app, &owner, input("Lifecycle", at(10, 0), 60)).await;
+    let id = webinar["id"].as_str().expect("id").to_owned();
+    let control = |name: &str| {
+        format!("mutation($id: ID!) {{ {name}(id: $id) {{ status streamState version }} }}")
+    };
+
+    let body = app
+        .gql(
+            Some(&owner),
+            "mutation($id: ID!) { startWebinar(id: $id) { joinUrl webinar { status streamState } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let payload = &body["data"]["startWebinar"];
+    assert_eq!(
+        payload["webinar"],
+        json!({ "status": "LIVE", "streamState": "STARTING" }),
+        "{body}"
+    );
+    // The join URL is signed as BBB checks it: sha256(call + query + secret).
+    let url = payload["joinUrl"].as_str().expect("joinUrl");
+    let (path, query) = url.split_once('?').expect("a query");
+    assert!(path.ends_with("/join"), "{url}");
+    let (signed, checksum) = query.rsplit_once("&checksum=").expect("a checksum");
+    let expected = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(
+            format!("join{signed}{secret}").as_bytes(),
+        ))
+    };
+    assert_eq!(checksum, expected);
+    assert!(signed.contains("role=MODERATOR"), "{url}");
+    assert!(!url.contains(secret), "the secret never travels");
+
+    // Starting again (a presenter rejoining) asks for no second stream.
+    let again = app
+        .gql(
+            Some(&owner),
+            "mutation($id: ID!) { startWebinar(id: $id) { webinar { version } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        again["data"]["startWebinar"]["webinar"]["version"],
+        json!(3),
+        "{again}"
+    );
+
+    let body = app
+        .gql(Some(&owner), &control("cancelWebinar"), json!({ "id": id }))
+        .await;
+    assert_eq!(error_code(&body), Some("INVALID_STATE"), "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("LIVE")),
+        "{body}"
+    );
+
+    let body = app
+        .gql(Some(&owner), &control("stopLive"), json!({ "id": id }))
+        .await;
+    assert_eq!(
+        body["data"]["stopLive"]["streamState"],
+        json!("STOPPING"),
+        "{body}"
+    );
+    let body = app
+        .gql(Some(&owner), &control("stopLive"), json!({ "id": id }))
+        .await;
+    assert_eq!(
+        body["data"]["stopLive"]["version"],
+        json!(4),
+        "stopping again records nothing: {body}"
+    );
+    let body = app
+        .gql(Some(&owner), &control("restartLive"), json!({ "id": id }))
+        .await;
+    assert_eq!(
+        body["data"]["restartLive"]["streamState"],
+        json!("STARTING"),
+        "{body}"
+    );
+    let body = app
+        .gql(Some(&owner), &control("endWebinar"), json!({ "id": id }))
+        .await;
+    assert_eq!(
+        body["data"]["endWebinar"],
+        json!({ "status": "ENDED", "streamState": "STOPPING", "version": 8 }),
+        "{body}"
+    );
+    let body = app
+        .gql(Some(&owner), &control("endWebinar"), json!({ "id": id }))
+        .await;
+    assert_eq!(
+        body["data"]["endWebinar"]["version"],
+        json!(8),
+        "ending again is a no-op: {body}"
+    );
+
+    // The live page says so at once, and the gateway is free again.
+    let live = app
+        .gql(
+            None,
+            "query($id: ID!) { liveEvent(id: $id) { status } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        live["data"]["liveEvent"]["status"],
+        json!("ENDED"),
+        "{live}"
+    );
+    let held = aggregate_reservations(&app, std::slice::from_ref(&gateway)).await;
+    assert!(
+        held[0].1.reservations.is_empty(),
+        "ending released the reservation"
+    );
+    let types: Vec<String> = sqlx::query_scalar(
+        "select event_type from events where aggregate_id = $1 order by sequence",
+    )
+    .bind(&id)
+    .fetch_all(&app.db.pool)
+    .await
+    .expect("events");
+    assert_eq!(
+        types,
+        vec![
+            "Scheduled",
+            "Started",
+            "StreamStartRequested",
+            "StreamStopRequested",
+            "StreamRestartRequested",
+            "MeetingEnded",
+            "StreamStopRequested",
+            "Ended"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn starting_without_bbb_configured_says_so_and_records_nothing() {
+    let app = TestApp::spawn().await;
+    register_gateway(&app, "nobbb", None).await;
+    let owner = presenter(&app, "owner");
+    let webinar = schedule_ok(&app, &owner, input("No BBB", at(10, 0), 60)).await;
+    let id = webinar["id"].as_str().expect("id");
+    let body = app
+        .gql(
+            Some(&owner),
+            "mutation($id: ID!) { startWebinar(id: $id) { joinUrl } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("UPSTREAM_UNAVAILABLE"), "{body}");
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("not configured")));
+    let count: i64 = sqlx::query_scalar("select count(*) from events where aggregate_id = $1")
+        .bind(id)
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 1, "only Scheduled");
+}
