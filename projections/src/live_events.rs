@@ -10,7 +10,7 @@ use webinar_domain::webinar::WebinarEvent;
 use webinar_infra::consumer::{ProjectionError, Projector};
 use webinar_infra::event_log::StoredEvent;
 
-use crate::webinars::{aggregate_uuid, people};
+use crate::webinars::{aggregate_uuid, details_patch, people};
 
 /// Channel on which a changed live event's id is announced at commit.
 pub const LIVE_EVENT_CHANGED: &str = "live_event_changed";
@@ -171,22 +171,6 @@ impl Projector for LiveEventsProjector {
                 restricted,
                 groups,
             } => {
-                let mut v = serde_json::Map::new();
-                if let Some(t) = title {
-                    v.insert("title".into(), json!(t.as_str()));
-                }
-                if let Some(d) = description {
-                    v.insert("description".into(), json!(d.as_ref().map(|d| d.as_str())));
-                }
-                if let Some(p) = presenters {
-                    v.insert("presenters".into(), people(&p));
-                }
-                if let Some(r) = restricted {
-                    v.insert("restricted".into(), json!(r));
-                }
-                if let Some(g) = groups {
-                    v.insert("groups".into(), json!(g));
-                }
                 (
                     "title = coalesce($3->>'title', title),
                      description = case when $3 ? 'description' then $3->>'description' else description end,
@@ -198,7 +182,7 @@ impl Projector for LiveEventsProjector {
                      restricted = coalesce(($3->>'restricted')::boolean, restricted),
                      groups = case when $3 ? 'groups'
                         then array(select jsonb_array_elements_text($3->'groups')) else groups end",
-                    serde_json::Value::Object(v),
+                    details_patch(&title, &description, &presenters, &restricted, &groups),
                 )
             }
             ChatEnabled => ("chat_enabled = true", json!(null)),

@@ -30,6 +30,34 @@ pub(crate) fn people(people: &[Person]) -> serde_json::Value {
         .collect::<Vec<_>>())
 }
 
+/// The changed fields of `DetailsUpdated` as a JSON object: the key is present only when the field
+/// changed (a removed description is present and null).
+pub(crate) fn details_patch(
+    title: &Option<webinar_domain::Title>,
+    description: &Option<Option<webinar_domain::Description>>,
+    presenters: &Option<Vec<Person>>,
+    restricted: &Option<bool>,
+    groups: &Option<Vec<String>>,
+) -> serde_json::Value {
+    let mut patch = serde_json::Map::new();
+    if let Some(t) = title {
+        patch.insert("title".into(), json!(t.as_str()));
+    }
+    if let Some(d) = description {
+        patch.insert("description".into(), json!(d.as_ref().map(|d| d.as_str())));
+    }
+    if let Some(p) = presenters {
+        patch.insert("presenters".into(), people(p));
+    }
+    if let Some(r) = restricted {
+        patch.insert("restricted".into(), json!(r));
+    }
+    if let Some(g) = groups {
+        patch.insert("groups".into(), json!(g));
+    }
+    serde_json::Value::Object(patch)
+}
+
 /// Channel on which a changed webinar's id is announced at commit (subscriptions listen).
 pub const WEBINAR_CHANGED: &str = "webinar_changed";
 
@@ -131,25 +159,7 @@ impl Projector for WebinarsProjector {
                      restricted = coalesce(($3->>'restricted')::boolean, restricted),
                      groups = case when $3 ? 'groups'
                         then array(select jsonb_array_elements_text($3->'groups')) else groups end",
-                    {
-                        let mut v = serde_json::Map::new();
-                        if let Some(t) = title {
-                            v.insert("title".into(), json!(t.as_str()));
-                        }
-                        if let Some(d) = description {
-                            v.insert("description".into(), json!(d.as_ref().map(|d| d.as_str())));
-                        }
-                        if let Some(p) = presenters {
-                            v.insert("presenters".into(), people(p));
-                        }
-                        if let Some(r) = restricted {
-                            v.insert("restricted".into(), json!(r));
-                        }
-                        if let Some(g) = groups {
-                            v.insert("groups".into(), json!(g));
-                        }
-                        serde_json::Value::Object(v)
-                    },
+                    details_patch(title, description, presenters, restricted, groups),
                 ),
                 ChatEnabled => ("enable_chat = true", json!(null)),
                 ChatDisabled => ("enable_chat = false", json!(null)),
