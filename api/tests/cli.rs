@@ -1,0 +1,111 @@
+//! The `webinar` binary's commands, run as a user would.
+
+use std::process::Command;
+
+fn webinar() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_webinar"));
+    command
+        .env_remove("WEBINAR_JWT_SECRET")
+        .env_remove("DATABASE_URL")
+        .env("WEBINAR_LOG_FORMAT", "json");
+    command
+}
+
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+#[test]
+fn token_prints_a_jwt_that_the_configured_secret_verifies() {
+    let output = webinar()
+        .args([
+            "token",
+            "--sub",
+            "u1",
+            "--name",
+            "Ada",
+            "--role",
+            "admin",
+            "--affiliation",
+            "faculty",
+        ])
+        .env("WEBINAR_JWT_SECRET", "cli-secret")
+        .output()
+        .expect("run webinar token");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let keys =
+        webinar_infra::auth::JwtKeys::new(&secrecy::SecretString::from("cli-secret".to_owned()));
+    let actor = keys.verify(&token).expect("the token verifies");
+    assert_eq!((actor.id.as_str(), actor.name.as_str()), ("u1", "Ada"));
+    assert_eq!(actor.roles, vec!["admin".to_owned()]);
+    assert_eq!(actor.affiliations, vec!["faculty".to_owned()]);
+}
+
+#[test]
+fn serve_and_token_refuse_to_run_without_a_jwt_secret_and_say_why() {
+    for args in [vec!["serve"], vec!["token", "--sub", "u", "--name", "U"]] {
+        let output = webinar().args(&args).output().expect("run webinar");
+        assert!(!output.status.success(), "{args:?} must fail");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("WEBINAR_JWT_SECRET is not set"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn migrate_creates_the_database_and_rebuild_reports_its_speed() {
+    let name = format!("webinar_cli_{}", uuid::Uuid::new_v4().simple());
+    let mut url = url::Url::parse(&admin_url()).expect("a URL");
+    url.set_path(&format!("/{name}"));
+    let run = |args: &[&str]| {
+        let output = webinar()
+            .args(args)
+            .env("DATABASE_URL", url.as_str())
+            .output()
+            .expect("run");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert!(run(&["migrate"]).contains("migrations applied"));
+    let rebuilt = run(&["projections", "rebuild", "gateways"]);
+    assert!(
+        rebuilt.contains("gateways: rebuilt from 0 events"),
+        "{rebuilt}"
+    );
+    let listed = run(&["projections", "list"]);
+    assert!(listed.contains("live_events"), "{listed}");
+    let output = webinar()
+        .args(["projections", "rebuild", "nope"])
+        .env("DATABASE_URL", url.as_str())
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no read model named \"nope\""));
+
+    let dropped = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            use sqlx::Connection;
+            let mut admin = sqlx::PgConnection::connect(&admin_url()).await?;
+            sqlx::query(&format!("drop database if exists {name} with (force)"))
+                .execute(&mut admin)
+                .await
+        });
+    if let Err(error) = dropped {
+        eprintln!("warning: could not drop {name}: {error}");
+    }
+}
