@@ -139,3 +139,219 @@ mod tests {
         assert!(!format!("{api:?}").contains("639259d4"));
     }
 }
+
+/// Why a BBB call failed. Messages are short and never contain the secret or a whole body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BbbError {
+    #[error("BigBlueButton is unreachable: {0}")]
+    Unreachable(String),
+    #[error("BigBlueButton did not answer in time")]
+    Timeout,
+    #[error(
+        "BigBlueButton refused our checksum (check WEBINAR_BBB_SECRET and WEBINAR_BBB_CHECKSUM)"
+    )]
+    Checksum,
+    #[error("BigBlueButton does not know this meeting")]
+    NotFound,
+    #[error("BigBlueButton already has a different meeting with this id")]
+    IdNotUnique,
+    #[error("BigBlueButton refused the call: {key}")]
+    Failed { key: String },
+    #[error("BigBlueButton answered something unexpected: {0}")]
+    Protocol(String),
+}
+
+/// What `getMeetingInfo` tells us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeetingInfo {
+    pub meeting_id: String,
+    pub running: bool,
+    pub participant_count: u32,
+    pub attendees: Vec<String>,
+}
+
+/// What `create` needs.
+#[derive(Debug, Clone)]
+pub struct NewMeeting<'a> {
+    pub meeting_id: &'a str,
+    pub name: &'a str,
+    pub logout_url: &'a str,
+    pub end_callback_url: &'a str,
+    pub record: bool,
+}
+
+/// The BBB API over HTTP: every call has a timeout, TLS is verified, and XML is parsed into typed
+/// values; `FAILED` under HTTP 200 becomes a typed error.
+#[derive(Clone, Debug)]
+pub struct BbbClient {
+    api: BbbApi,
+    http: reqwest::Client,
+}
+
+fn text_of(node: roxmltree::Node<'_, '_>, tag: &str) -> Option<String> {
+    node.children()
+        .find(|n| n.has_tag_name(tag))
+        .map(|n| n.text().unwrap_or("").trim().to_owned())
+}
+
+fn meeting_info(node: roxmltree::Node<'_, '_>) -> MeetingInfo {
+    MeetingInfo {
+        meeting_id: text_of(node, "meetingID").unwrap_or_default(),
+        running: text_of(node, "running").as_deref() == Some("true"),
+        participant_count: text_of(node, "participantCount")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+        attendees: node
+            .children()
+            .find(|n| n.has_tag_name("attendees"))
+            .map(|a| {
+                a.children()
+                    .filter(|n| n.has_tag_name("attendee"))
+                    .filter_map(|n| text_of(n, "fullName"))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+impl BbbClient {
+    pub fn new(api: BbbApi, timeout: std::time::Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout.min(std::time::Duration::from_secs(5)))
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self { api, http })
+    }
+
+    pub fn api(&self) -> &BbbApi {
+        &self.api
+    }
+
+    /// Calls `call` and returns the `<response>` body text on SUCCESS.
+    async fn call(&self, call: &str, params: &[(&str, &str)]) -> Result<String, BbbError> {
+        let url = self.api.url(call, params);
+        let response = self.http.get(&url).send().await.map_err(|e| {
+            if e.is_timeout() {
+                BbbError::Timeout
+            } else {
+                // The URL carries a checksum, not the secret; still, say only what kind of failure.
+                BbbError::Unreachable(if e.is_connect() {
+                    "connection refused or failed".into()
+                } else {
+                    "request failed".into()
+                })
+            }
+        })?;
+        let status = response.status();
+        let body = response.text().await.map_err(|_| BbbError::Timeout)?;
+        if !status.is_success() {
+            return Err(BbbError::Protocol(format!("HTTP {}", status.as_u16())));
+        }
+        let doc =
+            roxmltree::Document::parse(&body).map_err(|_| BbbError::Protocol("not XML".into()))?;
+        let root = doc.root_element();
+        match text_of(root, "returncode").as_deref() {
+            Some("SUCCESS") => Ok(body),
+            Some("FAILED") => {
+                let key = text_of(root, "messageKey").unwrap_or_default();
+                Err(match key.as_str() {
+                    "checksumError" => BbbError::Checksum,
+                    "notFound" | "invalidMeetingIdentifier" | "meetingNotFound" => {
+                        BbbError::NotFound
+                    }
+                    "idNotUnique" => BbbError::IdNotUnique,
+                    _ => BbbError::Failed {
+                        key: key
+                            .chars()
+                            .filter(char::is_ascii_alphanumeric)
+                            .take(64)
+                            .collect(),
+                    },
+                })
+            }
+            _ => Err(BbbError::Protocol("no returncode".into())),
+        }
+    }
+
+    /// Creates the meeting (idempotent: `duplicateWarning` is a success).
+    pub async fn create(&self, meeting: &NewMeeting<'_>) -> Result<(), BbbError> {
+        let record = if meeting.record { "true" } else { "false" };
+        self.call(
+            "create",
+            &[
+                ("name", meeting.name),
+                ("meetingID", meeting.meeting_id),
+                ("logoutURL", meeting.logout_url),
+                ("guestPolicy", "ALWAYS_ACCEPT"),
+                ("record", record),
+                ("autoStartRecording", "false"),
+                ("allowStartStopRecording", record),
+                ("meta_endCallbackUrl", meeting.end_callback_url),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn end(&self, meeting_id: &str) -> Result<(), BbbError> {
+        self.call("end", &[("meetingID", meeting_id)])
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn is_meeting_running(&self, meeting_id: &str) -> Result<bool, BbbError> {
+        let body = self
+            .call("isMeetingRunning", &[("meetingID", meeting_id)])
+            .await?;
+        let doc =
+            roxmltree::Document::parse(&body).map_err(|_| BbbError::Protocol("not XML".into()))?;
+        Ok(text_of(doc.root_element(), "running").as_deref() == Some("true"))
+    }
+
+    pub async fn get_meeting_info(&self, meeting_id: &str) -> Result<MeetingInfo, BbbError> {
+        let body = self
+            .call("getMeetingInfo", &[("meetingID", meeting_id)])
+            .await?;
+        let doc =
+            roxmltree::Document::parse(&body).map_err(|_| BbbError::Protocol("not XML".into()))?;
+        Ok(meeting_info(doc.root_element()))
+    }
+
+    pub async fn get_meetings(&self) -> Result<Vec<MeetingInfo>, BbbError> {
+        let body = self.call("getMeetings", &[]).await?;
+        let doc =
+            roxmltree::Document::parse(&body).map_err(|_| BbbError::Protocol("not XML".into()))?;
+        Ok(doc
+            .root_element()
+            .children()
+            .find(|n| n.has_tag_name("meetings"))
+            .map(|m| {
+                m.children()
+                    .filter(|n| n.has_tag_name("meeting"))
+                    .map(meeting_info)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// BBB 3.0+: posts `message` (1..=500 characters) to the public chat as `user_name`.
+    pub async fn send_chat_message(
+        &self,
+        meeting_id: &str,
+        message: &str,
+        user_name: &str,
+    ) -> Result<(), BbbError> {
+        let user_name: String = user_name.chars().take(255).collect();
+        self.call(
+            "sendChatMessage",
+            &[
+                ("meetingID", meeting_id),
+                ("message", message),
+                ("userName", &user_name),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+}

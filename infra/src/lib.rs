@@ -19,4 +19,6 @@ pub mod event_store;
 pub mod gateways;
 pub mod metrics;
 pub mod secrets;
+pub mod sim;
+pub mod sipmediagw;
 pub mod webinars;

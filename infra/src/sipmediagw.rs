@@ -1,0 +1,313 @@
+//! The SIPMediaGW client, for both API generations (PROTOCOLS.md, part A).
+//!
+//! Success is `res == "ok"`, never just HTTP 200: v1.6/v1.7 report "No free resources found" and
+//! "The gateway failed to launch" under 200. A response body is never logged or kept whole — the
+//! web.py debug page echoes the Authorization header — only short, known fields are read.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use webinar_domain::gateway::GatewayApi;
+
+/// Where and how to reach one gateway's SIPMediaGW.
+#[derive(Debug, Clone)]
+pub struct SipTarget {
+    pub base_url: String,
+    pub api: GatewayApi,
+    pub token: Option<SecretString>,
+}
+
+/// Why a SIPMediaGW call failed, in a few words fit for an event (`StreamFailed.reason`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SipError {
+    #[error("SIPMediaGW unreachable")]
+    Unreachable,
+    #[error("SIPMediaGW timed out")]
+    Timeout,
+    #[error("SIPMediaGW refused the token (401)")]
+    Unauthorized,
+    #[error("SIPMediaGW busy: no free resources")]
+    Busy,
+    #[error("SIPMediaGW: the gateway failed to launch")]
+    LaunchFailed,
+    #[error("SIPMediaGW error {status}{}", .detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Http { status: u16, detail: Option<String> },
+    #[error("SIPMediaGW answered something unexpected")]
+    Protocol,
+}
+
+impl SipError {
+    /// Whether trying again later may work (every start failure is, but a bad token or a refused
+    /// request will fail the same way until someone changes something).
+    pub fn is_transient(&self) -> bool {
+        !matches!(
+            self,
+            SipError::Unauthorized
+                | SipError::Http {
+                    status: 400 | 404 | 422,
+                    ..
+                }
+        )
+    }
+}
+
+/// A short, printable excerpt of a known error field.
+fn short(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(120).collect()
+}
+
+/// Outcome of a stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    Stopped,
+    /// SIPMediaGW had no such stream: stopped already.
+    NotRunning,
+}
+
+#[derive(Clone, Debug)]
+pub struct SipMediaGwClient {
+    http: reqwest::Client,
+}
+
+impl SipMediaGwClient {
+    /// `timeout` bounds start and stop (SIPMediaGW may take 10-25 s); quick calls get 10 s.
+    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+        })
+    }
+
+    fn url(target: &SipTarget, path: &str) -> String {
+        format!("{}{path}", target.base_url.trim_end_matches('/'))
+    }
+
+    fn request(
+        &self,
+        target: &SipTarget,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, Self::url(target, path));
+        match &target.token {
+            Some(token) => request.header(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {}", token.expose_secret()),
+            ),
+            None => request,
+        }
+    }
+
+    /// Sends and reads the JSON body, mapping transport and HTTP failures.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(u16, Value), SipError> {
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                SipError::Timeout
+            } else {
+                SipError::Unreachable
+            }
+        })?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                SipError::Timeout
+            } else {
+                SipError::Protocol
+            }
+        })?;
+        if status == 401 {
+            return Err(SipError::Unauthorized);
+        }
+        // An HTML page (web.py's debug page) is never parsed, kept or logged.
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
+    fn http_error(status: u16, body: &Value) -> SipError {
+        let detail = body
+            .get("Error")
+            .and_then(Value::as_str)
+            .or_else(|| body.pointer("/error/detail").and_then(Value::as_str))
+            .or_else(|| body.get("error").and_then(Value::as_str))
+            .map(short);
+        SipError::Http { status, detail }
+    }
+
+    /// Starts streaming `room` (joined through `domain`) to `rtmp`.
+    pub async fn start(
+        &self,
+        target: &SipTarget,
+        room: &str,
+        domain: &str,
+        rtmp: &str,
+    ) -> Result<(), SipError> {
+        match target.api {
+            GatewayApi::Legacy => {
+                let request = self
+                    .request(target, reqwest::Method::GET, "/start")
+                    .query(&[("room", room), ("domain", domain), ("rtmpDst", rtmp)]);
+                let (status, body) = self.send(request).await?;
+                if status != 200 {
+                    return Err(Self::http_error(status, &body));
+                }
+                // v1.6+: {"status":"success","details":{…}}; v1.5: the details alone.
+                let details = body.get("details").unwrap_or(&body);
+                match details.get("res").and_then(Value::as_str) {
+                    Some("ok") => Ok(()),
+                    Some(_) => Err(match details.get("type").and_then(Value::as_str) {
+                        Some("No free resources found") => SipError::Busy,
+                        Some("The gateway failed to launch") => SipError::LaunchFailed,
+                        other => SipError::Http {
+                            status,
+                            detail: other.map(short),
+                        },
+                    }),
+                    None => Err(Self::http_error(status, &body)),
+                }
+            }
+            GatewayApi::Gateway => {
+                let request = self
+                    .request(target, reqwest::Method::POST, "/gateway/start")
+                    .json(&json!({
+                        "room": room, "gw_id": room, "main_app": "streaming",
+                        "browsing_name": domain, "rtmp_dst": rtmp,
+                    }));
+                let (status, body) = self.send(request).await?;
+                match (
+                    status,
+                    body.pointer("/data/processing_state")
+                        .and_then(Value::as_str),
+                ) {
+                    (200, Some("working")) => Ok(()),
+                    (404, _) => Err(SipError::LaunchFailed),
+                    _ => Err(Self::http_error(status, &body)),
+                }
+            }
+        }
+    }
+
+    /// Stops `room`; a room that is not running counts as stopped.
+    pub async fn stop(&self, target: &SipTarget, room: &str) -> Result<Stopped, SipError> {
+        let (status, body) = match target.api {
+            GatewayApi::Legacy => {
+                self.send(
+                    self.request(target, reqwest::Method::GET, "/stop")
+                        .query(&[("room", room)]),
+                )
+                .await?
+            }
+            GatewayApi::Gateway => {
+                self.send(
+                    self.request(target, reqwest::Method::POST, "/gateway/stop")
+                        .json(&json!({ "gw_id": room })),
+                )
+                .await?
+            }
+        };
+        let detail = Self::http_error(status, &body);
+        match status {
+            200 => Ok(Stopped::Stopped),
+            400 | 404 if matches!(&detail, SipError::Http { detail: Some(d), .. } if d.starts_with("no running container")) => {
+                Ok(Stopped::NotRunning)
+            }
+            _ => Err(detail),
+        }
+    }
+
+    /// Whether `room` is streaming now (to make a repeated start idempotent).
+    pub async fn is_streaming(&self, target: &SipTarget, room: &str) -> Result<bool, SipError> {
+        match target.api {
+            GatewayApi::Legacy => {
+                let (status, body) = self
+                    .send(
+                        self.request(target, reqwest::Method::GET, "/progress")
+                            .query(&[("room", room)]),
+                    )
+                    .await?;
+                if status != 200 {
+                    return Err(Self::http_error(status, &body));
+                }
+                // v1.7: "gw_state":"down" when no container; no key at all when up.
+                Ok(body.get("gw_state").and_then(Value::as_str) != Some("down"))
+            }
+            GatewayApi::Gateway => {
+                let (status, body) = self
+                    .send(
+                        self.request(target, reqwest::Method::GET, "/gateway/status")
+                            .query(&[("gw_id", room)]),
+                    )
+                    .await?;
+                match status {
+                    200 => Ok(body.pointer("/data/gw_state").and_then(Value::as_str) == Some("up")),
+                    404 => Ok(false),
+                    _ => Err(Self::http_error(status, &body)),
+                }
+            }
+        }
+    }
+
+    /// Shows or hides the BBB chat in the stream.
+    pub async fn toggle_chat(&self, target: &SipTarget, room: &str) -> Result<(), SipError> {
+        let (status, body) = match target.api {
+            GatewayApi::Legacy => {
+                self.send(
+                    self.request(target, reqwest::Method::GET, "/chat")
+                        .query(&[("room", room), ("toggle", "True")]),
+                )
+                .await?
+            }
+            GatewayApi::Gateway => {
+                self.send(self.request(target, reqwest::Method::POST, "/gateway/command").json(&json!({
+                    "gw_id": room, "payload": { "command": "sendKey", "param1": "chat-toggle" }
+                })))
+                .await?
+            }
+        };
+        let ok = body.get("res").and_then(Value::as_str) == Some("ok")
+            || body.get("ack") == Some(&Value::Bool(true));
+        if status == 200 && ok {
+            Ok(())
+        } else {
+            Err(Self::http_error(status, &body))
+        }
+    }
+
+    /// Types `message` into the meeting's public chat (Pod-compatible relay).
+    pub async fn post_chat(
+        &self,
+        target: &SipTarget,
+        room: &str,
+        message: &str,
+    ) -> Result<(), SipError> {
+        let (status, body) = match target.api {
+            GatewayApi::Legacy => {
+                // web.py's POST /chat takes no token; sending one does no harm.
+                self.send(
+                    self.request(target, reqwest::Method::POST, "/chat")
+                        .json(&json!({ "room": room, "msg": message })),
+                )
+                .await?
+            }
+            GatewayApi::Gateway => {
+                self.send(
+                    self.request(target, reqwest::Method::POST, "/gateway/command")
+                        .json(&json!({
+                            "gw_id": room, "payload": { "command": "sendChat", "param1": message }
+                        })),
+                )
+                .await?
+            }
+        };
+        let ok = body.get("res").and_then(Value::as_str) == Some("ok")
+            || body.get("ack") == Some(&Value::Bool(true));
+        if status == 200 && ok {
+            Ok(())
+        } else {
+            Err(Self::http_error(status, &body))
+        }
+    }
+}
