@@ -8,6 +8,8 @@ pub mod harness;
 #[cfg(test)]
 mod allocation_properties;
 #[cfg(test)]
+mod clients;
+#[cfg(test)]
 mod event_log;
 #[cfg(test)]
 mod gateway_api;

@@ -1,0 +1,224 @@
+//! The BBB and SIPMediaGW clients against the simulators over real HTTP: every answer shape of
+//! PROTOCOLS.md becomes the right typed outcome.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+use webinar_domain::gateway::GatewayApi;
+use webinar_infra::bbb::{BbbApi, BbbClient, BbbError, Checksum, NewMeeting};
+use webinar_infra::sim::bbb::BbbSim;
+use webinar_infra::sim::sipmediagw::{Api, Fault, SipMediaGwSim};
+use webinar_infra::sipmediagw::{SipError, SipMediaGwClient, SipTarget, Stopped};
+
+async fn serve(router: axum::Router, cancel: &CancellationToken) -> SocketAddr {
+    webinar_infra::sim::spawn(
+        router,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        cancel.clone(),
+    )
+    .await
+    .expect("bind a simulator")
+}
+
+fn target(address: SocketAddr, api: GatewayApi, token: Option<&str>) -> SipTarget {
+    SipTarget {
+        base_url: format!("http://{address}"),
+        api,
+        token: token.map(|t| SecretString::from(t.to_owned())),
+    }
+}
+
+#[tokio::test]
+async fn the_legacy_client_reads_every_answer_of_the_web_py_launcher() {
+    let cancel = CancellationToken::new();
+    let sim = SipMediaGwSim::new(Api::Legacy, Some("1234"));
+    let address = serve(sim.router(), &cancel).await;
+    let client = SipMediaGwClient::new(Duration::from_secs(2)).expect("client");
+    let good = target(address, GatewayApi::Legacy, Some("1234"));
+
+    let wrong = target(address, GatewayApi::Legacy, Some("nope"));
+    assert_eq!(
+        client
+            .start(&wrong, "r1", "pod/live/join", "rtmp://l/x")
+            .await,
+        Err(SipError::Unauthorized)
+    );
+    assert_eq!(
+        client
+            .start(&good, "r1", "pod/live/join", "rtmp://l/x")
+            .await,
+        Ok(())
+    );
+    assert_eq!(client.is_streaming(&good, "r1").await, Ok(true));
+    // One stream per server: "No free resources found" under HTTP 200 is a failure.
+    assert_eq!(
+        client.start(&good, "r2", "d", "rtmp://l/y").await,
+        Err(SipError::Busy)
+    );
+    assert_eq!(client.toggle_chat(&good, "r1").await, Ok(()));
+    assert_eq!(client.post_chat(&good, "r1", "hello").await, Ok(()));
+    assert_eq!(client.stop(&good, "r1").await, Ok(Stopped::Stopped));
+    assert_eq!(
+        client.stop(&good, "r1").await,
+        Ok(Stopped::NotRunning),
+        "400 no running container"
+    );
+    assert_eq!(client.is_streaming(&good, "r1").await, Ok(false));
+
+    sim.set_faults(&[Fault::LaunchFailed]);
+    assert_eq!(
+        client.start(&good, "r1", "d", "rtmp://l/x").await,
+        Err(SipError::LaunchFailed)
+    );
+    sim.set_faults(&[Fault::Html500]);
+    let html = client.start(&good, "r1", "d", "rtmp://l/x").await;
+    assert_eq!(
+        html,
+        Err(SipError::Http {
+            status: 500,
+            detail: None
+        })
+    );
+    assert!(
+        !format!("{html:?}").contains("1234"),
+        "the debug page's echo of the token is dropped"
+    );
+    sim.set_faults(&[Fault::Latency(Duration::from_secs(5))]);
+    assert_eq!(
+        client.start(&good, "r1", "d", "rtmp://l/x").await,
+        Err(SipError::Timeout)
+    );
+    sim.set_faults(&[]);
+
+    let counters = sim.counters();
+    assert_eq!(counters.successful_starts, 1);
+    assert_eq!(counters.chats, vec![("r1".to_owned(), "hello".to_owned())]);
+    assert_eq!(counters.toggles, 1);
+    assert_eq!(counters.started_with[0].1, "pod/live/join");
+
+    cancel.cancel();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        client.start(&good, "r1", "d", "rtmp://l/x").await,
+        Err(SipError::Unreachable)
+    );
+}
+
+#[tokio::test]
+async fn the_gateway_client_reads_the_fastapi_launcher() {
+    let cancel = CancellationToken::new();
+    let sim = SipMediaGwSim::new(Api::Gateway, None);
+    let address = serve(sim.router(), &cancel).await;
+    let client = SipMediaGwClient::new(Duration::from_secs(2)).expect("client");
+    let gw = target(address, GatewayApi::Gateway, None);
+    assert_eq!(client.start(&gw, "room1", "d", "rtmp://l/x").await, Ok(()));
+    assert_eq!(client.is_streaming(&gw, "room1").await, Ok(true));
+    assert_eq!(
+        client.start(&gw, "room2", "d", "rtmp://l/x").await,
+        Err(SipError::LaunchFailed)
+    );
+    assert_eq!(client.post_chat(&gw, "room1", "hi").await, Ok(()));
+    assert_eq!(client.stop(&gw, "room1").await, Ok(Stopped::Stopped));
+    assert_eq!(client.stop(&gw, "room1").await, Ok(Stopped::NotRunning));
+    assert_eq!(
+        client
+            .post_chat(&gw, "room1", "late")
+            .await
+            .map_err(|e| matches!(e, SipError::Http { status: 403, .. })),
+        Err(true)
+    );
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn the_bbb_client_signs_parses_and_types_failures() {
+    let cancel = CancellationToken::new();
+    let sim = BbbSim::new("bbb-secret");
+    let address = serve(sim.router(), &cancel).await;
+    let base = format!("http://{address}/bigbluebutton/api");
+    for checksum in [
+        Checksum::Sha1,
+        Checksum::Sha256,
+        Checksum::Sha384,
+        Checksum::Sha512,
+    ] {
+        let client = BbbClient::new(
+            BbbApi::new(&base, SecretString::from("bbb-secret".to_owned()), checksum),
+            Duration::from_secs(2),
+        )
+        .expect("client");
+        assert_eq!(
+            client.is_meeting_running("none").await,
+            Ok(false),
+            "{checksum:?} verifies"
+        );
+    }
+    let client = BbbClient::new(
+        BbbApi::new(
+            &base,
+            SecretString::from("bbb-secret".to_owned()),
+            Checksum::Sha256,
+        ),
+        Duration::from_secs(2),
+    )
+    .expect("client");
+    let wrong = BbbClient::new(
+        BbbApi::new(
+            &base,
+            SecretString::from("wrong".to_owned()),
+            Checksum::Sha256,
+        ),
+        Duration::from_secs(2),
+    )
+    .expect("client");
+    assert_eq!(wrong.is_meeting_running("m").await, Err(BbbError::Checksum));
+
+    let meeting = NewMeeting {
+        meeting_id: "webinar-1",
+        name: "Lecture & more",
+        logout_url: "https://pod.example.org/",
+        end_callback_url: "http://127.0.0.1:9/callbacks/bbb/end/1?sig=x",
+        record: false,
+    };
+    assert_eq!(client.create(&meeting).await, Ok(()));
+    assert_eq!(
+        client.create(&meeting).await,
+        Ok(()),
+        "duplicateWarning is a success"
+    );
+    assert_eq!(
+        client.is_meeting_running("webinar-1").await,
+        Ok(false),
+        "nobody joined yet"
+    );
+    assert!(sim.add_user("webinar-1", "streaming"));
+    assert_eq!(client.is_meeting_running("webinar-1").await, Ok(true));
+    let info = client.get_meeting_info("webinar-1").await.expect("info");
+    assert_eq!(
+        (info.participant_count, info.attendees.clone()),
+        (1, vec!["streaming".to_owned()])
+    );
+    assert_eq!(client.get_meetings().await.map(|m| m.len()), Ok(1));
+    assert_eq!(
+        client
+            .send_chat_message("webinar-1", "Hello", "Alice")
+            .await,
+        Ok(())
+    );
+    assert!(matches!(
+        client
+            .send_chat_message("webinar-1", &"x".repeat(501), "A")
+            .await,
+        Err(BbbError::Failed { .. })
+    ));
+    assert_eq!(client.end("webinar-1").await, Ok(()));
+    assert_eq!(client.end("webinar-1").await, Err(BbbError::NotFound));
+    assert_eq!(
+        client.get_meeting_info("webinar-1").await,
+        Err(BbbError::NotFound)
+    );
+    assert_eq!(sim.counters().callbacks.len(), 1, "end fired the callback");
+    cancel.cancel();
+}
