@@ -297,101 +297,208 @@ impl ProjectorRunner {
         }
     }
 
-    async fn try_lead(&self) -> Result<Option<PoolConnection<Postgres>>, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        let locked: bool =
-            sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
-                .bind(advisory_key(self.name()))
-                .fetch_one(&mut *conn)
-                .await?;
-        Ok(locked.then_some(conn))
-    }
-
-    async fn resign(&self, mut conn: PoolConnection<Postgres>) {
-        let unlocked = sqlx::query("select pg_advisory_unlock(hashtextextended($1, 0))")
-            .bind(advisory_key(self.name()))
-            .execute(&mut *conn)
-            .await;
-        if unlocked.is_err() {
-            // Never hand a connection that may still hold the lock back to the pool.
-            let _ = conn.detach();
-        }
-    }
-
     /// Leads when it can, follows otherwise, until `cancel`; stops only between batches.
-    pub async fn run(self, mut wake: watch::Receiver<u64>, cancel: CancellationToken) {
-        let name = self.name();
-        let mut leader: Option<PoolConnection<Postgres>> = None;
-        let mut failures: u32 = 0;
-        while !cancel.is_cancelled() {
-            if leader.is_none() {
-                match self.try_lead().await {
-                    Ok(Some(conn)) => {
-                        tracing::info!(projector = name, "projector runner leads");
-                        leader = Some(conn);
-                    }
-                    Ok(None) => {
-                        // Another instance leads: follow its checkpoint for read-your-writes.
-                        if let Ok(at) = checkpoint(&self.pool, name).await {
-                            self.publish(at);
-                        }
-                        tokio::select! {
-                            _ = cancel.cancelled() => break,
-                            _ = tokio::time::sleep(self.options.poll) => continue,
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(projector = name, %error, "cannot take the runner lock");
-                        tokio::select! {
-                            _ = cancel.cancelled() => break,
-                            _ = tokio::time::sleep(self.options.poll * 4) => continue,
-                        }
-                    }
+    pub async fn run(self, wake: watch::Receiver<u64>, cancel: CancellationToken) {
+        run_led(&self, wake, cancel).await;
+    }
+}
+
+#[async_trait]
+impl Stepper for ProjectorRunner {
+    fn name(&self) -> &'static str {
+        self.projector.name()
+    }
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+    fn options(&self) -> RunnerOptions {
+        self.options
+    }
+    async fn step(&self) -> Result<usize, String> {
+        self.run_batch().await.map_err(|e| e.to_string())
+    }
+    fn follow(&self, at: Position) {
+        self.publish(at);
+    }
+}
+
+/// What the leadership loop drives: a projector runner or a reactor runner.
+#[async_trait]
+trait Stepper: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn pool(&self) -> &PgPool;
+    fn options(&self) -> RunnerOptions;
+    /// One batch; returns how many events it read.
+    async fn step(&self) -> Result<usize, String>;
+    /// Told where the leader's checkpoint is, when this instance does not lead.
+    fn follow(&self, at: Position);
+}
+
+async fn try_lead(pool: &PgPool, name: &str) -> Result<Option<PoolConnection<Postgres>>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
+        .bind(advisory_key(name))
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(locked.then_some(conn))
+}
+
+async fn resign(name: &str, mut conn: PoolConnection<Postgres>) {
+    let unlocked = sqlx::query("select pg_advisory_unlock(hashtextextended($1, 0))")
+        .bind(advisory_key(name))
+        .execute(&mut *conn)
+        .await;
+    if unlocked.is_err() {
+        // Never hand a connection that may still hold the lock back to the pool.
+        let _ = conn.detach();
+    }
+}
+
+/// One leader per consumer across instances (a session advisory lock); followers track the
+/// checkpoint. Stops only between batches.
+async fn run_led(runner: &dyn Stepper, mut wake: watch::Receiver<u64>, cancel: CancellationToken) {
+    let name = runner.name();
+    let options = runner.options();
+    let pool = runner.pool().clone();
+    let mut leader: Option<PoolConnection<Postgres>> = None;
+    let mut failures: u32 = 0;
+    while !cancel.is_cancelled() {
+        if leader.is_none() {
+            match try_lead(&pool, name).await {
+                Ok(Some(conn)) => {
+                    tracing::info!(consumer = name, "runner leads");
+                    leader = Some(conn);
                 }
-            }
-            match self.run_batch().await {
-                Ok(read) if read >= self.options.batch_size as usize => {
-                    failures = 0;
-                    continue;
-                }
-                Ok(_) => {
-                    failures = 0;
+                Ok(None) => {
+                    if let Ok(at) = checkpoint(&pool, name).await {
+                        runner.follow(at);
+                    }
                     tokio::select! {
                         _ = cancel.cancelled() => break,
-                        _ = wake.changed() => {}
-                        _ = tokio::time::sleep(self.options.poll) => {}
-                    }
-                    // A leader whose lock connection died no longer leads.
-                    if let Some(conn) = leader.as_mut() {
-                        if sqlx::query("select 1").execute(&mut **conn).await.is_err() {
-                            tracing::warn!(projector = name, "lost the runner lock connection");
-                            if let Some(conn) = leader.take() {
-                                let _ = conn.detach();
-                            }
-                        }
+                        _ = tokio::time::sleep(options.poll) => continue,
                     }
                 }
                 Err(error) => {
-                    failures += 1;
-                    Metrics::global().inc(
-                        "webinar_projector_failures_total",
-                        "Batches a projector failed to apply (retried).",
-                        &[("projector", name)],
-                    );
-                    tracing::error!(projector = name, %error, failures, "projector batch failed; retrying");
-                    let backoff = Duration::from_millis(200 * 2u64.pow(failures.min(7)));
+                    tracing::warn!(consumer = name, %error, "cannot take the runner lock");
                     tokio::select! {
                         _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(backoff.min(Duration::from_secs(30))) => {}
+                        _ = tokio::time::sleep(options.poll * 4) => continue,
                     }
                 }
             }
         }
-        if let Some(conn) = leader.take() {
-            self.resign(conn).await;
+        match runner.step().await {
+            Ok(read) if read >= options.batch_size as usize => {
+                failures = 0;
+                continue;
+            }
+            Ok(_) => {
+                failures = 0;
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = wake.changed() => {}
+                    _ = tokio::time::sleep(options.poll) => {}
+                }
+                // A leader whose lock connection died no longer leads.
+                if let Some(conn) = leader.as_mut() {
+                    if sqlx::query("select 1").execute(&mut **conn).await.is_err() {
+                        tracing::warn!(consumer = name, "lost the runner lock connection");
+                        if let Some(conn) = leader.take() {
+                            let _ = conn.detach();
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                failures += 1;
+                Metrics::global().inc(
+                    "webinar_consumer_failures_total",
+                    "Batches a projector or reactor failed to handle (retried).",
+                    &[("consumer", name)],
+                );
+                tracing::error!(consumer = name, %error, failures, "batch failed; retrying");
+                let backoff = Duration::from_millis(200 * 2u64.pow(failures.min(7)));
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(backoff.min(Duration::from_secs(30))) => {}
+                }
+            }
         }
-        tracing::info!(projector = name, "projector runner stopped");
     }
+    if let Some(conn) = leader.take() {
+        resign(name, conn).await;
+    }
+    tracing::info!(consumer = name, "runner stopped");
+}
+
+/// Something that acts on the outside world for events: calls SIPMediaGW, BBB, … At least once:
+/// `react` must make its effect idempotent (typically by checking the aggregate's state first).
+#[async_trait]
+pub trait Reactor: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    fn aggregate_types(&self) -> Option<&'static [&'static str]>;
+    /// Handles one event. An error stops the runner at this event and retries it after a pause.
+    async fn react(&self, event: &StoredEvent) -> Result<(), String>;
+}
+
+/// Runs a reactor: one event at a time, checkpoint after each, so a restart resumes at the first
+/// event whose effect was not recorded as done.
+pub struct ReactorRunner {
+    pool: PgPool,
+    reactor: Arc<dyn Reactor>,
+    options: RunnerOptions,
+}
+
+impl ReactorRunner {
+    pub fn new(pool: PgPool, reactor: Arc<dyn Reactor>, options: RunnerOptions) -> Self {
+        Self {
+            pool,
+            reactor,
+            options,
+        }
+    }
+
+    /// Handles the next batch; returns how many events it read.
+    pub async fn run_batch(&self) -> Result<usize, String> {
+        let name = self.reactor.name();
+        ensure_checkpoint(&self.pool, name).await.map_err(|e| e.to_string())?;
+        let from = checkpoint(&self.pool, name).await.map_err(|e| e.to_string())?;
+        let wanted = self.reactor.aggregate_types();
+        let events = event_log::read_after(&self.pool, from, wanted, self.options.batch_size)
+            .await
+            .map_err(|e| e.to_string())?;
+        for event in &events {
+            if wanted.is_none_or(|types| types.contains(&event.aggregate_type.as_str())) {
+                self.reactor.react(event).await?;
+            }
+            let mut conn = self.pool.acquire().await.map_err(|e| e.to_string())?;
+            save_checkpoint(&mut conn, name, event.position(), 1)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(events.len())
+    }
+
+    pub async fn run(self, wake: watch::Receiver<u64>, cancel: CancellationToken) {
+        run_led(&self, wake, cancel).await;
+    }
+}
+
+#[async_trait]
+impl Stepper for ReactorRunner {
+    fn name(&self) -> &'static str {
+        self.reactor.name()
+    }
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+    fn options(&self) -> RunnerOptions {
+        self.options
+    }
+    async fn step(&self) -> Result<usize, String> {
+        self.run_batch().await
+    }
+    fn follow(&self, _at: Position) {}
 }
 
 /// Empties a projector's tables and replays the whole log into them, in one transaction: readers

@@ -60,6 +60,9 @@ pub struct Webinar {
     pub status: WebinarStatus,
     pub stream: StreamState,
     pub stream_error: Option<String>,
+    /// Start attempts that failed since the stream was last asked to start.
+    #[serde(default)]
+    pub stream_attempts: u32,
     pub end_reason: Option<EndReason>,
 }
 
@@ -294,6 +297,17 @@ impl Webinar {
                     _ => return Err(self.stream_error("recording a failed stream")),
                 }
             }
+            WebinarCommand::FailOver { to } => {
+                self.in_status(&[Live], "failing over to another gateway")?;
+                if self.stream != S::Failed {
+                    return Err(self.stream_error("failing over to another gateway"));
+                }
+                let from = self.gateway_id.ok_or(WebinarError::NotFound)?;
+                if from == to {
+                    return Ok(vec![]);
+                }
+                vec![GatewayReassigned { from, to }, StreamStartRequested]
+            }
             WebinarCommand::RecordStreamStopped => {
                 self.in_status(&[Live, StatusEnded], "recording a stopped stream")?;
                 match self.stream {
@@ -391,6 +405,7 @@ impl Aggregate for Webinar {
             StreamStartRequested | StreamRestartRequested => {
                 self.stream = StreamState::Starting;
                 self.stream_error = None;
+                self.stream_attempts = 0;
             }
             StreamStarted => {
                 self.stream = StreamState::Live;
@@ -399,9 +414,10 @@ impl Aggregate for Webinar {
             StreamFailed {
                 reason,
                 final_attempt,
-                ..
+                attempt,
             } => {
                 self.stream_error = Some(reason);
+                self.stream_attempts = attempt;
                 if final_attempt {
                     self.stream = StreamState::Failed;
                 }

@@ -84,4 +84,9 @@ pub enum WebinarCommand {
     },
     /// Reactor: SIPMediaGW stopped the stream.
     RecordStreamStopped,
+    /// Reactor: the stream failed for good on its gateway; move to `to` (already reserved) and
+    /// start again there.
+    FailOver {
+        to: GatewayId,
+    },
 }

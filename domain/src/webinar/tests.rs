@@ -175,6 +175,7 @@ fn commands() -> Vec<(&'static str, WebinarCommand)> {
             },
         ),
         ("RecordStreamStopped", WebinarCommand::RecordStreamStopped),
+        ("FailOver", WebinarCommand::FailOver { to: gateway(2) }),
     ]
 }
 
@@ -218,6 +219,7 @@ fn expected(state: &str, command: &str) -> Result<Vec<&'static str>, &'static st
         ("RecordStreamFailed", _) if stream == "FAILED" => Ok(vec![]),
         ("RecordStreamStopped", _) if stream == "STOPPING" => Ok(vec!["StreamStopped"]),
         ("RecordStreamStopped", _) if stream == "STOPPED" => Ok(vec![]),
+        ("FailOver", "LIVE/FAILED") => Ok(vec!["GatewayReassigned", "StreamStartRequested"]),
         // An ended webinar's stream is stopping: its reactor may still report.
         ("RecordStreamStopped", "ENDED") => Ok(vec!["StreamStopped"]),
         _ => IS,
@@ -244,7 +246,7 @@ async fn every_command_in_every_state() {
             cells += 1;
         }
     }
-    assert_eq!(cells, 10 * 14);
+    assert_eq!(cells, 10 * 15);
 }
 
 #[tokio::test]
