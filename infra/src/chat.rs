@@ -70,6 +70,24 @@ impl ChatService {
         Self { bus, limiter }
     }
 
+    pub async fn load(&self, id: ChatMessageId) -> Result<ChatMessage, CommandError> {
+        self.bus.load(&id.to_string()).await.map_err(from_aggregate)
+    }
+
+    /// Records what the relay did (a component's command: no permission check).
+    pub async fn record(
+        &self,
+        metadata: &CommandMetadata,
+        id: ChatMessageId,
+        command: ChatCommand,
+    ) -> Result<(), CommandError> {
+        self.bus
+            .execute(&id.to_string(), command, metadata)
+            .await
+            .map_err(from_aggregate)?;
+        Ok(())
+    }
+
     /// Posts `text` to `webinar` (already loaded) as the caller.
     pub async fn post(
         &self,

@@ -53,10 +53,31 @@ pub struct Settings {
     /// Chat messages one person may post per `chat_rate_window_seconds`.
     pub chat_rate_limit: u32,
     pub chat_rate_window_seconds: u64,
+    /// Timeout of SIPMediaGW start and stop calls (they may block 10-25 s).
+    pub sipmediagw_timeout_seconds: u64,
+    /// Timeout of BBB calls.
+    pub bbb_timeout_seconds: u64,
+    /// Start attempts on one gateway before the stream fails over.
+    pub stream_start_attempts: u32,
+    /// First pause between start attempts; doubles each time.
+    pub stream_retry_ms: u64,
+    /// How often live meetings are checked with BBB.
+    pub meeting_poll_seconds: u64,
+    /// A live webinar still running this long after its slot ends is ended.
+    pub end_grace_minutes: i64,
+    /// Where audience messages go: `sipmediagw` (Pod-compatible) or `bbb` (sendChatMessage, BBB 3.0+).
+    pub chat_relay: ChatRelay,
     /// Affiliations that may create webinars (Pod's `MEETING_WEBINAR_AFFILIATION`).
     pub webinar_affiliations: Vec<String>,
     /// Group whose members may create webinars (Pod's `MEETING_WEBINAR_GROUP_ADMIN`).
     pub webinar_admin_group: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatRelay {
+    Sipmediagw,
+    Bbb,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -92,6 +113,13 @@ impl Default for Settings {
             max_query_complexity: 1_000,
             max_webinar_minutes: 300,
             max_start_in_past_minutes: 15,
+            sipmediagw_timeout_seconds: 30,
+            bbb_timeout_seconds: 10,
+            stream_start_attempts: 3,
+            stream_retry_ms: 1_000,
+            meeting_poll_seconds: 15,
+            end_grace_minutes: 15,
+            chat_relay: ChatRelay::Sipmediagw,
             chat_rate_limit: 5,
             chat_rate_window_seconds: 10,
             webinar_affiliations: policy.webinar_affiliations,
@@ -147,6 +175,16 @@ impl Settings {
             )),
             _ => None,
         }
+    }
+
+    /// What SIPMediaGW gets as `domain`: our public host and `/live/join`, without a scheme (its
+    /// browser opens `https://<domain>/<room>`).
+    pub fn join_domain(&self) -> String {
+        let public = self.public_url();
+        let host = public
+            .split_once("://")
+            .map_or(public.as_str(), |(_, rest)| rest);
+        format!("{host}/live/join")
     }
 
     pub fn public_url(&self) -> String {

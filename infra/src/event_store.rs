@@ -187,6 +187,22 @@ impl CommandMetadata {
         }
     }
 
+    /// For a command a component issues because of `event`: same correlation, caused by the
+    /// event's log position.
+    pub fn caused_by(component: &'static str, event: &crate::event_log::StoredEvent) -> Self {
+        let caller = Caller::System(component);
+        Self {
+            actor_id: caller.actor_id(),
+            actor_name: caller.actor_name(),
+            correlation_id: event
+                .meta("correlation_id")
+                .map(str::to_owned)
+                .unwrap_or_else(|| Uuid::new_v4().to_string()),
+            causation_id: event.global_position.to_string(),
+            request_id: None,
+        }
+    }
+
     pub fn to_map(&self) -> HashMap<String, String> {
         let mut map = HashMap::from([
             ("actor_id".to_owned(), self.actor_id.clone()),

@@ -18,6 +18,7 @@ pub mod event_log;
 pub mod event_store;
 pub mod gateways;
 pub mod metrics;
+pub mod reactors;
 pub mod secrets;
 pub mod sim;
 pub mod sipmediagw;

@@ -292,6 +292,44 @@ impl WebinarService {
         Ok((Written { id, position }, webinar))
     }
 
+    /// Runs a command on behalf of a component (reactors, the meeting watcher): no permission
+    /// check, the command is theirs to issue.
+    pub async fn execute_system(
+        &self,
+        metadata: &CommandMetadata,
+        id: WebinarId,
+        command: WebinarCommand,
+    ) -> Result<Written<WebinarId>, CommandError> {
+        let position = self
+            .bus
+            .execute(&id.to_string(), command, metadata)
+            .await
+            .map_err(from_aggregate)?;
+        Ok(Written { id, position })
+    }
+
+    /// Ends a live webinar for `reason` (BBB callback, poll, slot over) and frees its gateway.
+    pub async fn end_system(
+        &self,
+        metadata: &CommandMetadata,
+        gateways: &GatewayService,
+        id: WebinarId,
+        reason: EndReason,
+    ) -> Result<Written<WebinarId>, CommandError> {
+        let webinar = self.load_scheduled(id).await?;
+        let written = self
+            .execute_system(metadata, id, WebinarCommand::End { reason })
+            .await?;
+        let released = match webinar.gateway_id {
+            Some(gateway) => gateways.release(metadata, gateway, id).await?.position,
+            None => None,
+        };
+        Ok(Written {
+            id,
+            position: written.position.max(released),
+        })
+    }
+
     /// Stop, restart or end: the owner's and administrators' live controls.
     pub async fn operate(
         &self,
