@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
 use webinar_infra::auth::{claims, JwtKeys};
 use webinar_infra::config::Settings;
 
@@ -58,6 +59,39 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectionsCommand,
     },
+    /// Run a simulator of BigBlueButton or SIPMediaGW (for trials and tests).
+    Sim {
+        #[command(subcommand)]
+        which: SimCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// The BBB API at `/bigbluebutton/api`.
+    Bbb {
+        #[arg(long, default_value = "127.0.0.1:8101")]
+        listen: std::net::SocketAddr,
+        /// The shared secret (default: WEBINAR_BBB_SECRET).
+        #[arg(long)]
+        secret: Option<String>,
+    },
+    /// A SIPMediaGW launcher serving one stream.
+    Sipmediagw {
+        #[arg(long, value_enum, default_value = "legacy")]
+        api: SimApi,
+        #[arg(long, default_value = "127.0.0.1:8100")]
+        listen: std::net::SocketAddr,
+        /// The bearer token it requires (legacy default: SIPMediaGW's "1234").
+        #[arg(long)]
+        token: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SimApi {
+    Legacy,
+    Gateway,
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,26 +163,78 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Projections { command } => projections(settings, command).await,
+        Command::Sim { which } => simulate(settings, which).await,
     }
 }
 
-async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
+async fn simulate(settings: Settings, which: SimCommand) -> anyhow::Result<()> {
+    use webinar_infra::sim::{bbb::BbbSim, sipmediagw::Api, sipmediagw::SipMediaGwSim};
+    let cancel = CancellationToken::new();
+    let (router, listen, what) = match which {
+        SimCommand::Bbb { listen, secret } => {
+            let secret = secret
+                .or_else(|| {
+                    settings
+                        .bbb_secret
+                        .as_ref()
+                        .map(|s| s.expose_secret().to_owned())
+                })
+                .context("give the BBB secret with --secret or WEBINAR_BBB_SECRET")?;
+            (
+                BbbSim::new(&secret).router(),
+                listen,
+                "BigBlueButton API at /bigbluebutton/api",
+            )
+        }
+        SimCommand::Sipmediagw { api, listen, token } => {
+            let (api, default_token) = match api {
+                SimApi::Legacy => (Api::Legacy, Some("1234".to_owned())),
+                SimApi::Gateway => (Api::Gateway, None),
+            };
+            let token = token.or(default_token);
+            (
+                SipMediaGwSim::new(api, token.as_deref()).router(),
+                listen,
+                "SIPMediaGW launcher",
+            )
+        }
+    };
+    let address = webinar_infra::sim::spawn(router, listen, cancel.clone()).await?;
+    println!("simulated {what} on http://{address}");
+    crate::startup::shutdown_signal().await;
+    cancel.cancel();
+    Ok(())
+}
+
+async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
     let secret = match (&settings.jwt_secret, demo) {
         (Some(secret), _) => secret.clone(),
         (None, true) => demo::random_secret(),
         (None, false) => jwt_secret(&settings)?,
     };
+    let simulators = CancellationToken::new();
+    let sipmediagw = if demo {
+        Some(demo::start_simulators(&mut settings, simulators.clone()).await?)
+    } else {
+        None
+    };
     let app = Application::build(settings, secret).await?;
-    if demo {
-        demo::register_demo_gateway(app.state()).await?;
+    if let Some(sipmediagw) = &sipmediagw {
+        demo::register_demo_gateway(app.state(), sipmediagw).await?;
         let address = app.local_addr();
         println!("webinar demo at http://{address}/graphql (GraphiQL in a browser)");
+        println!(
+            "simulated BigBlueButton at {}, simulated SIPMediaGW at {sipmediagw}",
+            app.state().settings().bbb_url.as_deref().unwrap_or("?")
+        );
         println!("Bearer tokens, valid 12 hours (Authorization: Bearer <token>):");
         for (who, token) in demo::demo_tokens(app.state().jwt())? {
             println!("  {who:<9} {token}");
         }
     }
-    app.run_until_stopped().await
+    let served = app.run_until_stopped().await;
+    simulators.cancel();
+    served
 }
 
 async fn projections(settings: Settings, command: ProjectionsCommand) -> anyhow::Result<()> {

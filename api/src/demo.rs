@@ -1,13 +1,19 @@
 //! `serve --demo`: a ready-to-try server — a demo gateway, and tokens for a demo admin, presenter
 //! and viewer printed on standard output.
 
+use std::net::SocketAddr;
+
 use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
 use webinar_domain::gateway::{GatewayApi, GatewaySpec};
 use webinar_domain::{Caller, HttpUrl, Label, RtmpUrl};
 use webinar_infra::auth::{claims, JwtKeys};
+use webinar_infra::config::Settings;
 use webinar_infra::error::CommandError;
 use webinar_infra::event_store::CommandMetadata;
 use webinar_infra::secrets::GatewayToken;
+use webinar_infra::sim::bbb::BbbSim;
+use webinar_infra::sim::sipmediagw::{Api, SipMediaGwSim};
 
 use crate::state::AppState;
 
@@ -19,18 +25,65 @@ pub fn random_secret() -> SecretString {
     SecretString::from(hex::encode(bytes))
 }
 
+/// Binds `preferred`, or any free port when it is taken.
+async fn spawn_sim(
+    router: axum::Router,
+    preferred: SocketAddr,
+    cancel: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    match webinar_infra::sim::spawn(router.clone(), preferred, cancel.clone()).await {
+        Ok(address) => Ok(address),
+        Err(_) => {
+            Ok(
+                webinar_infra::sim::spawn(router, SocketAddr::from(([127, 0, 0, 1], 0)), cancel)
+                    .await?,
+            )
+        }
+    }
+}
+
+/// Starts a simulated BBB (unless one is configured) and a simulated SIPMediaGW (legacy API,
+/// token "1234") in this process; points `settings` at the BBB. Returns the SIPMediaGW URL.
+pub async fn start_simulators(
+    settings: &mut Settings,
+    cancel: CancellationToken,
+) -> anyhow::Result<String> {
+    if settings.bbb_url.is_none() || settings.bbb_secret.is_none() {
+        let secret = hex::encode(rand::random::<[u8; 16]>());
+        let bbb = BbbSim::new(&secret);
+        let address = spawn_sim(
+            bbb.router(),
+            SocketAddr::from(([127, 0, 0, 1], 8101)),
+            cancel.clone(),
+        )
+        .await?;
+        settings.bbb_url = Some(format!("http://{address}/bigbluebutton/api"));
+        settings.bbb_secret = Some(SecretString::from(secret));
+    }
+    let sip = SipMediaGwSim::new(Api::Legacy, Some(DEMO_TOKEN));
+    let address = spawn_sim(
+        sip.router(),
+        SocketAddr::from(([127, 0, 0, 1], 8100)),
+        cancel,
+    )
+    .await?;
+    Ok(format!("http://{address}"))
+}
+
+const DEMO_TOKEN: &str = "1234";
+
 /// Registers the demo gateway unless a gateway already uses its URL.
-pub async fn register_demo_gateway(state: &AppState) -> anyhow::Result<()> {
+pub async fn register_demo_gateway(state: &AppState, sipmediagw_url: &str) -> anyhow::Result<()> {
     let caller = Caller::System("demo");
     let spec = GatewaySpec {
         name: Label::parse("Demo gateway")?,
         rtmp_url: RtmpUrl::parse("rtmp://127.0.0.1:1935/live/demo")?,
         hls_url: HttpUrl::parse("http://127.0.0.1:8081/hls/demo.m3u8")?,
         broadcaster: Label::parse("Demo broadcaster")?,
-        sipmediagw_url: HttpUrl::parse("http://127.0.0.1:8100")?,
+        sipmediagw_url: HttpUrl::parse(sipmediagw_url)?,
         api: GatewayApi::Legacy,
     };
-    let token = GatewayToken::parse("1234")?;
+    let token = GatewayToken::parse(DEMO_TOKEN)?;
     match state
         .gateways()
         .register(

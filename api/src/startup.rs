@@ -15,10 +15,13 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use webinar_infra::auth::JwtKeys;
 use webinar_infra::config::Settings;
-use webinar_infra::consumer::{ProjectionProgress, ProjectorRunner, RunnerOptions};
+use webinar_infra::consumer::{
+    ProjectionProgress, ProjectorRunner, Reactor, ReactorRunner, RunnerOptions,
+};
 use webinar_infra::event_log;
+use webinar_infra::reactors::chat::ChatRelayReactor;
+use webinar_infra::reactors::stream::StreamReactor;
 
 use crate::feed::ChangeFeed;
 use crate::graphql::{build_schema, Limits};
@@ -59,7 +62,7 @@ impl Application {
             depth: settings.max_query_depth,
             complexity: settings.max_query_complexity,
         };
-        let state = AppState::new(settings, pool, JwtKeys::new(&jwt_secret), progress);
+        let state = AppState::new(settings, pool, &jwt_secret, progress)?;
         let feed = ChangeFeed::default();
         let schema = build_schema(state.clone(), feed.clone(), limits);
         let router = routes::router(Shared {
@@ -137,6 +140,20 @@ impl Application {
                 self.state.progress().clone(),
             );
             runners.push(tokio::spawn(runner.run(wake.clone(), cancel.clone())));
+        }
+        if settings.run_reactors {
+            let outside = self.state.outside().clone();
+            let reactors: Vec<Arc<dyn Reactor>> = vec![
+                Arc::new(StreamReactor::new(outside.clone())),
+                Arc::new(ChatRelayReactor::new(outside)),
+            ];
+            for reactor in reactors {
+                let runner = ReactorRunner::new(pool.clone(), reactor, options);
+                runners.push(tokio::spawn(runner.run(wake.clone(), cancel.clone())));
+            }
+            runners.push(tokio::spawn(
+                self.state.watcher().clone().run(cancel.clone()),
+            ));
         }
         let trigger = cancel.clone();
         tokio::spawn(async move {

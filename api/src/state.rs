@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use secrecy::SecretString;
 use sqlx::PgPool;
 use webinar_domain::chat::ChatMessage;
 use webinar_domain::gateway::Gateway;
@@ -14,6 +15,8 @@ use webinar_infra::consumer::{CatchUpTimeout, ProjectionProgress};
 use webinar_infra::event_log::Position;
 use webinar_infra::event_store::CommandBus;
 use webinar_infra::gateways::GatewayService;
+use webinar_infra::reactors::meetings::{CallbackSigner, MeetingWatcher};
+use webinar_infra::reactors::Outside;
 use webinar_infra::webinars::WebinarService;
 
 #[derive(Clone)]
@@ -26,9 +29,12 @@ struct Inner {
     pool: PgPool,
     jwt: JwtKeys,
     policy: PermissionPolicy,
-    gateways: GatewayService,
-    webinars: WebinarService,
-    chat: ChatService,
+    gateways: Arc<GatewayService>,
+    webinars: Arc<WebinarService>,
+    chat: Arc<ChatService>,
+    outside: Outside,
+    watcher: Arc<MeetingWatcher>,
+    signer: CallbackSigner,
     progress: ProjectionProgress,
 }
 
@@ -36,11 +42,12 @@ impl AppState {
     pub fn new(
         settings: Settings,
         pool: PgPool,
-        jwt: JwtKeys,
+        jwt_secret: &SecretString,
         progress: ProjectionProgress,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
+        let jwt = JwtKeys::new(jwt_secret);
         let policy = settings.permission_policy();
-        let gateways = GatewayService::new(
+        let gateways = Arc::new(GatewayService::new(
             CommandBus::<Gateway>::new(
                 pool.clone(),
                 (),
@@ -49,8 +56,8 @@ impl AppState {
             ),
             pool.clone(),
             policy.clone(),
-        );
-        let webinars = WebinarService::new(
+        ));
+        let webinars = Arc::new(WebinarService::new(
             CommandBus::<Webinar>::new(
                 pool.clone(),
                 (),
@@ -58,8 +65,8 @@ impl AppState {
                 settings.command_retries,
             ),
             policy.clone(),
-        );
-        let chat = ChatService::new(
+        ));
+        let chat = Arc::new(ChatService::new(
             CommandBus::<ChatMessage>::new(
                 pool.clone(),
                 (),
@@ -70,8 +77,21 @@ impl AppState {
                 settings.chat_rate_limit,
                 std::time::Duration::from_secs(settings.chat_rate_window_seconds),
             ),
-        );
-        Self {
+        ));
+        let outside = Outside::new(
+            &settings,
+            pool.clone(),
+            webinars.clone(),
+            gateways.clone(),
+            chat.clone(),
+        )?;
+        let watcher = Arc::new(MeetingWatcher::new(
+            outside.clone(),
+            std::time::Duration::from_millis(settings.meeting_poll_ms),
+            settings.end_grace_minutes,
+        ));
+        let signer = CallbackSigner::from_secret(jwt_secret);
+        Ok(Self {
             inner: Arc::new(Inner {
                 settings,
                 pool,
@@ -80,9 +100,23 @@ impl AppState {
                 gateways,
                 webinars,
                 chat,
+                outside,
+                watcher,
+                signer,
                 progress,
             }),
-        }
+        })
+    }
+
+    /// What the reactors use to reach the outside world.
+    pub fn outside(&self) -> &Outside {
+        &self.inner.outside
+    }
+    pub fn watcher(&self) -> &Arc<MeetingWatcher> {
+        &self.inner.watcher
+    }
+    pub fn signer(&self) -> &CallbackSigner {
+        &self.inner.signer
     }
 
     pub fn settings(&self) -> &Settings {

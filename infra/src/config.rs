@@ -53,6 +53,9 @@ pub struct Settings {
     /// Chat messages one person may post per `chat_rate_window_seconds`.
     pub chat_rate_limit: u32,
     pub chat_rate_window_seconds: u64,
+    /// Whether this instance runs the reactors and the meeting watcher (one leader runs each across
+    /// instances anyway; `false` keeps an instance away from BBB and SIPMediaGW entirely).
+    pub run_reactors: bool,
     /// Timeout of SIPMediaGW start and stop calls (they may block 10-25 s).
     pub sipmediagw_timeout_seconds: u64,
     /// Timeout of BBB calls.
@@ -61,8 +64,8 @@ pub struct Settings {
     pub stream_start_attempts: u32,
     /// First pause between start attempts; doubles each time.
     pub stream_retry_ms: u64,
-    /// How often live meetings are checked with BBB.
-    pub meeting_poll_seconds: u64,
+    /// How often live meetings are checked with BBB, in milliseconds.
+    pub meeting_poll_ms: u64,
     /// A live webinar still running this long after its slot ends is ended.
     pub end_grace_minutes: i64,
     /// Where audience messages go: `sipmediagw` (Pod-compatible) or `bbb` (sendChatMessage, BBB 3.0+).
@@ -113,11 +116,12 @@ impl Default for Settings {
             max_query_complexity: 1_000,
             max_webinar_minutes: 300,
             max_start_in_past_minutes: 15,
+            run_reactors: true,
             sipmediagw_timeout_seconds: 30,
             bbb_timeout_seconds: 10,
             stream_start_attempts: 3,
             stream_retry_ms: 1_000,
-            meeting_poll_seconds: 15,
+            meeting_poll_ms: 15_000,
             end_grace_minutes: 15,
             chat_relay: ChatRelay::Sipmediagw,
             chat_rate_limit: 5,

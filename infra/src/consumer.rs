@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -334,23 +333,41 @@ trait Stepper: Send + Sync {
     fn follow(&self, at: Position);
 }
 
-async fn try_lead(pool: &PgPool, name: &str) -> Result<Option<PoolConnection<Postgres>>, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
-        .bind(advisory_key(name))
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(locked.then_some(conn))
+/// A session advisory lock held on a connection of its own (not the pool's: a held lock must not
+/// starve the pool). Closing the connection, or losing it, releases the lock.
+pub struct LeaderLock {
+    conn: PgConnection,
 }
 
-async fn resign(name: &str, mut conn: PoolConnection<Postgres>) {
-    let unlocked = sqlx::query("select pg_advisory_unlock(hashtextextended($1, 0))")
-        .bind(advisory_key(name))
-        .execute(&mut *conn)
-        .await;
-    if unlocked.is_err() {
-        // Never hand a connection that may still hold the lock back to the pool.
-        let _ = conn.detach();
+impl LeaderLock {
+    /// Takes the lock named `key` if nobody holds it.
+    pub async fn try_acquire(pool: &PgPool, key: &str) -> Result<Option<LeaderLock>, sqlx::Error> {
+        use sqlx::Connection;
+        let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+        let locked: bool =
+            sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
+                .bind(key)
+                .fetch_one(&mut conn)
+                .await?;
+        if locked {
+            Ok(Some(LeaderLock { conn }))
+        } else {
+            let _ = conn.close().await;
+            Ok(None)
+        }
+    }
+
+    /// Whether the connection (and so the lock) is still there.
+    pub async fn is_held(&mut self) -> bool {
+        sqlx::query("select 1")
+            .execute(&mut self.conn)
+            .await
+            .is_ok()
+    }
+
+    pub async fn release(self) {
+        use sqlx::Connection;
+        let _ = self.conn.close().await;
     }
 }
 
@@ -360,14 +377,14 @@ async fn run_led(runner: &dyn Stepper, mut wake: watch::Receiver<u64>, cancel: C
     let name = runner.name();
     let options = runner.options();
     let pool = runner.pool().clone();
-    let mut leader: Option<PoolConnection<Postgres>> = None;
+    let mut leader: Option<LeaderLock> = None;
     let mut failures: u32 = 0;
     while !cancel.is_cancelled() {
         if leader.is_none() {
-            match try_lead(&pool, name).await {
-                Ok(Some(conn)) => {
+            match LeaderLock::try_acquire(&pool, &advisory_key(name)).await {
+                Ok(Some(lock)) => {
                     tracing::info!(consumer = name, "runner leads");
-                    leader = Some(conn);
+                    leader = Some(lock);
                 }
                 Ok(None) => {
                     if let Ok(at) = checkpoint(&pool, name).await {
@@ -400,12 +417,10 @@ async fn run_led(runner: &dyn Stepper, mut wake: watch::Receiver<u64>, cancel: C
                     _ = tokio::time::sleep(options.poll) => {}
                 }
                 // A leader whose lock connection died no longer leads.
-                if let Some(conn) = leader.as_mut() {
-                    if sqlx::query("select 1").execute(&mut **conn).await.is_err() {
+                if let Some(lock) = leader.as_mut() {
+                    if !lock.is_held().await {
                         tracing::warn!(consumer = name, "lost the runner lock connection");
-                        if let Some(conn) = leader.take() {
-                            let _ = conn.detach();
-                        }
+                        leader = None;
                     }
                 }
             }
@@ -425,8 +440,8 @@ async fn run_led(runner: &dyn Stepper, mut wake: watch::Receiver<u64>, cancel: C
             }
         }
     }
-    if let Some(conn) = leader.take() {
-        resign(name, conn).await;
+    if let Some(lock) = leader.take() {
+        lock.release().await;
     }
     tracing::info!(consumer = name, "runner stopped");
 }
@@ -461,8 +476,12 @@ impl ReactorRunner {
     /// Handles the next batch; returns how many events it read.
     pub async fn run_batch(&self) -> Result<usize, String> {
         let name = self.reactor.name();
-        ensure_checkpoint(&self.pool, name).await.map_err(|e| e.to_string())?;
-        let from = checkpoint(&self.pool, name).await.map_err(|e| e.to_string())?;
+        ensure_checkpoint(&self.pool, name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let from = checkpoint(&self.pool, name)
+            .await
+            .map_err(|e| e.to_string())?;
         let wanted = self.reactor.aggregate_types();
         let events = event_log::read_after(&self.pool, from, wanted, self.options.batch_size)
             .await

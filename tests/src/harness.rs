@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use webinar_api::{AppState, Application};
 use webinar_infra::auth::{claims, JwtKeys};
 use webinar_infra::config::{LogFormat, Settings};
+use webinar_infra::sim::bbb::BbbSim;
 
 /// The server that holds the test databases; `TEST_DATABASE_URL` overrides it.
 fn admin_url() -> String {
@@ -137,6 +138,10 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub keys: JwtKeys,
     pub db: TestDb,
+    /// The simulated BigBlueButton the server talks to (unless a test configured another).
+    pub bbb: BbbSim,
+    /// Its shared secret.
+    pub bbb_secret: String,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -147,6 +152,10 @@ pub fn test_settings(db: &TestDb) -> Settings {
         database_max_connections: 10,
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         projection_poll_ms: 50,
+        stream_retry_ms: 20,
+        meeting_poll_ms: 200,
+        sipmediagw_timeout_seconds: 2,
+        bbb_timeout_seconds: 2,
         ..Settings::default()
     }
 }
@@ -160,6 +169,18 @@ impl TestApp {
         capture_logs();
         let db = TestDb::create().await;
         let mut settings = test_settings(&db);
+        let shutdown = CancellationToken::new();
+        let bbb_secret = format!("bbb-{}", uuid::Uuid::new_v4().simple());
+        let bbb = BbbSim::new(&bbb_secret);
+        let bbb_address = webinar_infra::sim::spawn(
+            bbb.router(),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            shutdown.clone(),
+        )
+        .await
+        .expect("start the BBB simulator");
+        settings.bbb_url = Some(format!("http://{bbb_address}/bigbluebutton/api"));
+        settings.bbb_secret = Some(SecretString::from(bbb_secret.clone()));
         configure(&mut settings);
         let secret = SecretString::from(format!("test-secret-{}", uuid::Uuid::new_v4()));
         let app = Application::build_with_pool(settings, db.pool.clone(), secret.clone())
@@ -167,8 +188,14 @@ impl TestApp {
             .expect("build the application");
         let address = app.local_addr();
         let state = app.state().clone();
-        let shutdown = app.shutdown_token();
+        let app_shutdown = app.shutdown_token();
         let server = tokio::spawn(app.run_until(std::future::pending()));
+        let (stop_sims, app_stopped) = (shutdown, app_shutdown.clone());
+        tokio::spawn(async move {
+            app_stopped.cancelled().await;
+            stop_sims.cancel();
+        });
+        let shutdown = app_shutdown;
         TestApp {
             address,
             state,
@@ -178,6 +205,8 @@ impl TestApp {
                 .expect("HTTP client"),
             keys: JwtKeys::new(&secret),
             db,
+            bbb,
+            bbb_secret,
             shutdown,
             server: Some(server),
         }

@@ -10,11 +10,12 @@ use futures::Stream;
 use uuid::Uuid;
 use webinar_domain::chat::ChatText;
 use webinar_domain::values::parse_groups;
+use webinar_domain::webinar::WebinarStatus as DomainStatus;
 use webinar_domain::webinar::{DetailsChange, WebinarDetails};
 use webinar_domain::{
     Actor, Caller, Description, Person as DomainPerson, TimeSlot, Title, WebinarId,
 };
-use webinar_infra::bbb::Role;
+use webinar_infra::bbb::{NewMeeting, Role};
 use webinar_infra::gateways::Written;
 use webinar_infra::webinars::{LiveControl, WebinarUpdate};
 use webinar_projections::chat_messages::{self, ChatMessageRow};
@@ -757,19 +758,58 @@ impl WebinarMutation {
             let actor = request.actor()?;
             let id = parse_webinar_id("id", &id)?;
             // Refuse before recording anything when there is no BBB to join.
-            let bbb = state.settings().bbb().ok_or_else(|| {
+            let bbb = state.outside().bbb.clone().ok_or_else(|| {
                 ApiError::UpstreamUnavailable(
                     "BigBlueButton is not configured (WEBINAR_BBB_URL and WEBINAR_BBB_SECRET)"
                         .into(),
                 )
             })?;
+            let current = state
+                .webinars()
+                .load(id)
+                .await
+                .map_err(|e| from_command(e, ""))?;
+            if !current.scheduled {
+                return Err(ApiError::not_found("webinar"));
+            }
+            let meeting_id = current
+                .meeting_id
+                .clone()
+                .unwrap_or_else(|| format!("webinar-{id}"));
+            // Only hosts reach BBB: the permission check must come before the call.
+            if !current.is_host(&actor.id) {
+                return Err(ApiError::Forbidden(
+                    "only the webinar's owner or presenters may start it".into(),
+                ));
+            }
+            if matches!(current.status, DomainStatus::Scheduled | DomainStatus::Live) {
+                let public = state.settings().public_url();
+                let callback = state.signer().callback_url(&public, id);
+                let title = current
+                    .title
+                    .as_ref()
+                    .map(|t| t.as_str().to_owned())
+                    .unwrap_or_default();
+                // Idempotent on BBB's side: a second start finds the meeting and joins it.
+                bbb.create(&NewMeeting {
+                    meeting_id: &meeting_id,
+                    name: &title,
+                    logout_url: &public,
+                    end_callback_url: &callback,
+                    record: false,
+                })
+                .await
+                .map_err(|e| ApiError::UpstreamUnavailable(e.to_string()))?;
+            }
             let (written, webinar) = state
                 .webinars()
                 .start(&request.caller, &request.metadata(), id)
                 .await
                 .map_err(|e| from_command(e, ""))?;
-            let meeting = webinar.meeting_id.unwrap_or_default();
-            let join_url = bbb.join_url(&meeting, &actor.name, &actor.id, Role::Moderator);
+            let meeting = webinar.meeting_id.unwrap_or(meeting_id);
+            let join_url = bbb
+                .api()
+                .join_url(&meeting, &actor.name, &actor.id, Role::Moderator);
             let webinar = read_back(state, written).await?;
             Ok::<_, ApiError>(StartWebinarPayload { webinar, join_url })
         }

@@ -2,6 +2,7 @@
 
 mod graphql;
 mod health;
+mod live;
 
 use axum::routing::get;
 use axum::Router;
@@ -23,5 +24,8 @@ pub fn router(shared: Shared) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/callbacks/bbb/end/{webinar}", get(live::bbb_end))
+        .route("/live/join/{room}", get(live::join_page))
+        .route("/live/join/{room}/go", get(live::join_go))
         .with_state(shared)
 }

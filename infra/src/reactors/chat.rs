@@ -23,10 +23,16 @@ impl ChatRelayReactor {
         Self { outside }
     }
 
-    async fn relay_once(&self, webinar: &webinar_domain::webinar::Webinar, text: &str, author: &str) -> Result<(), String> {
+    async fn relay_once(
+        &self,
+        webinar: &webinar_domain::webinar::Webinar,
+        text: &str,
+        author: &str,
+    ) -> Result<(), String> {
         match self.outside.chat_relay {
             ChatRelay::Sipmediagw => {
-                let (Some(gateway), Some(room)) = (webinar.gateway_id, webinar.room.as_deref()) else {
+                let (Some(gateway), Some(room)) = (webinar.gateway_id, webinar.room.as_deref())
+                else {
                     return Err("the webinar has no gateway".into());
                 };
                 let (target, _) = self.outside.target(gateway).await?;
@@ -37,10 +43,13 @@ impl ChatRelayReactor {
                     .map_err(|e| e.to_string())
             }
             ChatRelay::Bbb => {
-                let (Some(bbb), Some(meeting)) = (&self.outside.bbb, webinar.meeting_id.as_deref()) else {
+                let (Some(bbb), Some(meeting)) = (&self.outside.bbb, webinar.meeting_id.as_deref())
+                else {
                     return Err("BigBlueButton is not configured".into());
                 };
-                bbb.send_chat_message(meeting, text, author).await.map_err(|e| e.to_string())
+                bbb.send_chat_message(meeting, text, author)
+                    .await
+                    .map_err(|e| e.to_string())
             }
         }
     }
@@ -57,19 +66,35 @@ impl Reactor for ChatRelayReactor {
     }
 
     async fn react(&self, event: &StoredEvent) -> Result<(), String> {
-        let ChatEvent::Posted { .. } = event.decode::<ChatEvent>().map_err(|e| e.to_string())? else {
+        let ChatEvent::Posted { .. } = event.decode::<ChatEvent>().map_err(|e| e.to_string())?
+        else {
             return Ok(());
         };
-        let id: ChatMessageId = event.aggregate_id.parse().map_err(|_| "bad message id".to_owned())?;
-        let message = self.outside.chat.load(id).await.map_err(|e| e.to_string())?;
+        let id: ChatMessageId = event
+            .aggregate_id
+            .parse()
+            .map_err(|_| "bad message id".to_owned())?;
+        let message = self
+            .outside
+            .chat
+            .load(id)
+            .await
+            .map_err(|e| e.to_string())?;
         // Relayed (or failed) already, before a restart: never twice.
         if message.status != ChatStatus::Posted {
             return Ok(());
         }
-        let (Some(webinar_id), Some(author), Some(text)) = (message.webinar_id, message.author, message.text) else {
+        let (Some(webinar_id), Some(author), Some(text)) =
+            (message.webinar_id, message.author, message.text)
+        else {
             return Ok(());
         };
-        let webinar = self.outside.webinars.load(webinar_id).await.map_err(|e| e.to_string())?;
+        let webinar = self
+            .outside
+            .webinars
+            .load(webinar_id)
+            .await
+            .map_err(|e| e.to_string())?;
         let meta = CommandMetadata::caused_by(COMPONENT, event);
         let mut outcome = Err(String::new());
         for attempt in 1..=ATTEMPTS {

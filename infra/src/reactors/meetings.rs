@@ -19,6 +19,7 @@ use webinar_domain::WebinarId;
 
 use super::Outside;
 use crate::bbb::BbbError;
+use crate::consumer::LeaderLock;
 use crate::error::CommandError;
 use crate::event_store::CommandMetadata;
 
@@ -33,8 +34,10 @@ pub struct CallbackSigner {
 impl CallbackSigner {
     /// A key derived from the JWT secret: one secret to configure, separate uses.
     pub fn from_secret(secret: &SecretString) -> Self {
-        let mut mac = HmacSha256::new_from_slice(secret.expose_secret().as_bytes())
-            .unwrap_or_else(|_| HmacSha256::new_from_slice(b"webinar").expect("HMAC takes any key"));
+        let mut mac =
+            HmacSha256::new_from_slice(secret.expose_secret().as_bytes()).unwrap_or_else(|_| {
+                HmacSha256::new_from_slice(b"webinar").expect("HMAC takes any key")
+            });
         mac.update(b"bbb-end-callback");
         Self {
             key: mac.finalize().into_bytes().to_vec(),
@@ -61,7 +64,10 @@ impl CallbackSigner {
 
     /// The URL BBB calls when the meeting ends.
     pub fn callback_url(&self, public_url: &str, webinar: WebinarId) -> String {
-        format!("{public_url}/callbacks/bbb/end/{webinar}?sig={}", self.sign(webinar))
+        format!(
+            "{public_url}/callbacks/bbb/end/{webinar}?sig={}",
+            self.sign(webinar)
+        )
     }
 }
 
@@ -99,13 +105,21 @@ impl MeetingWatcher {
     }
 
     /// Polls until `cancel`. Only one instance polls (an advisory lock); the others wait.
-    pub async fn run(self, cancel: CancellationToken) {
+    pub async fn run(self: std::sync::Arc<Self>, cancel: CancellationToken) {
         let mut misses: HashMap<Uuid, u32> = HashMap::new();
         let mut seen_running: HashSet<Uuid> = HashSet::new();
-        let mut leader: Option<sqlx::pool::PoolConnection<sqlx::Postgres>> = None;
+        let mut leader: Option<LeaderLock> = None;
         while !cancel.is_cancelled() {
+            if let Some(lock) = leader.as_mut() {
+                if !lock.is_held().await {
+                    leader = None;
+                }
+            }
             if leader.is_none() {
-                leader = self.try_lead().await;
+                leader = LeaderLock::try_acquire(&self.outside.pool, "webinar:meeting-watcher")
+                    .await
+                    .ok()
+                    .flatten();
             }
             if leader.is_some() {
                 if let Err(error) = self.poll_once(&mut misses, &mut seen_running).await {
@@ -117,34 +131,30 @@ impl MeetingWatcher {
                 _ = tokio::time::sleep(self.poll) => {}
             }
         }
-        if let Some(mut conn) = leader {
-            let _ = sqlx::query("select pg_advisory_unlock(hashtextextended('webinar:meeting-watcher', 0))")
-                .execute(&mut *conn)
-                .await;
+        if let Some(lock) = leader {
+            lock.release().await;
         }
     }
 
-    async fn try_lead(&self) -> Option<sqlx::pool::PoolConnection<sqlx::Postgres>> {
-        let mut conn = self.outside.pool.acquire().await.ok()?;
-        let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended('webinar:meeting-watcher', 0))")
-            .fetch_one(&mut *conn)
-            .await
-            .ok()?;
-        locked.then_some(conn)
-    }
-
-    async fn poll_once(&self, misses: &mut HashMap<Uuid, u32>, seen_running: &mut HashSet<Uuid>) -> Result<(), String> {
-        let live: Vec<(Uuid, Option<String>, DateTime<Utc>)> =
-            sqlx::query_as("select webinar_id, meeting_id, ends_at from webinars where status = 'LIVE'")
-                .fetch_all(&self.outside.pool)
-                .await
-                .map_err(|e| e.to_string())?;
+    async fn poll_once(
+        &self,
+        misses: &mut HashMap<Uuid, u32>,
+        seen_running: &mut HashSet<Uuid>,
+    ) -> Result<(), String> {
+        let live: Vec<(Uuid, Option<String>, DateTime<Utc>)> = sqlx::query_as(
+            "select webinar_id, meeting_id, ends_at from webinars where status = 'LIVE'",
+        )
+        .fetch_all(&self.outside.pool)
+        .await
+        .map_err(|e| e.to_string())?;
         let now = Utc::now();
         misses.retain(|id, _| live.iter().any(|(l, _, _)| l == id));
         for (id, meeting, ends_at) in live {
             let webinar = WebinarId::from_uuid(id);
             if now > ends_at + self.grace {
-                self.end(webinar, EndReason::SlotOver).await.map_err(|e| e.to_string())?;
+                self.end(webinar, EndReason::SlotOver)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 continue;
             }
             let (Some(bbb), Some(meeting)) = (&self.outside.bbb, meeting) else {
@@ -167,7 +177,9 @@ impl MeetingWatcher {
             if *count >= 2 {
                 misses.remove(&id);
                 seen_running.remove(&id);
-                self.end(webinar, EndReason::Poll).await.map_err(|e| e.to_string())?;
+                self.end(webinar, EndReason::Poll)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
         }
         Ok(())

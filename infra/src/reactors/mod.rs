@@ -69,8 +69,13 @@ impl Outside {
 
     /// How to reach a gateway's SIPMediaGW, its token included.
     pub async fn target(&self, gateway: GatewayId) -> Result<(SipTarget, String), String> {
-        let state = self.gateways.load(gateway).await.map_err(|e| e.to_string())?;
-        let (Some(url), Some(api), Some(rtmp)) = (state.sipmediagw_url, state.api, state.rtmp_url) else {
+        let state = self
+            .gateways
+            .load(gateway)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (Some(url), Some(api), Some(rtmp)) = (state.sipmediagw_url, state.api, state.rtmp_url)
+        else {
             return Err(format!("gateway {gateway} is not registered"));
         };
         let token = match &state.token_fingerprint {

@@ -23,18 +23,37 @@ impl StreamReactor {
     }
 
     async fn load(&self, id: WebinarId) -> Result<Webinar, String> {
-        self.outside.webinars.load(id).await.map_err(|e| e.to_string())
+        self.outside
+            .webinars
+            .load(id)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Records `command`; a refusal because the state moved on means someone else decided.
-    async fn record(&self, meta: &CommandMetadata, id: WebinarId, command: WebinarCommand) -> Result<(), String> {
-        match self.outside.webinars.execute_system(meta, id, command).await {
+    async fn record(
+        &self,
+        meta: &CommandMetadata,
+        id: WebinarId,
+        command: WebinarCommand,
+    ) -> Result<(), String> {
+        match self
+            .outside
+            .webinars
+            .execute_system(meta, id, command)
+            .await
+        {
             Ok(_) | Err(CommandError::Webinar(_)) => Ok(()),
             Err(error) => Err(error.to_string()),
         }
     }
 
-    async fn start(&self, meta: &CommandMetadata, id: WebinarId, restart: bool) -> Result<(), String> {
+    async fn start(
+        &self,
+        meta: &CommandMetadata,
+        id: WebinarId,
+        restart: bool,
+    ) -> Result<(), String> {
         let mut webinar = self.load(id).await?;
         if webinar.stream != StreamState::Starting {
             return Ok(());
@@ -50,13 +69,22 @@ impl StreamReactor {
             }
         } else if self.outside.sip.is_streaming(&target, &room).await == Ok(true) {
             // Started before a crash, not yet recorded: do not start twice.
-            return self.record(meta, id, WebinarCommand::RecordStreamStarted).await;
+            return self
+                .record(meta, id, WebinarCommand::RecordStreamStarted)
+                .await;
         }
         loop {
-            match self.outside.sip.start(&target, &room, &self.outside.join_domain, &rtmp).await {
+            match self
+                .outside
+                .sip
+                .start(&target, &room, &self.outside.join_domain, &rtmp)
+                .await
+            {
                 Ok(()) => {
                     tracing::info!(webinar = %id, gateway = %gateway, "stream started");
-                    return self.record(meta, id, WebinarCommand::RecordStreamStarted).await;
+                    return self
+                        .record(meta, id, WebinarCommand::RecordStreamStarted)
+                        .await;
                 }
                 Err(error) => {
                     let attempt = webinar.stream_attempts + 1;
@@ -93,19 +121,33 @@ impl StreamReactor {
             return Ok(());
         };
         let gateways = &self.outside.gateways;
-        let candidates = gateways.candidates(&slot, id).await.map_err(|e| e.to_string())?;
+        let candidates = gateways
+            .candidates(&slot, id)
+            .await
+            .map_err(|e| e.to_string())?;
         for to in candidates.into_iter().filter(|g| *g != from) {
             if gateways.reserve(meta, to, id, slot).await.is_err() {
                 continue;
             }
-            match self.outside.webinars.execute_system(meta, id, WebinarCommand::FailOver { to }).await {
+            match self
+                .outside
+                .webinars
+                .execute_system(meta, id, WebinarCommand::FailOver { to })
+                .await
+            {
                 Ok(_) => {
                     tracing::info!(webinar = %id, %from, %to, "stream failed over");
-                    gateways.release(meta, from, id).await.map_err(|e| e.to_string())?;
+                    gateways
+                        .release(meta, from, id)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     return Ok(());
                 }
                 Err(error) => {
-                    gateways.release(meta, to, id).await.map_err(|e| e.to_string())?;
+                    gateways
+                        .release(meta, to, id)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     return match error {
                         CommandError::Webinar(_) => Ok(()),
                         other => Err(other.to_string()),
@@ -128,7 +170,8 @@ impl StreamReactor {
         let (target, _) = self.outside.target(gateway).await?;
         match self.outside.sip.stop(&target, &room).await {
             Ok(Stopped::Stopped | Stopped::NotRunning) => {
-                self.record(meta, id, WebinarCommand::RecordStreamStopped).await
+                self.record(meta, id, WebinarCommand::RecordStreamStopped)
+                    .await
             }
             // Retried by the runner: the stream must not be left running.
             Err(error) => Err(format!("stopping the stream of {id}: {error}")),
@@ -175,7 +218,10 @@ impl Reactor for StreamReactor {
 
     async fn react(&self, event: &StoredEvent) -> Result<(), String> {
         let payload: WebinarEvent = event.decode().map_err(|e| e.to_string())?;
-        let id: WebinarId = event.aggregate_id.parse().map_err(|_| "bad webinar id".to_owned())?;
+        let id: WebinarId = event
+            .aggregate_id
+            .parse()
+            .map_err(|_| "bad webinar id".to_owned())?;
         let meta = CommandMetadata::caused_by(COMPONENT, event);
         match payload {
             WebinarEvent::StreamStartRequested => self.start(&meta, id, false).await,
