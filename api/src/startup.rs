@@ -50,13 +50,17 @@ impl Application {
 
     /// Binds `settings.listen` over an existing, migrated pool.
     pub async fn build_with_pool(
-        settings: Settings,
+        mut settings: Settings,
         pool: PgPool,
         jwt_secret: SecretString,
     ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        // Without a public URL, BBB and SIPMediaGW reach us where we listen (port 0 resolved).
+        if settings.public_url.is_none() {
+            settings.public_url = Some(format!("http://{}", listener.local_addr()?));
+        }
         let progress = ProjectionProgress::new(webinar_projections::all().iter().map(|p| p.name()));
         let limits = Limits {
             depth: settings.max_query_depth,

@@ -60,8 +60,24 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Stands in for a database handed on to another owner; dropping it drops nothing.
+    fn placeholder() -> TestDb {
+        TestDb {
+            name: String::new(),
+            url: String::new(),
+            pool: PgPoolOptions::new()
+                .connect_lazy("postgres://placeholder/none")
+                .expect("lazy pool"),
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if self.name.is_empty() {
+            return;
+        }
         let name = self.name.clone();
         // Drop cannot be async: finish on a runtime of our own, on a thread of our own. The pool
         // is not closed first (its tasks live on the test's runtime, which this blocks); `force`
@@ -265,6 +281,45 @@ impl TestApp {
             .await;
         assert!(status < 500, "status {status}: {body}");
         body
+    }
+
+    /// Stops this server and starts another on the same database (a restart, or a second
+    /// instance's takeover), with `configure` applied to fresh test settings.
+    pub async fn restart(mut self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        let db = std::mem::replace(&mut self.db, TestDb::placeholder());
+        let (bbb, bbb_secret) = (self.bbb.clone(), self.bbb_secret.clone());
+        let bbb_url = self.state.settings().bbb_url.clone();
+        drop(self);
+        let mut settings = test_settings(&db);
+        settings.bbb_url = bbb_url;
+        settings.bbb_secret = Some(SecretString::from(bbb_secret.clone()));
+        configure(&mut settings);
+        let secret = SecretString::from(format!("test-secret-{}", uuid::Uuid::new_v4()));
+        let app = Application::build_with_pool(settings, db.pool.clone(), secret.clone())
+            .await
+            .expect("build the application");
+        let address = app.local_addr();
+        let state = app.state().clone();
+        let shutdown = app.shutdown_token();
+        let server = tokio::spawn(app.run_until(std::future::pending()));
+        TestApp {
+            address,
+            state,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("HTTP client"),
+            keys: JwtKeys::new(&secret),
+            db,
+            bbb,
+            bbb_secret,
+            shutdown,
+            server: Some(server),
+        }
     }
 
     /// Stops the server gracefully and waits for it.

@@ -14,6 +14,8 @@ mod event_log;
 #[cfg(test)]
 mod gateway_api;
 #[cfg(test)]
+mod live;
+#[cfg(test)]
 mod permissions;
 #[cfg(test)]
 mod projectors;

@@ -1,0 +1,563 @@
+//! Going live for real, end to end: the server, PostgreSQL, and the BBB and SIPMediaGW simulators
+//! over HTTP on loopback.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use webinar_infra::sim::sipmediagw::{Api, Fault, SipMediaGwSim};
+
+use crate::harness::{error_code, TestApp};
+
+/// A SIPMediaGW simulator on its own port.
+async fn sipmediagw(api: Api, token: Option<&str>) -> (SipMediaGwSim, String, CancellationToken) {
+    let sim = SipMediaGwSim::new(api, token);
+    let cancel = CancellationToken::new();
+    let address = webinar_infra::sim::spawn(
+        sim.router(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        cancel.clone(),
+    )
+    .await
+    .expect("start SIPMediaGW");
+    (sim, format!("http://{address}"), cancel)
+}
+
+async fn register(app: &TestApp, name: &str, url: &str, token: Option<&str>, api: &str) -> String {
+    let body = app
+        .gql(
+            Some(&app.admin()),
+            "mutation($input: RegisterGatewayInput!) { registerGateway(input: $input) { id } }",
+            json!({ "input": { "name": name, "rtmpUrl": format!("rtmp://live.example.org/live/{name}"),
+                "hlsUrl": format!("https://live.example.org/{name}.m3u8"), "broadcaster": name,
+                "sipmediagwUrl": url, "sipmediagwToken": token, "api": api } }),
+        )
+        .await;
+    body["data"]["registerGateway"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned()
+}
+
+const OWNER: (&str, &[&str]) = ("owner", &["faculty"]);
+
+fn owner(app: &TestApp) -> String {
+    app.token(OWNER.0, OWNER.1, &[], &[])
+}
+
+/// Schedules a webinar starting now and starts it as its owner; returns (id, joinUrl).
+async fn schedule_and_start(app: &TestApp, chat: bool) -> (String, String) {
+    let token = owner(app);
+    let body = app
+        .gql(
+            Some(&token),
+            "mutation($input: ScheduleWebinarInput!) { scheduleWebinar(input: $input) { id } }",
+            json!({ "input": { "title": "Live lecture", "startAt": Utc::now().to_rfc3339(),
+                "durationMinutes": 60, "enableChat": chat } }),
+        )
+        .await;
+    let id = body["data"]["scheduleWebinar"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    let body = app
+        .gql(
+            Some(&token),
+            "mutation($id: ID!) { startWebinar(id: $id) { joinUrl } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let join = body["data"]["startWebinar"]["joinUrl"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    (id, join)
+}
+
+const WEBINAR: &str =
+    "query($id: ID!) { webinar(id: $id) { status streamState streamError gateway { id } } }";
+
+async fn webinar(app: &TestApp, id: &str) -> Value {
+    app.gql(Some(&app.admin()), WEBINAR, json!({ "id": id }))
+        .await["data"]["webinar"]
+        .clone()
+}
+
+/// Polls until `done` holds (or fails after `within`); returns the state and the time it took.
+async fn wait_until(
+    app: &TestApp,
+    id: &str,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> (Value, Duration) {
+    let started = Instant::now();
+    loop {
+        let state = webinar(app, id).await;
+        if done(&state) {
+            return (state, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < within,
+            "not reached within {within:?}: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn stream(state: &str) -> impl Fn(&Value) -> bool + '_ {
+    move |w: &Value| w["streamState"] == json!(state)
+}
+
+async fn events_of(app: &TestApp, id: &str) -> Vec<(String, Value)> {
+    sqlx::query_as::<_, (String, Value)>(
+        "select event_type, payload::jsonb from events where aggregate_id = $1 order by sequence",
+    )
+    .bind(id)
+    .fetch_all(&app.db.pool)
+    .await
+    .expect("events")
+}
+
+#[tokio::test]
+async fn the_whole_lifecycle_from_schedule_to_live_to_ended() {
+    let app = TestApp::spawn().await;
+    let (sim, url, _stop) = sipmediagw(Api::Legacy, Some("s3cret-token")).await;
+    register(&app, "amphi", &url, Some("s3cret-token"), "LEGACY").await;
+    let (id, join) = schedule_and_start(&app, true).await;
+
+    // The moderator join URL is one BBB accepts (the simulator verifies the checksum).
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(&join)
+        .send()
+        .await
+        .expect("GET join");
+    assert_eq!(
+        redirect.status().as_u16(),
+        303,
+        "BBB redirects to its client"
+    );
+    assert_eq!(app.bbb.counters().checksum_errors, 0);
+
+    wait_until(&app, &id, Duration::from_secs(10), stream("LIVE")).await;
+    let started = sim.counters().started_with;
+    assert_eq!(started.len(), 1);
+    let (room, domain, rtmp) = &started[0];
+    assert!(
+        room.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+        "{room}"
+    );
+    assert_eq!(domain, &format!("{}/live/join", app.address));
+    assert_eq!(rtmp, "rtmp://live.example.org/live/amphi");
+
+    // The join page the SIPMediaGW browser opens, and its form's redirect into BBB as a viewer.
+    let page = app
+        .http
+        .get(app.url(&format!("/live/join/{room}")))
+        .send()
+        .await
+        .expect("join page");
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("id=\"joinFormName\"") && html.contains("id=\"id_name\""),
+        "{html}"
+    );
+    let go = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(app.url(&format!("/live/join/{room}/go?name=streaming")))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(go.status().as_u16(), 302);
+    let viewer = go.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(
+        viewer.contains("role=VIEWER") && viewer.contains("fullName=streaming"),
+        "{viewer}"
+    );
+    let unknown = app
+        .http
+        .get(app.url("/live/join/nosuchroom"))
+        .send()
+        .await
+        .expect("404 page");
+    assert_eq!(unknown.status().as_u16(), 404);
+
+    // A chat message reaches the meeting through SIPMediaGW.
+    let viewer_token = app.token("student", &["student"], &[], &[]);
+    let post = "mutation($id: ID!, $text: String!) { postChatMessage(webinarId: $id, text: $text) { id status } }";
+    let body = app
+        .gql(
+            Some(&viewer_token),
+            post,
+            json!({ "id": id, "text": "What about NP?" }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["postChatMessage"]["status"],
+        json!("POSTED"),
+        "{body}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sim.counters().chats.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the chat message never reached SIPMediaGW"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        sim.counters().chats,
+        vec![(room.clone(), "(User student) What about NP?".to_owned())]
+    );
+
+    // Chat off: posts are refused, and the stream's chat panel is toggled.
+    let body = app
+        .gql(Some(&owner(&app)), "mutation($id: ID!) { updateWebinar(id: $id, input: { enableChat: false }) { enableChat } }", json!({ "id": id }))
+        .await;
+    assert_eq!(
+        body["data"]["updateWebinar"]["enableChat"],
+        json!(false),
+        "{body}"
+    );
+    let body = app
+        .gql(
+            Some(&viewer_token),
+            post,
+            json!({ "id": id, "text": "Still there?" }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("INVALID_STATE"), "{body}");
+
+    // stopLive answers at once with STOPPING; the stream then reaches STOPPED.
+    let clock = Instant::now();
+    let body = app
+        .gql(
+            Some(&owner(&app)),
+            "mutation($id: ID!) { stopLive(id: $id) { streamState } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let answered = clock.elapsed();
+    assert_eq!(
+        body["data"]["stopLive"]["streamState"],
+        json!("STOPPING"),
+        "{body}"
+    );
+    let (_, stopped) = wait_until(&app, &id, Duration::from_secs(10), stream("STOPPED")).await;
+    eprintln!(
+        "stopLive answered in {answered:?}; STOPPED {:?} later",
+        stopped
+    );
+    assert!(sim.running().is_none(), "SIPMediaGW stopped the stream");
+
+    let body = app
+        .gql(
+            Some(&owner(&app)),
+            "mutation($id: ID!) { restartLive(id: $id) { streamState } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["restartLive"]["streamState"],
+        json!("STARTING"),
+        "{body}"
+    );
+    wait_until(&app, &id, Duration::from_secs(10), stream("LIVE")).await;
+    assert_eq!(
+        sim.counters().toggles,
+        1,
+        "one toggle for disabling the chat while live"
+    );
+
+    // BBB ends the meeting and calls back: the webinar ends and the stream stops within 5 s.
+    let meeting = format!("webinar-{id}");
+    let clock = Instant::now();
+    assert!(
+        app.bbb.end_from_bbb(&meeting).await,
+        "the meeting existed in BBB"
+    );
+    let (state, took) = wait_until(&app, &id, Duration::from_secs(5), |w| {
+        w["status"] == json!("ENDED") && w["streamState"] == json!("STOPPED")
+    })
+    .await;
+    eprintln!(
+        "end callback to ENDED and STOPPED: {took:?} (callback sent {:?} ago)",
+        clock.elapsed()
+    );
+    assert_eq!(state["status"], json!("ENDED"));
+    assert!(sim.running().is_none());
+    let ended = events_of(&app, &id).await;
+    assert!(
+        ended
+            .iter()
+            .any(|(t, p)| t == "MeetingEnded"
+                && p["MeetingEnded"]["reason"] == json!("BBB_CALLBACK")),
+        "{ended:?}"
+    );
+    // A forged callback is refused.
+    let forged = app
+        .http
+        .get(app.url(&format!("/callbacks/bbb/end/{id}?sig=00")))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(forged.status().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn with_the_callback_lost_polling_ends_the_webinar() {
+    let app = TestApp::spawn().await;
+    let (_sim, url, _stop) = sipmediagw(Api::Gateway, None).await;
+    register(&app, "poll", &url, None, "GATEWAY").await;
+    let (id, _) = schedule_and_start(&app, false).await;
+    wait_until(&app, &id, Duration::from_secs(10), stream("LIVE")).await;
+    app.bbb.set_callbacks(false);
+    let clock = Instant::now();
+    assert!(app.bbb.end_from_bbb(&format!("webinar-{id}")).await);
+    let poll = app.state.settings().meeting_poll_ms;
+    let limit = Duration::from_millis(2 * poll) + Duration::from_secs(5);
+    wait_until(&app, &id, limit, |w| w["status"] == json!("ENDED")).await;
+    eprintln!(
+        "lost callback: ENDED after {:?} (poll every {poll} ms)",
+        clock.elapsed()
+    );
+    let events = events_of(&app, &id).await;
+    assert!(
+        events
+            .iter()
+            .any(|(t, p)| t == "MeetingEnded" && p["MeetingEnded"]["reason"] == json!("POLL")),
+        "{events:?}"
+    );
+    assert!(app.bbb.counters().callbacks.is_empty());
+}
+
+/// Each SIPMediaGW fault: StreamFailed with its reason, retries, then fail-over to a working
+/// gateway that goes LIVE.
+#[tokio::test]
+async fn every_sipmediagw_fault_fails_retries_and_fails_over_to_a_working_gateway() {
+    let faults: Vec<(&str, Option<Fault>, &str)> = vec![
+        ("down", None, "unreachable"),
+        (
+            "timeout",
+            Some(Fault::Latency(Duration::from_secs(4))),
+            "timed out",
+        ),
+        ("401", None, "401"),
+        ("html500", Some(Fault::Html500), "error 500"),
+        ("busy", Some(Fault::Busy), "busy"),
+        ("launch", Some(Fault::LaunchFailed), "failed to launch"),
+    ];
+    for (name, fault, reason) in faults {
+        let app = TestApp::spawn().await;
+        let (bad, bad_url, stop_bad) = sipmediagw(Api::Legacy, Some("right")).await;
+        let bad_url = if name == "down" {
+            stop_bad.cancel();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            bad_url
+        } else {
+            bad_url
+        };
+        if let Some(fault) = fault {
+            bad.set_faults(&[fault]);
+        }
+        let token = if name == "401" { "wrong" } else { "right" };
+        let first = register(
+            &app,
+            &format!("bad-{name}"),
+            &bad_url,
+            Some(token),
+            "LEGACY",
+        )
+        .await;
+        let (id, _) = schedule_and_start(&app, false).await;
+        assert_eq!(
+            webinar(&app, &id).await["gateway"]["id"],
+            json!(first),
+            "scheduled on the faulty gateway"
+        );
+
+        // With no other gateway: FAILED, final, never stuck in STARTING.
+        let (failed, _) = wait_until(&app, &id, Duration::from_secs(30), stream("FAILED")).await;
+        let error = failed["streamError"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(error.contains(reason), "{name}: {error}");
+        let events = events_of(&app, &id).await;
+        let failures: Vec<&Value> = events
+            .iter()
+            .filter(|(t, _)| t == "StreamFailed")
+            .map(|(_, p)| p)
+            .collect();
+        assert_eq!(failures.len(), 3, "{name}: three attempts");
+        assert_eq!(failures[2]["StreamFailed"]["final"], json!(true));
+        assert!(
+            !error.contains("right") && !error.contains("<html"),
+            "no token, no page in the reason"
+        );
+
+        // A working gateway appears: restart fails over to it after the attempts and goes LIVE.
+        let (good, good_url, _stop_good) = sipmediagw(Api::Legacy, Some("ok")).await;
+        let second = register(
+            &app,
+            &format!("good-{name}"),
+            &good_url,
+            Some("ok"),
+            "LEGACY",
+        )
+        .await;
+        app.gql(
+            Some(&owner(&app)),
+            "mutation($id: ID!) { restartLive(id: $id) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+        let (live, _) = wait_until(&app, &id, Duration::from_secs(30), stream("LIVE")).await;
+        assert_eq!(live["gateway"]["id"], json!(second), "{name}: failed over");
+        assert_eq!(good.counters().successful_starts, 1);
+        let events = events_of(&app, &id).await;
+        assert!(
+            events.iter().any(|(t, _)| t == "GatewayReassigned"),
+            "{name}: {events:?}"
+        );
+        let reservations: Vec<(uuid::Uuid,)> = sqlx::query_as(
+            "select gateway_id from gateway_reservations where webinar_id = $1::uuid",
+        )
+        .bind(&id)
+        .fetch_all(&app.db.pool)
+        .await
+        .expect("reservations");
+        assert_eq!(
+            reservations.len(),
+            1,
+            "{name}: only the new gateway holds the webinar"
+        );
+        assert_eq!(reservations[0].0.to_string(), second);
+    }
+}
+
+#[tokio::test]
+async fn a_restart_right_after_stream_start_requested_starts_exactly_once() {
+    // The first server commits StreamStartRequested and dies before any reactor acts on it.
+    let app = TestApp::spawn_with(|settings| settings.run_reactors = false).await;
+    let (sim, url, _stop) = sipmediagw(Api::Legacy, Some("t")).await;
+    register(&app, "crash", &url, Some("t"), "LEGACY").await;
+    let (id, _) = schedule_and_start(&app, false).await;
+    assert_eq!(webinar(&app, &id).await["streamState"], json!("STARTING"));
+    assert_eq!(sim.counters().starts, 0);
+
+    let app = app.restart(|_| {}).await;
+    wait_until(&app, &id, Duration::from_secs(10), stream("LIVE")).await;
+    assert_eq!(
+        sim.counters().successful_starts,
+        1,
+        "exactly one successful start"
+    );
+
+    // And a second restart changes nothing.
+    let app = app.restart(|_| {}).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sim.counters().successful_starts, 1);
+    assert_eq!(webinar(&app, &id).await["streamState"], json!("LIVE"));
+}
+
+#[tokio::test]
+async fn a_stream_started_but_not_recorded_before_a_crash_is_not_started_again() {
+    let app = TestApp::spawn_with(|settings| settings.run_reactors = false).await;
+    let (sim, url, _stop) = sipmediagw(Api::Legacy, Some("t")).await;
+    register(&app, "half", &url, Some("t"), "LEGACY").await;
+    let (id, _) = schedule_and_start(&app, false).await;
+    let room: String = sqlx::query_scalar("select room from webinars where webinar_id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("room");
+    // The reactor's start reached SIPMediaGW, then the process died before recording it.
+    let client =
+        webinar_infra::sipmediagw::SipMediaGwClient::new(Duration::from_secs(2)).expect("client");
+    let target = webinar_infra::sipmediagw::SipTarget {
+        base_url: url.clone(),
+        api: webinar_domain::gateway::GatewayApi::Legacy,
+        token: Some(secrecy::SecretString::from("t".to_owned())),
+    };
+    client
+        .start(&target, &room, "d", "rtmp://x/y")
+        .await
+        .expect("start");
+    let app = app.restart(|_| {}).await;
+    wait_until(&app, &id, Duration::from_secs(10), stream("LIVE")).await;
+    assert_eq!(
+        sim.counters().successful_starts,
+        1,
+        "not started a second time"
+    );
+}
+
+#[tokio::test]
+async fn chat_messages_are_relayed_exactly_once_across_interruptions() {
+    let app = TestApp::spawn().await;
+    let (sim, url, _stop) = sipmediagw(Api::Legacy, Some("t")).await;
+    register(&app, "chat", &url, Some("t"), "LEGACY").await;
+    let (id, _) = schedule_and_start(&app, true).await;
+    wait_until(&app, &id, Duration::from_secs(10), stream("LIVE")).await;
+
+    // The relay is down while people post.
+    let app = app.restart(|settings| settings.run_reactors = false).await;
+    let post = "mutation($id: ID!, $text: String!) { postChatMessage(webinarId: $id, text: $text) { id } }";
+    for n in 0..6 {
+        let token = app.token(&format!("s{n}"), &["student"], &[], &[]);
+        let body = app
+            .gql(
+                Some(&token),
+                post,
+                json!({ "id": id, "text": format!("message {n}") }),
+            )
+            .await;
+        assert!(body["errors"].is_null(), "{body}");
+    }
+    assert!(sim.counters().chats.is_empty());
+    // It comes back, is interrupted again part-way, and resumes.
+    let app = app.restart(|_| {}).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.counters().chats.len() < 2 {
+        assert!(Instant::now() < deadline, "relay did not resume");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let app = app.restart(|_| {}).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.counters().chats.len() < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "relay did not finish: {:?}",
+            sim.counters().chats
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut texts: Vec<String> = sim
+        .counters()
+        .chats
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect();
+    texts.sort();
+    let expected: Vec<String> = (0..6).map(|n| format!("(User s{n}) message {n}")).collect();
+    assert_eq!(texts, expected, "each message exactly once");
+    let statuses: Vec<String> =
+        sqlx::query_scalar("select status from chat_messages order by posted_at")
+            .fetch_all(&app.db.pool)
+            .await
+            .expect("statuses");
+    assert!(statuses.iter().all(|s| s == "RELAYED"), "{statuses:?}");
+}
