@@ -239,7 +239,9 @@ async fn the_whole_lifecycle_from_schedule_to_live_to_ended() {
         .await;
     assert_eq!(error_code(&body), Some("INVALID_STATE"), "{body}");
 
-    // stopLive answers at once with STOPPING; the stream then reaches STOPPED.
+    // stopLive answers at once with STOPPING, without waiting for SIPMediaGW (slow to stop here);
+    // the stream then reaches STOPPED.
+    sim.set_faults(&[Fault::Latency(Duration::from_millis(500))]);
     let clock = Instant::now();
     let body = app
         .gql(
@@ -249,6 +251,10 @@ async fn the_whole_lifecycle_from_schedule_to_live_to_ended() {
         )
         .await;
     let answered = clock.elapsed();
+    assert!(
+        answered < Duration::from_millis(500),
+        "stopLive waited for SIPMediaGW: {answered:?}"
+    );
     assert_eq!(
         body["data"]["stopLive"]["streamState"],
         json!("STOPPING"),
