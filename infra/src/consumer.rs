@@ -486,16 +486,29 @@ impl ReactorRunner {
         let events = event_log::read_after(&self.pool, from, wanted, self.options.batch_size)
             .await
             .map_err(|e| e.to_string())?;
+        // Checkpoint after every event acted on (its effect is done), and once at the end for the
+        // events skipped: catching up over other aggregates' history costs one write per batch.
+        let mut pending = None;
         for event in &events {
             if wanted.is_none_or(|types| types.contains(&event.aggregate_type.as_str())) {
                 self.reactor.react(event).await?;
+                self.save(event.position()).await?;
+                pending = None;
+            } else {
+                pending = Some(event.position());
             }
-            let mut conn = self.pool.acquire().await.map_err(|e| e.to_string())?;
-            save_checkpoint(&mut conn, name, event.position(), 1)
-                .await
-                .map_err(|e| e.to_string())?;
+        }
+        if let Some(at) = pending {
+            self.save(at).await?;
         }
         Ok(events.len())
+    }
+
+    async fn save(&self, at: Position) -> Result<(), String> {
+        let mut conn = self.pool.acquire().await.map_err(|e| e.to_string())?;
+        save_checkpoint(&mut conn, self.reactor.name(), at, 1)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     pub async fn run(self, wake: watch::Receiver<u64>, cancel: CancellationToken) {

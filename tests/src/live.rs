@@ -366,7 +366,8 @@ async fn every_sipmediagw_fault_fails_retries_and_fails_over_to_a_working_gatewa
     ];
     for (name, fault, reason) in faults {
         let app = TestApp::spawn().await;
-        let (bad, bad_url, stop_bad) = sipmediagw(Api::Legacy, Some("right")).await;
+        let right = format!("right-{}", uuid::Uuid::new_v4().simple());
+        let (bad, bad_url, stop_bad) = sipmediagw(Api::Legacy, Some(&right)).await;
         let bad_url = if name == "down" {
             stop_bad.cancel();
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -377,7 +378,12 @@ async fn every_sipmediagw_fault_fails_retries_and_fails_over_to_a_working_gatewa
         if let Some(fault) = fault {
             bad.set_faults(&[fault]);
         }
-        let token = if name == "401" { "wrong" } else { "right" };
+        let wrong = format!("wrong-{}", uuid::Uuid::new_v4().simple());
+        let token = if name == "401" {
+            wrong.as_str()
+        } else {
+            right.as_str()
+        };
         let first = register(
             &app,
             &format!("bad-{name}"),
@@ -409,9 +415,22 @@ async fn every_sipmediagw_fault_fails_retries_and_fails_over_to_a_working_gatewa
         assert_eq!(failures.len(), 3, "{name}: three attempts");
         assert_eq!(failures[2]["StreamFailed"]["final"], json!(true));
         assert!(
-            !error.contains("right") && !error.contains("<html"),
+            !error.contains(&right) && !error.contains("<html"),
             "no token, no page in the reason"
         );
+        let logs = crate::harness::captured_logs();
+        assert!(
+            !logs.contains(&right) && !logs.contains(&wrong),
+            "{name}: a token reached the logs"
+        );
+        let leaked: i64 = sqlx::query_scalar(
+            "select count(*) from events where payload::text like '%' || $1 || '%'",
+        )
+        .bind(&right)
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("search events");
+        assert_eq!(leaked, 0, "{name}: a token reached the event log");
 
         // A working gateway appears: restart fails over to it after the attempts and goes LIVE.
         let (good, good_url, _stop_good) = sipmediagw(Api::Legacy, Some("ok")).await;
