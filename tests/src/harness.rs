@@ -158,6 +158,7 @@ pub struct TestApp {
     pub bbb: BbbSim,
     /// Its shared secret.
     pub bbb_secret: String,
+    sims: CancellationToken,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -198,20 +199,25 @@ impl TestApp {
         settings.bbb_url = Some(format!("http://{bbb_address}/bigbluebutton/api"));
         settings.bbb_secret = Some(SecretString::from(bbb_secret.clone()));
         configure(&mut settings);
+        Self::launch(db, settings, bbb, bbb_secret, shutdown).await
+    }
+
+    /// Builds and starts the server over `db`.
+    async fn launch(
+        db: TestDb,
+        settings: Settings,
+        bbb: BbbSim,
+        bbb_secret: String,
+        sims: CancellationToken,
+    ) -> TestApp {
         let secret = SecretString::from(format!("test-secret-{}", uuid::Uuid::new_v4()));
         let app = Application::build_with_pool(settings, db.pool.clone(), secret.clone())
             .await
             .expect("build the application");
         let address = app.local_addr();
         let state = app.state().clone();
-        let app_shutdown = app.shutdown_token();
+        let shutdown = app.shutdown_token();
         let server = tokio::spawn(app.run_until(std::future::pending()));
-        let (stop_sims, app_stopped) = (shutdown, app_shutdown.clone());
-        tokio::spawn(async move {
-            app_stopped.cancelled().await;
-            stop_sims.cancel();
-        });
-        let shutdown = app_shutdown;
         TestApp {
             address,
             state,
@@ -223,6 +229,7 @@ impl TestApp {
             db,
             bbb,
             bbb_secret,
+            sims,
             shutdown,
             server: Some(server),
         }
@@ -291,6 +298,8 @@ impl TestApp {
             let _ = server.await;
         }
         let db = std::mem::replace(&mut self.db, TestDb::placeholder());
+        // The simulators outlive the restart: they belong to the test, not to one server.
+        let sims = std::mem::replace(&mut self.sims, CancellationToken::new());
         let (bbb, bbb_secret) = (self.bbb.clone(), self.bbb_secret.clone());
         let bbb_url = self.state.settings().bbb_url.clone();
         drop(self);
@@ -298,28 +307,7 @@ impl TestApp {
         settings.bbb_url = bbb_url;
         settings.bbb_secret = Some(SecretString::from(bbb_secret.clone()));
         configure(&mut settings);
-        let secret = SecretString::from(format!("test-secret-{}", uuid::Uuid::new_v4()));
-        let app = Application::build_with_pool(settings, db.pool.clone(), secret.clone())
-            .await
-            .expect("build the application");
-        let address = app.local_addr();
-        let state = app.state().clone();
-        let shutdown = app.shutdown_token();
-        let server = tokio::spawn(app.run_until(std::future::pending()));
-        TestApp {
-            address,
-            state,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("HTTP client"),
-            keys: JwtKeys::new(&secret),
-            db,
-            bbb,
-            bbb_secret,
-            shutdown,
-            server: Some(server),
-        }
+        Self::launch(db, settings, bbb, bbb_secret, sims).await
     }
 
     /// Stops the server gracefully and waits for it.
@@ -337,6 +325,7 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        self.sims.cancel();
     }
 }
 
