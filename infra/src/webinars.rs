@@ -380,3 +380,35 @@ pub enum LiveControl {
     Restart,
     End,
 }
+
+/// The webinar as it was at `at`: its own events recorded up to then, replayed (never a read
+/// model). Returns the state and how many events it took (`None` when it did not exist yet).
+pub async fn webinar_as_of(
+    pool: &sqlx::PgPool,
+    id: WebinarId,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<(Webinar, i64)>, CommandError> {
+    use cqrs_es::Aggregate;
+    let payloads: Vec<serde_json::Value> = sqlx::query_scalar(
+        "select payload::jsonb from events
+          where aggregate_type = 'Webinar' and aggregate_id = $1 and recorded_at <= $2
+          order by sequence",
+    )
+    .bind(id.to_string())
+    .bind(at)
+    .fetch_all(pool)
+    .await?;
+    if payloads.is_empty() {
+        return Ok(None);
+    }
+    let mut webinar = Webinar::default();
+    let count = payloads.len() as i64;
+    for payload in payloads {
+        let event: webinar_domain::webinar::WebinarEvent = serde_json::from_value(payload)
+            .map_err(|e| {
+                CommandError::Internal(anyhow::anyhow!("cannot read a webinar event: {e}"))
+            })?;
+        webinar.apply(event);
+    }
+    Ok(Some((webinar, count)))
+}

@@ -631,3 +631,79 @@ async fn starting_without_bbb_configured_says_so_and_records_nothing() {
         .expect("count");
     assert_eq!(count, 1, "only Scheduled");
 }
+
+#[tokio::test]
+async fn webinar_as_of_replays_the_states_the_webinar_had() {
+    let app = TestApp::spawn_with(|settings| settings.run_reactors = false).await;
+    register_gateway(&app, "asof", None).await;
+    let owner = presenter(&app, "owner");
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(30));
+    let before = Utc::now();
+    pause().await;
+    let webinar = schedule_ok(&app, &owner, input("Before", at(10, 0), 60)).await;
+    let id = webinar["id"].as_str().expect("id").to_owned();
+    pause().await;
+    let scheduled = Utc::now();
+    pause().await;
+    app.gql(
+        Some(&owner),
+        UPDATE,
+        json!({ "id": id, "input": { "title": "After", "durationMinutes": 90 } }),
+    )
+    .await;
+    pause().await;
+    let renamed = Utc::now();
+    pause().await;
+    app.gql(
+        Some(&owner),
+        "mutation($id: ID!) { cancelWebinar(id: $id) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    pause().await;
+    let cancelled = Utc::now();
+
+    let auditor = app.token("aud", &[], &[], &["auditor"]);
+    let query = "query($id: ID!, $at: DateTime!) { webinarAsOf(id: $id, at: $at) {
+        title status durationMinutes version owner { id } } }";
+    let as_of = |at: DateTime<Utc>| {
+        let (app, auditor, id) = (&app, auditor.clone(), id.clone());
+        async move {
+            app.gql(
+                Some(&auditor),
+                query,
+                json!({ "id": id, "at": at.to_rfc3339() }),
+            )
+            .await["data"]["webinarAsOf"]
+                .clone()
+        }
+    };
+    assert_eq!(as_of(before).await, json!(null), "it did not exist yet");
+    assert_eq!(
+        as_of(scheduled).await,
+        json!({ "title": "Before", "status": "SCHEDULED", "durationMinutes": 60, "version": 1, "owner": { "id": "owner" } })
+    );
+    let after_rename = as_of(renamed).await;
+    assert_eq!(after_rename["title"], json!("After"));
+    assert_eq!(after_rename["durationMinutes"], json!(90));
+    assert_eq!(after_rename["status"], json!("SCHEDULED"));
+    assert_eq!(as_of(cancelled).await["status"], json!("CANCELLED"));
+
+    let viewer = app.token("v", &["student"], &[], &[]);
+    let body = app
+        .gql(
+            Some(&viewer),
+            query,
+            json!({ "id": id, "at": cancelled.to_rfc3339() }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
+    let body = app
+        .gql(
+            None,
+            query,
+            json!({ "id": id, "at": cancelled.to_rfc3339() }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("UNAUTHENTICATED"), "{body}");
+}

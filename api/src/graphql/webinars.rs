@@ -304,6 +304,53 @@ impl From<ChatMessageRow> for ChatMessage {
     }
 }
 
+/// The aggregate's state in the read model's shape, so one GraphQL type serves both.
+fn row_of(id: WebinarId, webinar: &webinar_domain::webinar::Webinar, version: i64) -> WebinarRow {
+    let owner = webinar.owner.clone().unwrap_or(DomainPerson {
+        id: String::new(),
+        name: String::new(),
+    });
+    let slot = webinar
+        .slot
+        .unwrap_or_else(|| TimeSlot::new_unchecked(DateTime::<Utc>::UNIX_EPOCH, 0));
+    let mut host_ids = vec![owner.id.clone()];
+    host_ids.extend(webinar.presenters.iter().map(|p| p.id.clone()));
+    WebinarRow {
+        webinar_id: id.as_uuid(),
+        title: webinar
+            .title
+            .as_ref()
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_default(),
+        description: webinar.description.as_ref().map(|d| d.as_str().to_owned()),
+        owner_id: owner.id,
+        owner_name: owner.name,
+        presenters: serde_json::json!(webinar
+            .presenters
+            .iter()
+            .map(|p| serde_json::json!({"id": p.id, "name": p.name}))
+            .collect::<Vec<_>>()),
+        host_ids,
+        starts_at: slot.start(),
+        ends_at: slot.end(),
+        duration_minutes: slot.duration_minutes() as i32,
+        enable_chat: webinar.enable_chat,
+        restricted: webinar.restricted,
+        groups: webinar.groups.clone(),
+        gateway_id: webinar.gateway_id.map(|g| g.as_uuid()).unwrap_or_default(),
+        room: webinar.room.clone().unwrap_or_default(),
+        meeting_id: webinar.meeting_id.clone(),
+        status: webinar.status.as_str().to_owned(),
+        stream_state: webinar.stream.as_str().to_owned(),
+        stream_error: webinar.stream_error.clone(),
+        end_reason: webinar
+            .end_reason
+            .and_then(|r| serde_json::to_value(r).ok())
+            .and_then(|v| v.as_str().map(str::to_owned)),
+        version,
+    }
+}
+
 #[derive(SimpleObject)]
 pub struct StartWebinarPayload {
     pub webinar: Webinar,
@@ -535,6 +582,33 @@ impl WebinarQuery {
     }
 
     /// The webinars the caller owns or presents, in start order.
+    /// Auditors: the webinar as it was at `at`, replayed from its own events (not a read model).
+    async fn webinar_as_of(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        at: DateTime<Utc>,
+    ) -> async_graphql::Result<Option<Webinar>> {
+        async {
+            let (state, request) = parts(ctx)?;
+            let actor = request.actor()?;
+            if !(actor.is_admin() || actor.has_role(webinar_domain::actor::roles::AUDITOR)) {
+                return Err(ApiError::Forbidden(
+                    "only auditors and administrators may replay history".into(),
+                ));
+            }
+            let id = parse_webinar_id("id", &id)?;
+            let replayed = webinar_infra::webinars::webinar_as_of(state.pool(), id, at)
+                .await
+                .map_err(|e| from_command(e, ""))?;
+            Ok::<_, ApiError>(replayed.map(|(webinar, version)| Webinar {
+                row: row_of(id, &webinar, version),
+            }))
+        }
+        .await
+        .extend()
+    }
+
     async fn my_webinars(
         &self,
         ctx: &Context<'_>,
