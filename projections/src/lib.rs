@@ -1,6 +1,7 @@
 //! The read models: plain SQL tables built from the event log by checkpointed projectors, and the
 //! queries the API runs against them. Analysts may query these tables directly.
 
+pub mod audit_log;
 pub mod chat_messages;
 pub mod gateways;
 pub mod live_events;
@@ -18,6 +19,7 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(webinars::WebinarsProjector),
         Arc::new(live_events::LiveEventsProjector),
         Arc::new(chat_messages::ChatMessagesProjector),
+        Arc::new(audit_log::AuditLogProjector),
     ]
 }
 

@@ -586,3 +586,157 @@ async fn chat_messages_are_relayed_exactly_once_across_interruptions() {
             .expect("statuses");
     assert!(statuses.iter().all(|s| s == "RELAYED"), "{statuses:?}");
 }
+
+#[tokio::test]
+async fn the_audit_log_tells_who_did_what_and_what_it_caused() {
+    let app = TestApp::spawn().await;
+    let (_sim, url, _stop) = sipmediagw(Api::Legacy, Some("t")).await;
+    register(&app, "audit", &url, Some("t"), "LEGACY").await;
+    let (id, _) = schedule_and_start(&app, false).await;
+    wait_until(&app, &id, Duration::from_secs(10), stream("LIVE")).await;
+    app.gql(
+        Some(&owner(&app)),
+        "mutation($id: ID!) { endWebinar(id: $id) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    wait_until(&app, &id, Duration::from_secs(10), stream("STOPPED")).await;
+
+    let auditor = app.token("aud", &[], &[], &["auditor"]);
+    let query = "query($filter: AuditFilter, $first: Int, $after: String) {
+        auditLog(filter: $filter, first: $first, after: $after) {
+          edges { cursor node { position aggregateId sequence eventType actorId actorName
+                                correlationId causationId payload } }
+          pageInfo { hasNextPage endCursor } } }";
+    let stored: i64 = sqlx::query_scalar("select count(*) from events where aggregate_id = $1")
+        .bind(&id)
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let entries = loop {
+        let body = app
+            .gql(
+                Some(&auditor),
+                query,
+                json!({ "filter": { "aggregateType": "Webinar", "aggregateId": id } }),
+            )
+            .await;
+        let edges = body["data"]["auditLog"]["edges"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if edges.len() as i64 == stored {
+            break edges;
+        }
+        assert!(Instant::now() < deadline, "audit log incomplete: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let sequences: Vec<i64> = entries
+        .iter()
+        .map(|e| e["node"]["sequence"].as_i64().unwrap_or(0))
+        .collect();
+    assert_eq!(
+        sequences,
+        (1..=stored).collect::<Vec<_>>(),
+        "all its events, in order"
+    );
+    for entry in &entries {
+        assert!(
+            entry["node"]["actorId"]
+                .as_str()
+                .is_some_and(|a| !a.is_empty()),
+            "{entry}"
+        );
+        assert!(entry["node"]["correlationId"].as_str().is_some(), "{entry}");
+    }
+
+    // One correlation id: the start mutation's events and what the stream reactor did about them.
+    let requested = entries
+        .iter()
+        .find(|e| e["node"]["eventType"] == json!("StreamStartRequested"))
+        .expect("StreamStartRequested")["node"]
+        .clone();
+    let correlation = requested["correlationId"]
+        .as_str()
+        .expect("correlation")
+        .to_owned();
+    let body = app
+        .gql(
+            Some(&auditor),
+            query,
+            json!({ "filter": { "correlationId": correlation } }),
+        )
+        .await;
+    let chain: Vec<Value> = body["data"]["auditLog"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"].clone())
+        .collect();
+    let types: Vec<&str> = chain
+        .iter()
+        .filter_map(|n| n["eventType"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        vec!["Started", "StreamStartRequested", "StreamStarted"],
+        "{body}"
+    );
+    assert_eq!(chain[0]["actorId"], json!(OWNER.0));
+    assert_eq!(chain[2]["actorId"], json!("system:stream-reactor"));
+    assert_eq!(
+        chain[2]["causationId"], requested["position"],
+        "caused by StreamStartRequested"
+    );
+
+    // Pages follow one another without overlap.
+    let page = |after: Value| {
+        let (app, auditor, id) = (&app, auditor.clone(), id.clone());
+        async move {
+            app.gql(
+                Some(&auditor),
+                query,
+                json!({ "filter": { "aggregateId": id }, "first": 2, "after": after }),
+            )
+            .await
+        }
+    };
+    let first = page(Value::Null).await;
+    let second = page(first["data"]["auditLog"]["pageInfo"]["endCursor"].clone()).await;
+    assert_eq!(
+        first["data"]["auditLog"]["edges"][1]["node"]["sequence"],
+        json!(2)
+    );
+    assert_eq!(
+        second["data"]["auditLog"]["edges"][0]["node"]["sequence"],
+        json!(3)
+    );
+
+    // Bad input gets a coded error; others may not read it.
+    for (variables, field) in [
+        (
+            json!({ "filter": { "from": "2030-01-02T00:00:00Z", "to": "2030-01-01T00:00:00Z" } }),
+            "filter.from",
+        ),
+        (
+            json!({ "filter": { "aggregateType": "Teapot" } }),
+            "filter.aggregateType",
+        ),
+        (json!({ "after": "not-a-cursor" }), "after"),
+        (json!({ "first": 100000 }), "first"),
+    ] {
+        let body = app.gql(Some(&auditor), query, variables).await;
+        assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["field"],
+            json!(field),
+            "{body}"
+        );
+    }
+    let viewer = app.token("v", &["student"], &[], &[]);
+    assert_eq!(
+        error_code(&app.gql(Some(&viewer), query, json!({})).await),
+        Some("FORBIDDEN")
+    );
+}

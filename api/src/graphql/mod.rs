@@ -1,5 +1,6 @@
 //! The GraphQL schema (contract: ARCHITECTURE.md section 7).
 
+mod audit;
 mod context;
 pub mod error;
 mod gateways;
@@ -15,6 +16,7 @@ use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
 pub struct Query(
+    audit::AuditQuery,
     gateways::GatewayQuery,
     viewer::ViewerQuery,
     webinars::WebinarQuery,

@@ -1,0 +1,161 @@
+//! The audit log for auditors: every event, in log order, filtered and paginated.
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, InputObject, Json, Object, ResultExt, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use webinar_domain::actor::roles;
+use webinar_projections::audit_log::{self, AuditFilter as Filter, AuditRow};
+
+use super::context::parts;
+use super::error::ApiError;
+
+const MAX_PAGE: i32 = 500;
+const DEFAULT_PAGE: i32 = 100;
+const AGGREGATE_TYPES: &[&str] = &["Webinar", "Gateway", "ChatMessage"];
+
+/// One event, as auditors see it.
+#[derive(SimpleObject)]
+pub struct AuditEntry {
+    /// The event's global position in the log.
+    pub position: String,
+    pub recorded_at: DateTime<Utc>,
+    pub aggregate_type: String,
+    pub aggregate_id: ID,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub actor_id: String,
+    pub actor_name: Option<String>,
+    pub correlation_id: Option<String>,
+    /// What caused it: the originating request's correlation id, or the position of the event a
+    /// component reacted to.
+    pub causation_id: Option<String>,
+    /// The event's data, secrets redacted.
+    pub payload: Json<serde_json::Value>,
+}
+
+impl From<AuditRow> for AuditEntry {
+    fn from(row: AuditRow) -> Self {
+        AuditEntry {
+            position: row.global_position.to_string(),
+            recorded_at: row.recorded_at,
+            aggregate_type: row.aggregate_type,
+            aggregate_id: ID(row.aggregate_id),
+            sequence: row.sequence,
+            event_type: row.event_type,
+            event_version: row.event_version,
+            actor_id: row.actor_id,
+            actor_name: row.actor_name,
+            correlation_id: row.correlation_id,
+            causation_id: row.causation_id,
+            payload: Json(row.payload),
+        }
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct AuditFilter {
+    /// `Webinar`, `Gateway` or `ChatMessage`.
+    pub aggregate_type: Option<String>,
+    pub aggregate_id: Option<ID>,
+    pub actor_id: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    pub correlation_id: Option<String>,
+    /// Recorded at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Recorded before.
+    pub to: Option<DateTime<Utc>>,
+}
+
+fn cursor((tx_id, position): (i64, i64)) -> String {
+    hex::encode(format!("{tx_id}:{position}"))
+}
+
+fn parse_cursor(cursor: &str) -> Result<(i64, i64), ApiError> {
+    let malformed = || ApiError::bad_input("after", "not a cursor this API returned");
+    let text = String::from_utf8(hex::decode(cursor).map_err(|_| malformed())?)
+        .map_err(|_| malformed())?;
+    let (tx, position) = text.split_once(':').ok_or_else(malformed)?;
+    Ok((
+        tx.parse().map_err(|_| malformed())?,
+        position.parse().map_err(|_| malformed())?,
+    ))
+}
+
+impl AuditFilter {
+    fn parse(self) -> Result<Filter, ApiError> {
+        if let (Some(from), Some(to)) = (self.from, self.to) {
+            if from > to {
+                return Err(ApiError::bad_input("filter.from", "must not be after `to`"));
+            }
+        }
+        if let Some(kind) = &self.aggregate_type {
+            if !AGGREGATE_TYPES.contains(&kind.as_str()) {
+                return Err(ApiError::bad_input(
+                    "filter.aggregateType",
+                    format!(
+                        "unknown aggregate type {kind:?}; one of {}",
+                        AGGREGATE_TYPES.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(Filter {
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id.map(|id| id.0),
+            actor_id: self.actor_id,
+            event_types: self.event_types,
+            correlation_id: self.correlation_id,
+            from: self.from,
+            to: self.to,
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct AuditQuery;
+
+#[Object]
+impl AuditQuery {
+    /// Every event, in log order. Auditors and administrators.
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<AuditFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, AuditEntry>> {
+        async {
+            let (state, request) = parts(ctx)?;
+            let actor = request.actor()?;
+            if !(actor.is_admin() || actor.has_role(roles::AUDITOR)) {
+                return Err(ApiError::Forbidden(
+                    "only auditors and administrators may read the audit log".into(),
+                ));
+            }
+            let size = first.unwrap_or(DEFAULT_PAGE);
+            if !(0..=MAX_PAGE).contains(&size) {
+                return Err(ApiError::bad_input(
+                    "first",
+                    format!("must be between 0 and {MAX_PAGE} (got {size})"),
+                ));
+            }
+            let filter = filter.unwrap_or_default().parse()?;
+            let after = after.as_deref().map(parse_cursor).transpose()?;
+            let mut rows =
+                audit_log::list(state.pool(), &filter, after, i64::from(size) + 1).await?;
+            let more = rows.len() > size as usize;
+            rows.truncate(size as usize);
+            let mut connection = Connection::new(after.is_some(), more);
+            connection.edges.extend(rows.into_iter().map(|row| {
+                Edge::new(
+                    cursor((row.tx_id, row.global_position)),
+                    AuditEntry::from(row),
+                )
+            }));
+            Ok(connection)
+        }
+        .await
+        .extend()
+    }
+}
