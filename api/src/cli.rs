@@ -59,11 +59,40 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectionsCommand,
     },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Run a simulator of BigBlueButton or SIPMediaGW (for trials and tests).
     Sim {
         #[command(subcommand)]
         which: SimCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Every event (secrets redacted) on standard output, in log order, one per line.
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Recorded at or after (RFC 3339).
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Recorded before (RFC 3339).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only this aggregate's events.
+        #[arg(long)]
+        aggregate: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,6 +193,18 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Projections { command } => projections(settings, command).await,
         Command::Sim { which } => simulate(settings, which).await,
+        Command::Audit {
+            command:
+                AuditCommand::Export {
+                    format,
+                    from,
+                    to,
+                    aggregate,
+                },
+        } => {
+            let pool = webinar_infra::db::prepare(&settings.database_url, 2).await?;
+            crate::export::export(&pool, format, from, to, aggregate).await
+        }
     }
 }
 

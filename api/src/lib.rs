@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod demo;
+pub mod export;
 pub mod feed;
 pub mod graphql;
 pub mod routes;

@@ -109,3 +109,95 @@ fn migrate_creates_the_database_and_rebuild_reports_its_speed() {
         eprintln!("warning: could not drop {name}: {error}");
     }
 }
+
+#[test]
+fn audit_export_streams_one_line_per_event_without_secrets() {
+    let name = format!("webinar_cli_{}", uuid::Uuid::new_v4().simple());
+    let mut url = url::Url::parse(&admin_url()).expect("a URL");
+    url.set_path(&format!("/{name}"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let run = |args: &[&str]| {
+        let output = webinar()
+            .args(args)
+            .env("DATABASE_URL", url.as_str())
+            .output()
+            .expect("run");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    run(&["migrate"]);
+    runtime.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url.as_str()).await.expect("connect");
+        for n in 1..=5i64 {
+            sqlx::query(
+                "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+                 values ('Gateway', 'g1', $1, 'GatewayUpdated', '1.0',
+                         json_build_object('GatewayUpdated', json_build_object('name', 'N, \"quoted\"', 'secret', 'hunter2')),
+                         json_build_object('actor_id', 'admin', 'correlation_id', 'c' || $1))",
+            )
+            .bind(n)
+            .execute(&mut conn)
+            .await
+            .expect("insert");
+        }
+    });
+    let (jsonl, stderr) = run(&["audit", "export", "--format", "jsonl"]);
+    assert!(
+        stderr.is_empty() || !stderr.contains("exporting"),
+        "silent when piped: {stderr}"
+    );
+    let lines: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 5, "one line per event");
+    assert_eq!(lines[4]["sequence"], serde_json::json!(5));
+    assert_eq!(lines[0]["actor_id"], serde_json::json!("admin"));
+    assert_eq!(
+        lines[0]["payload"]["GatewayUpdated"]["name"],
+        serde_json::json!("N, \"quoted\"")
+    );
+    assert!(!jsonl.contains("hunter2"), "the secret is redacted");
+    let (csv, _) = run(&["audit", "export", "--format", "csv", "--aggregate", "g1"]);
+    assert_eq!(csv.lines().count(), 6, "a header and one line per event");
+    assert!(csv
+        .lines()
+        .next()
+        .is_some_and(|h| h.starts_with("position,recorded_at")));
+    assert!(!csv.contains("hunter2"));
+    let (none, _) = run(&["audit", "export", "--aggregate", "nope"]);
+    assert!(none.is_empty());
+    let bad = webinar()
+        .args([
+            "audit",
+            "export",
+            "--from",
+            "2030-01-02T00:00:00Z",
+            "--to",
+            "2030-01-01T00:00:00Z",
+        ])
+        .env("DATABASE_URL", url.as_str())
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--from must not be after --to"));
+    runtime.block_on(async {
+        use sqlx::Connection;
+        if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url()).await {
+            let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
+                .execute(&mut admin)
+                .await;
+        }
+    });
+}
