@@ -96,6 +96,20 @@ pub async fn read_after<'e>(
     .bind(limit)
     .fetch_all(executor)
     .await
+    .map(|mut events| {
+        // Old event versions are read in their current shape (the log itself is never rewritten).
+        for event in &mut events {
+            if !event.payload.is_null() {
+                webinar_domain::webinar::upcasters::upcast_payload(
+                    &event.aggregate_type,
+                    &event.event_type,
+                    &event.event_version,
+                    &mut event.payload,
+                );
+            }
+        }
+        events
+    })
 }
 
 /// The newest position in the final prefix of the log (for lag metrics and waiting).

@@ -34,12 +34,13 @@ pub struct PgEventStore<A> {
     _aggregate: PhantomData<fn() -> A>,
 }
 
-impl<A> PgEventStore<A> {
+impl<A: Aggregate> PgEventStore<A> {
+    /// A store for `A`, with the domain's upcasters for its events.
     pub fn new(pool: PgPool, snapshot_every: usize) -> Self {
         Self {
             repo: PostgresEventRepository::new(pool),
             snapshot_every: snapshot_every.max(1),
-            upcasters: Vec::new(),
+            upcasters: webinar_domain::webinar::upcasters::upcasters(A::TYPE),
             _aggregate: PhantomData,
         }
     }

@@ -389,8 +389,8 @@ pub async fn webinar_as_of(
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<(Webinar, i64)>, CommandError> {
     use cqrs_es::Aggregate;
-    let payloads: Vec<serde_json::Value> = sqlx::query_scalar(
-        "select payload::jsonb from events
+    let payloads: Vec<(String, String, serde_json::Value)> = sqlx::query_as(
+        "select event_type, event_version, payload::jsonb from events
           where aggregate_type = 'Webinar' and aggregate_id = $1 and recorded_at <= $2
           order by sequence",
     )
@@ -403,7 +403,13 @@ pub async fn webinar_as_of(
     }
     let mut webinar = Webinar::default();
     let count = payloads.len() as i64;
-    for payload in payloads {
+    for (event_type, version, mut payload) in payloads {
+        webinar_domain::webinar::upcasters::upcast_payload(
+            "Webinar",
+            &event_type,
+            &version,
+            &mut payload,
+        );
         let event: webinar_domain::webinar::WebinarEvent = serde_json::from_value(payload)
             .map_err(|e| {
                 CommandError::Internal(anyhow::anyhow!("cannot read a webinar event: {e}"))

@@ -98,6 +98,7 @@ impl Projector for WebinarsProjector {
             groups,
             gateway_id,
             room,
+            ..
         } = &payload
         {
             let mut hosts = vec![owner.id.clone()];

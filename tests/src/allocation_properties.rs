@@ -104,6 +104,7 @@ async fn run(gateway_count: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     enable_chat: false,
                     restricted: false,
                     groups: vec![],
+                    record: false,
                 };
                 webinars
                     .schedule(&caller, &meta, &gateways, details, slot(start, minutes))

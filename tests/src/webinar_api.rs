@@ -707,3 +707,86 @@ async fn webinar_as_of_replays_the_states_the_webinar_had() {
         .await;
     assert_eq!(error_code(&body), Some("UNAUTHENTICATED"), "{body}");
 }
+
+#[tokio::test]
+async fn a_stream_written_with_scheduled_version_1_still_loads_projects_and_takes_commands() {
+    let app = TestApp::spawn_with(|settings| settings.run_reactors = false).await;
+    let gateway = register_gateway(&app, "old", None).await;
+    let id = uuid::Uuid::now_v7();
+    let start = at(10, 0);
+    // As version 1.0 wrote it: no `record`.
+    let v1 = json!({"Scheduled": {
+        "title": "From 2025", "description": null, "owner": {"id": "owner", "name": "Olivia"},
+        "presenters": [], "start_at": start, "duration_minutes": 60, "enable_chat": false,
+        "restricted": false, "groups": [], "gateway_id": gateway, "room": "oldroom1"}});
+    sqlx::query(
+        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         values ('Webinar', $1, 1, 'Scheduled', '1.0', $2, '{\"actor_id\": \"owner\"}'),
+                ('Webinar', $1, 2, 'ChatEnabled', '1.0', '\"ChatEnabled\"', '{\"actor_id\": \"owner\"}')",
+    )
+    .bind(id.to_string())
+    .bind(sqlx::types::Json(&v1))
+    .execute(&app.db.pool)
+    .await
+    .expect("write a version 1 stream");
+
+    let loaded = app
+        .state
+        .webinars()
+        .load(webinar_domain::WebinarId::from_uuid(id))
+        .await
+        .expect("the aggregate loads through the upcaster");
+    assert!(loaded.scheduled && loaded.enable_chat && !loaded.record);
+
+    let owner = presenter(&app, "owner");
+    let query = "query($id: ID!) { webinar(id: $id) { title enableChat version } }";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let body = app.gql(Some(&owner), query, json!({ "id": id })).await;
+        if body["data"]["webinar"]["version"] == json!(2) {
+            assert_eq!(body["data"]["webinar"]["title"], json!("From 2025"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the projector did not read the v1 event: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let body = app
+        .gql(
+            Some(&owner),
+            UPDATE,
+            json!({ "id": id, "input": { "title": "Renamed" } }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["updateWebinar"]["title"],
+        json!("Renamed"),
+        "{body}"
+    );
+    let auditor = app.token("aud", &[], &[], &["auditor"]);
+    let body = app
+        .gql(
+            Some(&auditor),
+            "query($id: ID!, $at: DateTime!) { webinarAsOf(id: $id, at: $at) { title } }",
+            json!({ "id": id, "at": Utc::now().to_rfc3339() }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["webinarAsOf"]["title"],
+        json!("Renamed"),
+        "{body}"
+    );
+
+    // New webinars are written as version 2.0.
+    let fresh = schedule_ok(&app, &owner, input("New", at(12, 0), 60)).await;
+    let version: String = sqlx::query_scalar(
+        "select event_version from events where aggregate_id = $1 and sequence = 1",
+    )
+    .bind(fresh["id"].as_str().expect("id"))
+    .fetch_one(&app.db.pool)
+    .await
+    .expect("version");
+    assert_eq!(version, "2.0");
+}

@@ -381,6 +381,9 @@ pub struct ScheduleWebinarInput {
     /// Additional owners: they may edit and start the webinar.
     #[graphql(default)]
     pub presenters: Vec<PersonInput>,
+    /// Record the BBB meeting.
+    #[graphql(default)]
+    pub record: bool,
 }
 
 #[derive(InputObject, Default)]
@@ -653,6 +656,7 @@ impl ScheduleWebinarInput {
             enable_chat: self.enable_chat,
             restricted: self.restricted,
             groups: parse_groups(&self.groups).map_err(bad("input.groups"))?,
+            record: self.record,
         };
         let slot = parse_slot(state, self.start_at, self.duration_minutes)?;
         Ok((details, slot))
@@ -870,7 +874,7 @@ impl WebinarMutation {
                     name: &title,
                     logout_url: &public,
                     end_callback_url: &callback,
-                    record: false,
+                    record: current.record,
                 })
                 .await
                 .map_err(|e| ApiError::UpstreamUnavailable(e.to_string()))?;

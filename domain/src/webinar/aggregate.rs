@@ -56,6 +56,8 @@ pub struct Webinar {
     pub groups: Vec<String>,
     pub gateway_id: Option<GatewayId>,
     pub room: Option<String>,
+    #[serde(default)]
+    pub record: bool,
     pub meeting_id: Option<String>,
     pub status: WebinarStatus,
     pub stream: StreamState,
@@ -179,6 +181,7 @@ impl Webinar {
                     enable_chat,
                     restricted,
                     groups,
+                    record,
                 } = details;
                 vec![Scheduled {
                     title,
@@ -192,6 +195,7 @@ impl Webinar {
                     groups,
                     gateway_id: gateway,
                     room,
+                    record,
                 }]
             }
             WebinarCommand::Reschedule { slot, gateway } => {
@@ -354,8 +358,10 @@ impl Aggregate for Webinar {
                 groups,
                 gateway_id,
                 room,
+                record,
             } => {
                 self.scheduled = true;
+                self.record = record;
                 self.title = Some(title);
                 self.description = description;
                 self.owner = Some(owner);

@@ -16,6 +16,8 @@ pub struct WebinarDetails {
     pub enable_chat: bool,
     pub restricted: bool,
     pub groups: Vec<String>,
+    /// Record the BBB meeting (off by default, as Pod's `MEETING_DISABLE_RECORD`).
+    pub record: bool,
 }
 
 /// A partial change of details; `None` keeps a field.

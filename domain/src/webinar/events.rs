@@ -22,6 +22,8 @@ pub enum WebinarEvent {
         groups: Vec<String>,
         gateway_id: GatewayId,
         room: String,
+        /// Since version 2.0 (see `upcasters`): whether the meeting is recorded.
+        record: bool,
     },
     Rescheduled {
         start_at: DateTime<Utc>,
@@ -91,6 +93,10 @@ impl DomainEvent for WebinarEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_owned()
+        match self {
+            WebinarEvent::Scheduled { .. } => super::upcasters::SCHEDULED_VERSION,
+            _ => "1.0",
+        }
+        .to_owned()
     }
 }

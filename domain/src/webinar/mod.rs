@@ -8,6 +8,7 @@
 mod aggregate;
 mod commands;
 mod events;
+pub mod upcasters;
 
 pub use aggregate::{Webinar, WebinarError};
 pub use commands::{DetailsChange, EndReason, WebinarCommand, WebinarDetails};

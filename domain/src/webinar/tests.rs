@@ -37,6 +37,7 @@ fn scheduled() -> WebinarEvent {
         groups: vec![],
         gateway_id: gateway(1),
         room: "room1".into(),
+        record: false,
     }
 }
 
@@ -114,6 +115,7 @@ fn commands() -> Vec<(&'static str, WebinarCommand)> {
                     enable_chat: true,
                     restricted: false,
                     groups: vec!["l1".into()],
+                    record: false,
                 },
                 slot: slot(10),
                 gateway: gateway(1),
