@@ -5,6 +5,7 @@ pub mod audit_log;
 pub mod chat_messages;
 pub mod gateways;
 pub mod live_events;
+pub mod stats;
 pub mod webinars;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(live_events::LiveEventsProjector),
         Arc::new(chat_messages::ChatMessagesProjector),
         Arc::new(audit_log::AuditLogProjector),
+        Arc::new(stats::StatsProjector),
     ]
 }
 

@@ -740,3 +740,95 @@ async fn the_audit_log_tells_who_did_what_and_what_it_caused() {
         Some("FORBIDDEN")
     );
 }
+
+#[tokio::test]
+async fn statistics_follow_a_live_webinar_and_the_documented_queries_run() {
+    let app = TestApp::spawn().await;
+    let (_sim, url, _stop) = sipmediagw(Api::Legacy, Some("t")).await;
+    let gateway = register(&app, "stats", &url, Some("t"), "LEGACY").await;
+    let (id, _) = schedule_and_start(&app, true).await;
+    wait_until(&app, &id, Duration::from_secs(10), stream("LIVE")).await;
+    let viewer = app.token("student", &["student"], &[], &[]);
+    app.gql(
+        Some(&viewer),
+        "mutation($id: ID!) { postChatMessage(webinarId: $id, text: \"Hi\") { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    app.gql(
+        Some(&owner(&app)),
+        "mutation($id: ID!) { restartLive(id: $id) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    wait_until(&app, &id, Duration::from_secs(10), stream("LIVE")).await;
+    app.gql(
+        Some(&owner(&app)),
+        "mutation($id: ID!) { endWebinar(id: $id) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    wait_until(&app, &id, Duration::from_secs(10), stream("STOPPED")).await;
+
+    let analyst = app.token("ana", &[], &[], &["analyst"]);
+    let query = "{ webinarStats { webinarId status endedHow secondsToFirstLive restarts chatPosted
+        chatRelayed streamFailures failovers scheduledMinutes } }";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stats = loop {
+        let body = app.gql(Some(&analyst), query, json!({})).await;
+        let row = body["data"]["webinarStats"][0].clone();
+        if row["status"] == json!("ENDED") && row["chatRelayed"] == json!(1) {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "stats never caught up: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(stats["webinarId"], json!(id));
+    assert_eq!(stats["endedHow"], json!("PRESENTER"));
+    assert_eq!(stats["restarts"], json!(1));
+    assert_eq!(stats["chatPosted"], json!(1));
+    assert_eq!(
+        (stats["streamFailures"].clone(), stats["failovers"].clone()),
+        (json!(0), json!(0))
+    );
+    assert_eq!(stats["scheduledMinutes"], json!(60));
+    assert!(stats["secondsToFirstLive"].as_i64().is_some(), "{stats}");
+
+    let today = Utc::now();
+    let body = app
+        .gql(
+            Some(&analyst),
+            "query($from: DateTime!, $to: DateTime!) { gatewayUtilization(from: $from, to: $to) {
+                gatewayId reservedMinutes failures } }",
+            json!({ "from": (today - chrono::Duration::days(1)).to_rfc3339(),
+                    "to": (today + chrono::Duration::days(1)).to_rfc3339() }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["gatewayUtilization"],
+        json!([{ "gatewayId": gateway, "reservedMinutes": 60, "failures": 0 }]),
+        "an ended webinar's reserved minutes stay counted"
+    );
+    let body = app
+        .gql(Some(&analyst), "{ webinarStats(from: \"2030-01-02T00:00:00Z\", to: \"2030-01-01T00:00:00Z\") { title } }", json!({}))
+        .await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    let body = app.gql(Some(&viewer), query, json!({})).await;
+    assert_eq!(error_code(&body), Some("FORBIDDEN"));
+
+    // The three example queries of docs/ANALYTICS.md run and find this webinar.
+    let doc = include_str!("../../docs/ANALYTICS.md");
+    let queries: Vec<&str> = doc
+        .split("```sql")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .collect();
+    assert_eq!(queries.len(), 3, "three example queries");
+    for sql in queries {
+        let rows = sqlx::query(sql)
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert!(!rows.is_empty(), "no rows from:\n{sql}");
+    }
+}

@@ -4,6 +4,7 @@ mod audit;
 mod context;
 pub mod error;
 mod gateways;
+mod stats;
 mod viewer;
 mod webinars;
 
@@ -18,6 +19,7 @@ use crate::state::AppState;
 pub struct Query(
     audit::AuditQuery,
     gateways::GatewayQuery,
+    stats::StatsQuery,
     viewer::ViewerQuery,
     webinars::WebinarQuery,
 );
