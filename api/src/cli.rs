@@ -59,6 +59,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectionsCommand,
     },
+    /// Generate a realistic history (15 events per webinar) to measure rebuilds and queries.
+    History {
+        #[command(subcommand)]
+        command: HistoryCommand,
+    },
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -68,6 +73,15 @@ pub enum Command {
     Sim {
         #[command(subcommand)]
         which: SimCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryCommand {
+    /// Append the lives of N webinars (15 events each) to a fresh database.
+    Generate {
+        #[arg(long, default_value_t = 66_667)]
+        webinars: i64,
     },
 }
 
@@ -193,6 +207,19 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Projections { command } => projections(settings, command).await,
         Command::Sim { which } => simulate(settings, which).await,
+        Command::History {
+            command: HistoryCommand::Generate { webinars },
+        } => {
+            let pool = webinar_infra::db::prepare(&settings.database_url, 2).await?;
+            let started = std::time::Instant::now();
+            let events = crate::history::generate(&pool, webinars).await?;
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "generated {events} events ({webinars} webinars) in {seconds:.1} s ({:.0} events/s)",
+                events as f64 / seconds.max(1e-9)
+            );
+            Ok(())
+        }
         Command::Audit {
             command:
                 AuditCommand::Export {

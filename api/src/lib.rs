@@ -10,6 +10,7 @@ pub mod demo;
 pub mod export;
 pub mod feed;
 pub mod graphql;
+pub mod history;
 pub mod routes;
 pub mod startup;
 pub mod state;

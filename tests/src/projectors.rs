@@ -305,3 +305,47 @@ async fn rebuilding_every_projection_gives_the_tables_built_live() {
         "the scenario filled the read models: {live:?}"
     );
 }
+
+#[tokio::test]
+async fn a_generated_history_is_read_by_every_projector() {
+    let db = TestDb::create().await;
+    let events = webinar_api::history::generate(&db.pool, 120)
+        .await
+        .expect("generate");
+    assert_eq!(events, 20 + 120 * webinar_api::history::EVENTS_PER_WEBINAR);
+    for projector in webinar_projections::all() {
+        let read = consumer::rebuild(&db.pool, projector.as_ref(), 500, &mut |_, _| {})
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} cannot read the generated history: {e}",
+                    projector.name()
+                )
+            });
+        assert_eq!(read, events as u64);
+    }
+    let count = |sql: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .expect(sql)
+        }
+    };
+    assert_eq!(
+        count("select count(*) from webinars where status = 'ENDED'").await,
+        120
+    );
+    assert_eq!(
+        count("select count(*) from chat_messages where status = 'RELAYED'").await,
+        240
+    );
+    assert_eq!(count("select count(*) from gateway_reservations").await, 0);
+    assert_eq!(count("select count(*) from audit_log").await, events);
+    assert_eq!(
+        count("select count(*) from webinar_stats where chat_relayed = 2").await,
+        120
+    );
+    assert_eq!(count("select count(*) from gateways").await, 20);
+}
