@@ -139,10 +139,10 @@ impl Projector for GatewaysProjector {
             GatewayEvent::GatewayRetired => {
                 set_flags(conn, id, version, at, "retired = $4, enabled = false", true).await?;
             }
-            // Reservations have their own read model; here they only advance the version.
-            GatewayEvent::SlotReserved { .. } | GatewayEvent::SlotReleased { .. } => {
-                set_flags(conn, id, version, at, "retired = retired or $4", false).await?;
-            }
+            // Reservations have their own read model (`gateway_reservations`). Not even the version
+            // moves here: thousands of them on a handful of rows would make a rebuild, which runs
+            // in one transaction, walk ever longer chains of row versions.
+            GatewayEvent::SlotReserved { .. } | GatewayEvent::SlotReleased { .. } => {}
         }
         Ok(())
     }

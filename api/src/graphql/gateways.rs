@@ -46,7 +46,8 @@ pub struct Gateway {
     pub has_token: bool,
     /// Why it was disabled, when it is.
     pub disabled_reason: Option<String>,
-    /// How many events the gateway has had.
+    /// The sequence number of the gateway's last change of settings or state (reservations,
+    /// which have their own read model, do not count).
     pub version: i64,
     pub registered_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
