@@ -356,3 +356,32 @@ pub async fn register_gateway(app: &TestApp, suffix: &str, token: Option<&str>) 
         .unwrap_or_else(|| panic!("registerGateway failed: {body}"))
         .to_owned()
 }
+
+/// Waits until every event of `pool`'s database lies below the cluster's xmin, i.e. until a log
+/// reader can see them all. A long transaction elsewhere in the cluster (another test's rebuild)
+/// holds readers back for as long as it runs: tests that count on a reader seeing everything wait
+/// here first.
+pub async fn wait_for_final_log(pool: &sqlx::PgPool) {
+    let last: Option<(i64, i64)> = sqlx::query_as(
+        "select tx_id::text::bigint, global_position from events
+          order by tx_id desc, global_position desc limit 1",
+    )
+    .fetch_optional(pool)
+    .await
+    .expect("read the log's end");
+    let Some((tx_id, global_position)) = last else {
+        return;
+    };
+    let target = webinar_infra::event_log::Position {
+        tx_id,
+        global_position,
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while webinar_infra::event_log::head(pool).await.expect("head") < target {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log stayed held back for 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

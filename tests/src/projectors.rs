@@ -114,6 +114,7 @@ fn runner(db: &TestDb, batch_size: i64) -> ProjectorRunner {
 async fn a_runner_stopped_between_batches_and_restarted_ends_equal_to_a_full_rebuild() {
     let db = TestDb::create().await;
     let ids = write_history(&db, 24).await;
+    crate::harness::wait_for_final_log(&db.pool).await;
     let head = event_log::head(&db.pool).await.expect("head");
 
     // A first runner applies three small batches, then "dies".
@@ -289,6 +290,24 @@ async fn rebuilding_every_projection_gives_the_tables_built_live() {
         .await;
     assert!(body["errors"].is_null(), "{body}");
 
+    crate::harness::wait_for_final_log(&app.db.pool).await;
+    // Every live runner has applied everything.
+    let head = event_log::head(&app.db.pool).await.expect("head");
+    for projector in webinar_projections::all() {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while consumer::checkpoint(&app.db.pool, projector.name())
+            .await
+            .expect("checkpoint")
+            < head
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} did not catch up",
+                projector.name()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let live = read_models(&app.db.pool).await;
     for projector in webinar_projections::all() {
         consumer::rebuild(&app.db.pool, projector.as_ref(), 1000, &mut |_, _| {})
