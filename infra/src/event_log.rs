@@ -87,7 +87,8 @@ pub async fn read_after<'e>(
            from events
           where (tx_id, global_position) > ($1::text::xid8, $2)
             and tx_id < (select pg_snapshot_xmin(pg_current_snapshot()))
-          order by tx_id, global_position
+          -- Qualified: the bare name would sort by the bigint alias above, not the indexed column.
+          order by events.tx_id, events.global_position
           limit $4",
     )
     .bind(after.tx_id.to_string())

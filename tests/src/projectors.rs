@@ -332,6 +332,7 @@ async fn a_generated_history_is_read_by_every_projector() {
         .await
         .expect("generate");
     assert_eq!(events, 20 + 120 * webinar_api::history::EVENTS_PER_WEBINAR);
+    crate::harness::wait_for_final_log(&db.pool).await;
     for projector in webinar_projections::all() {
         let read = consumer::rebuild(&db.pool, projector.as_ref(), 500, &mut |_, _| {})
             .await
