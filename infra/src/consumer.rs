@@ -549,6 +549,10 @@ pub async fn rebuild(
         .await?;
     let mut tx = pool.begin().await?;
     lock_checkpoint(&mut tx, name).await?;
+    // Subscribers need no news of a replay: projectors skip their notifications while this is on.
+    sqlx::query("set local webinar.rebuilding = 'on'")
+        .execute(&mut *tx)
+        .await?;
     let tables = projector.tables();
     if !tables.is_empty() {
         sqlx::query(&format!("truncate {}", tables.join(", ")))

@@ -73,7 +73,7 @@ impl LiveEventsProjector {
 }
 
 async fn notify(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("select pg_notify($1, $2)")
+    sqlx::query("select pg_notify($1, $2) where current_setting('webinar.rebuilding', true) is distinct from 'on'")
         .bind(LIVE_EVENT_CHANGED)
         .bind(id.to_string())
         .execute(conn)

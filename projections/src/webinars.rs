@@ -202,7 +202,7 @@ impl Projector for WebinarsProjector {
             .execute(&mut *conn)
             .await?;
         }
-        sqlx::query("select pg_notify($1, $2)")
+        sqlx::query("select pg_notify($1, $2) where current_setting('webinar.rebuilding', true) is distinct from 'on'")
             .bind(WEBINAR_CHANGED)
             .bind(id.to_string())
             .execute(conn)
