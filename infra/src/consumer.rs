@@ -10,6 +10,7 @@
 //! even a rebuild from the command line and a live runner from interleaving.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,6 +136,8 @@ pub struct ProjectorRunner {
     projector: Arc<dyn Projector>,
     options: RunnerOptions,
     progress: ProjectionProgress,
+    /// Whether the checkpoint row is known to exist (created once, not on every poll).
+    checkpoint_ready: AtomicBool,
 }
 
 async fn ensure_checkpoint(pool: &PgPool, name: &str) -> Result<(), sqlx::Error> {
@@ -227,6 +230,7 @@ impl ProjectorRunner {
             projector,
             options,
             progress,
+            checkpoint_ready: AtomicBool::new(false),
         }
     }
 
@@ -256,7 +260,10 @@ impl ProjectorRunner {
     /// read (those of unwanted types included): fewer than the batch size means "caught up".
     pub async fn run_batch(&self) -> Result<usize, ProjectionError> {
         let name = self.name();
-        ensure_checkpoint(&self.pool, name).await?;
+        if !self.checkpoint_ready.load(Ordering::Relaxed) {
+            ensure_checkpoint(&self.pool, name).await?;
+            self.checkpoint_ready.store(true, Ordering::Relaxed);
+        }
         let mut tx = self.pool.begin().await?;
         let from = lock_checkpoint(&mut tx, name).await?;
         let events = event_log::read_after(
@@ -462,6 +469,7 @@ pub struct ReactorRunner {
     pool: PgPool,
     reactor: Arc<dyn Reactor>,
     options: RunnerOptions,
+    checkpoint_ready: AtomicBool,
 }
 
 impl ReactorRunner {
@@ -470,15 +478,19 @@ impl ReactorRunner {
             pool,
             reactor,
             options,
+            checkpoint_ready: AtomicBool::new(false),
         }
     }
 
     /// Handles the next batch; returns how many events it read.
     pub async fn run_batch(&self) -> Result<usize, String> {
         let name = self.reactor.name();
-        ensure_checkpoint(&self.pool, name)
-            .await
-            .map_err(|e| e.to_string())?;
+        if !self.checkpoint_ready.load(Ordering::Relaxed) {
+            ensure_checkpoint(&self.pool, name)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.checkpoint_ready.store(true, Ordering::Relaxed);
+        }
         let from = checkpoint(&self.pool, name)
             .await
             .map_err(|e| e.to_string())?;
