@@ -6,14 +6,14 @@ use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
+use webinar_domain::WebinarId;
 use webinar_projections::live_events::LIVE_EVENT_CHANGED;
 use webinar_projections::webinars::WEBINAR_CHANGED;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
-    LiveEvent(Uuid),
-    Webinar(Uuid),
+    LiveEvent(WebinarId),
+    Webinar(WebinarId),
 }
 
 /// Fans read-model changes out to subscriptions.
@@ -64,7 +64,7 @@ impl ChangeFeed {
                     };
                     match notification {
                         Ok(n) => {
-                            let Ok(id) = n.payload().parse::<Uuid>() else {
+                            let Ok(id) = n.payload().parse::<WebinarId>() else {
                                 continue;
                             };
                             let change = if n.channel() == LIVE_EVENT_CHANGED {

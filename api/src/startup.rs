@@ -61,6 +61,7 @@ impl Application {
         if settings.public_url.is_none() {
             settings.public_url = Some(format!("http://{}", listener.local_addr()?));
         }
+        webinar_infra::metrics::install();
         let progress = ProjectionProgress::new(webinar_projections::all().iter().map(|p| p.name()));
         let limits = Limits {
             depth: settings.max_query_depth,
@@ -131,6 +132,7 @@ impl Application {
         let settings = self.state.settings().clone();
         let wake = event_log::spawn_listener(pool.clone(), cancel.clone());
         self.feed.spawn(pool.clone(), cancel.clone());
+        tokio::spawn(webinar_infra::metrics::run_upkeep(cancel.clone()));
         let options = RunnerOptions {
             batch_size: settings.projection_batch_size,
             poll: settings.projection_poll(),
@@ -156,7 +158,10 @@ impl Application {
                 runners.push(tokio::spawn(runner.run(wake.clone(), cancel.clone())));
             }
             runners.push(tokio::spawn(
-                self.state.watcher().clone().run(cancel.clone()),
+                self.state
+                    .watcher()
+                    .clone()
+                    .run(wake.clone(), cancel.clone()),
             ));
         }
         let trigger = cancel.clone();

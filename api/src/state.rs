@@ -4,20 +4,18 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 use sqlx::PgPool;
-use webinar_domain::chat::ChatMessage;
-use webinar_domain::gateway::Gateway;
-use webinar_domain::webinar::Webinar;
-use webinar_domain::PermissionPolicy;
 use webinar_infra::auth::JwtKeys;
-use webinar_infra::chat::{ChatService, RateLimiter};
+use webinar_infra::callbacks::CallbackSigner;
+use webinar_infra::chat::ChatService;
 use webinar_infra::config::Settings;
 use webinar_infra::consumer::{CatchUpTimeout, ProjectionProgress};
 use webinar_infra::event_log::Position;
-use webinar_infra::event_store::CommandBus;
 use webinar_infra::gateways::GatewayService;
-use webinar_infra::reactors::meetings::{CallbackSigner, MeetingWatcher};
+use webinar_infra::reactors::meetings::MeetingWatcher;
 use webinar_infra::reactors::Outside;
 use webinar_infra::webinars::WebinarService;
+use webinar_infra::wiring::Services;
+use webinar_projections::queries::ReadModels;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -28,13 +26,8 @@ struct Inner {
     settings: Settings,
     pool: PgPool,
     jwt: JwtKeys,
-    policy: PermissionPolicy,
-    gateways: Arc<GatewayService>,
-    webinars: Arc<WebinarService>,
-    chat: Arc<ChatService>,
-    outside: Outside,
-    watcher: Arc<MeetingWatcher>,
-    signer: CallbackSigner,
+    services: Services,
+    reads: ReadModels,
     progress: ProjectionProgress,
 }
 
@@ -45,78 +38,23 @@ impl AppState {
         jwt_secret: &SecretString,
         progress: ProjectionProgress,
     ) -> anyhow::Result<Self> {
-        let jwt = JwtKeys::new(jwt_secret);
-        let policy = settings.permission_policy();
-        let gateways = Arc::new(GatewayService::new(
-            CommandBus::<Gateway>::new(
-                pool.clone(),
-                (),
-                settings.snapshot_every,
-                settings.command_retries,
-            ),
-            pool.clone(),
-            policy.clone(),
-        ));
-        let webinars = Arc::new(WebinarService::new(
-            CommandBus::<Webinar>::new(
-                pool.clone(),
-                (),
-                settings.snapshot_every,
-                settings.command_retries,
-            ),
-            policy.clone(),
-        ));
-        let chat = Arc::new(ChatService::new(
-            CommandBus::<ChatMessage>::new(
-                pool.clone(),
-                (),
-                settings.snapshot_every,
-                settings.command_retries,
-            ),
-            RateLimiter::new(
-                settings.chat_rate_limit,
-                std::time::Duration::from_secs(settings.chat_rate_window_seconds),
-            ),
-        ));
-        let outside = Outside::new(
+        let services = Services::build(
             &settings,
             pool.clone(),
-            webinars.clone(),
-            gateways.clone(),
-            chat.clone(),
+            jwt_secret,
+            webinar_projections::read_ports(&pool),
         )?;
-        let watcher = Arc::new(MeetingWatcher::new(
-            outside.clone(),
-            std::time::Duration::from_millis(settings.meeting_poll_ms),
-            settings.end_grace_minutes,
-        ));
-        let signer = CallbackSigner::from_secret(jwt_secret);
+        let reads = ReadModels::new(pool.clone(), services.policy.clone());
         Ok(Self {
             inner: Arc::new(Inner {
+                jwt: JwtKeys::new(jwt_secret),
                 settings,
                 pool,
-                jwt,
-                policy,
-                gateways,
-                webinars,
-                chat,
-                outside,
-                watcher,
-                signer,
+                services,
+                reads,
                 progress,
             }),
         })
-    }
-
-    /// What the reactors use to reach the outside world.
-    pub fn outside(&self) -> &Outside {
-        &self.inner.outside
-    }
-    pub fn watcher(&self) -> &Arc<MeetingWatcher> {
-        &self.inner.watcher
-    }
-    pub fn signer(&self) -> &CallbackSigner {
-        &self.inner.signer
     }
 
     pub fn settings(&self) -> &Settings {
@@ -128,17 +66,31 @@ impl AppState {
     pub fn jwt(&self) -> &JwtKeys {
         &self.inner.jwt
     }
-    pub fn policy(&self) -> &PermissionPolicy {
-        &self.inner.policy
+    pub fn services(&self) -> &Services {
+        &self.inner.services
     }
     pub fn gateways(&self) -> &GatewayService {
-        &self.inner.gateways
+        &self.inner.services.gateways
     }
     pub fn webinars(&self) -> &WebinarService {
-        &self.inner.webinars
+        &self.inner.services.webinars
     }
     pub fn chat(&self) -> &ChatService {
-        &self.inner.chat
+        &self.inner.services.chat
+    }
+    /// The read side: every query the API may run, permission checks included.
+    pub fn reads(&self) -> &ReadModels {
+        &self.inner.reads
+    }
+    /// What the reactors use to reach the outside world.
+    pub fn outside(&self) -> &Outside {
+        &self.inner.services.outside
+    }
+    pub fn watcher(&self) -> &Arc<MeetingWatcher> {
+        &self.inner.services.watcher
+    }
+    pub fn signer(&self) -> &CallbackSigner {
+        &self.inner.services.signer
     }
     pub fn progress(&self) -> &ProjectionProgress {
         &self.inner.progress

@@ -65,6 +65,25 @@ impl TimeSlot {
         Ok(Self::new_unchecked(start, minutes))
     }
 
+    /// The slot a change of start and/or duration asks for, given the current slot; `None` when
+    /// neither is given. An unchanged start may lie in the past (the webinar may have begun):
+    /// then only the duration is checked.
+    pub fn change(
+        current: TimeSlot,
+        start: Option<DateTime<Utc>>,
+        minutes: Option<i64>,
+        rules: &SlotRules,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Self>, SlotError> {
+        if start.is_none() && minutes.is_none() {
+            return Ok(None);
+        }
+        let start = start.unwrap_or(current.start);
+        let minutes = minutes.unwrap_or(current.duration_minutes());
+        let now = if start == current.start { start } else { now };
+        Self::parse(start, minutes, rules, now).map(Some)
+    }
+
     /// A slot with no rule checked (replays, tests, migrations).
     pub fn new_unchecked(start: DateTime<Utc>, minutes: i64) -> Self {
         Self {
@@ -108,6 +127,26 @@ mod tests {
         let ten_fifty_nine = TimeSlot::new_unchecked(at(10, 59), 61);
         assert!(!ten.overlaps(&eleven) && !eleven.overlaps(&ten));
         assert!(ten.overlaps(&ten_fifty_nine) && ten_fifty_nine.overlaps(&ten));
+    }
+
+    #[test]
+    fn a_change_keeps_what_it_does_not_name_and_an_unchanged_past_start_is_fine() {
+        let rules = SlotRules::default();
+        let current = TimeSlot::new_unchecked(at(8, 0), 60);
+        let now = at(10, 0);
+        assert_eq!(TimeSlot::change(current, None, None, &rules, now), Ok(None));
+        assert_eq!(
+            TimeSlot::change(current, None, Some(90), &rules, now),
+            Ok(Some(TimeSlot::new_unchecked(at(8, 0), 90)))
+        );
+        assert!(matches!(
+            TimeSlot::change(current, Some(at(8, 30)), None, &rules, now),
+            Err(SlotError::Start(_))
+        ));
+        assert!(matches!(
+            TimeSlot::change(current, None, Some(0), &rules, now),
+            Err(SlotError::Duration(_))
+        ));
     }
 
     proptest::proptest! {

@@ -3,10 +3,12 @@
 //! `checksum = hex(H(call + query + secret))` over the query exactly as sent. BBB picks H by the
 //! checksum's length; sha256 is the portable default (Scalelite accepts sha1, sha256, sha512).
 
+use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha384, Sha512};
+use webinar_domain::ports::{MeetingError, MeetingRole, MeetingService, NewMeeting};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -26,13 +28,6 @@ impl Checksum {
             Checksum::Sha512 => hex::encode(Sha512::digest(input)),
         }
     }
-}
-
-/// Role on `join`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Moderator,
-    Viewer,
 }
 
 /// Where BBB's API is and how to sign calls to it. `Debug` never shows the secret.
@@ -83,10 +78,16 @@ impl BbbApi {
     }
 
     /// Where a person joins `meeting_id` under `full_name`.
-    pub fn join_url(&self, meeting_id: &str, full_name: &str, user_id: &str, role: Role) -> String {
+    pub fn join_url(
+        &self,
+        meeting_id: &str,
+        full_name: &str,
+        user_id: &str,
+        role: MeetingRole,
+    ) -> String {
         let role = match role {
-            Role::Moderator => "MODERATOR",
-            Role::Viewer => "VIEWER",
+            MeetingRole::Moderator => "MODERATOR",
+            MeetingRole::Viewer => "VIEWER",
         };
         self.url(
             "join",
@@ -140,27 +141,6 @@ mod tests {
     }
 }
 
-/// Why a BBB call failed. Messages are short and never contain the secret or a whole body.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BbbError {
-    #[error("BigBlueButton is unreachable: {0}")]
-    Unreachable(String),
-    #[error("BigBlueButton did not answer in time")]
-    Timeout,
-    #[error(
-        "BigBlueButton refused our checksum (check WEBINAR_BBB_SECRET and WEBINAR_BBB_CHECKSUM)"
-    )]
-    Checksum,
-    #[error("BigBlueButton does not know this meeting")]
-    NotFound,
-    #[error("BigBlueButton already has a different meeting with this id")]
-    IdNotUnique,
-    #[error("BigBlueButton refused the call: {key}")]
-    Failed { key: String },
-    #[error("BigBlueButton answered something unexpected: {0}")]
-    Protocol(String),
-}
-
 /// What `getMeetingInfo` tells us.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeetingInfo {
@@ -168,16 +148,6 @@ pub struct MeetingInfo {
     pub running: bool,
     pub participant_count: u32,
     pub attendees: Vec<String>,
-}
-
-/// What `create` needs.
-#[derive(Debug, Clone)]
-pub struct NewMeeting<'a> {
-    pub meeting_id: &'a str,
-    pub name: &'a str,
-    pub logout_url: &'a str,
-    pub end_callback_url: &'a str,
-    pub record: bool,
 }
 
 /// The BBB API over HTTP: every call has a timeout, TLS is verified, and XML is parsed into typed
@@ -229,14 +199,26 @@ impl BbbClient {
     }
 
     /// Calls `call` and returns the `<response>` body text on SUCCESS.
-    async fn call(&self, call: &str, params: &[(&str, &str)]) -> Result<String, BbbError> {
+    async fn call(
+        &self,
+        call: &'static str,
+        params: &[(&str, &str)],
+    ) -> Result<String, MeetingError> {
+        crate::metrics::outside_call("bbb", call, self.call_untimed(call, params)).await
+    }
+
+    async fn call_untimed(
+        &self,
+        call: &str,
+        params: &[(&str, &str)],
+    ) -> Result<String, MeetingError> {
         let url = self.api.url(call, params);
         let response = self.http.get(&url).send().await.map_err(|e| {
             if e.is_timeout() {
-                BbbError::Timeout
+                MeetingError::Timeout
             } else {
                 // The URL carries a checksum, not the secret; still, say only what kind of failure.
-                BbbError::Unreachable(if e.is_connect() {
+                MeetingError::Unreachable(if e.is_connect() {
                     "connection refused or failed".into()
                 } else {
                     "request failed".into()
@@ -244,24 +226,24 @@ impl BbbClient {
             }
         })?;
         let status = response.status();
-        let body = response.text().await.map_err(|_| BbbError::Timeout)?;
+        let body = response.text().await.map_err(|_| MeetingError::Timeout)?;
         if !status.is_success() {
-            return Err(BbbError::Protocol(format!("HTTP {}", status.as_u16())));
+            return Err(MeetingError::Protocol(format!("HTTP {}", status.as_u16())));
         }
-        let doc =
-            roxmltree::Document::parse(&body).map_err(|_| BbbError::Protocol("not XML".into()))?;
+        let doc = roxmltree::Document::parse(&body)
+            .map_err(|_| MeetingError::Protocol("not XML".into()))?;
         let root = doc.root_element();
         match text_of(root, "returncode").as_deref() {
             Some("SUCCESS") => Ok(body),
             Some("FAILED") => {
                 let key = text_of(root, "messageKey").unwrap_or_default();
                 Err(match key.as_str() {
-                    "checksumError" => BbbError::Checksum,
+                    "checksumError" => MeetingError::Checksum,
                     "notFound" | "invalidMeetingIdentifier" | "meetingNotFound" => {
-                        BbbError::NotFound
+                        MeetingError::NotFound
                     }
-                    "idNotUnique" => BbbError::IdNotUnique,
-                    _ => BbbError::Failed {
+                    "idNotUnique" => MeetingError::IdNotUnique,
+                    _ => MeetingError::Failed {
                         key: key
                             .chars()
                             .filter(char::is_ascii_alphanumeric)
@@ -270,12 +252,12 @@ impl BbbClient {
                     },
                 })
             }
-            _ => Err(BbbError::Protocol("no returncode".into())),
+            _ => Err(MeetingError::Protocol("no returncode".into())),
         }
     }
 
     /// Creates the meeting (idempotent: `duplicateWarning` is a success).
-    pub async fn create(&self, meeting: &NewMeeting<'_>) -> Result<(), BbbError> {
+    async fn create_meeting(&self, meeting: &NewMeeting<'_>) -> Result<(), MeetingError> {
         let record = if meeting.record { "true" } else { "false" };
         self.call(
             "create",
@@ -294,34 +276,34 @@ impl BbbClient {
         .map(|_| ())
     }
 
-    pub async fn end(&self, meeting_id: &str) -> Result<(), BbbError> {
+    async fn end_meeting(&self, meeting_id: &str) -> Result<(), MeetingError> {
         self.call("end", &[("meetingID", meeting_id)])
             .await
             .map(|_| ())
     }
 
-    pub async fn is_meeting_running(&self, meeting_id: &str) -> Result<bool, BbbError> {
+    pub async fn is_meeting_running(&self, meeting_id: &str) -> Result<bool, MeetingError> {
         let body = self
             .call("isMeetingRunning", &[("meetingID", meeting_id)])
             .await?;
-        let doc =
-            roxmltree::Document::parse(&body).map_err(|_| BbbError::Protocol("not XML".into()))?;
+        let doc = roxmltree::Document::parse(&body)
+            .map_err(|_| MeetingError::Protocol("not XML".into()))?;
         Ok(text_of(doc.root_element(), "running").as_deref() == Some("true"))
     }
 
-    pub async fn get_meeting_info(&self, meeting_id: &str) -> Result<MeetingInfo, BbbError> {
+    pub async fn get_meeting_info(&self, meeting_id: &str) -> Result<MeetingInfo, MeetingError> {
         let body = self
             .call("getMeetingInfo", &[("meetingID", meeting_id)])
             .await?;
-        let doc =
-            roxmltree::Document::parse(&body).map_err(|_| BbbError::Protocol("not XML".into()))?;
+        let doc = roxmltree::Document::parse(&body)
+            .map_err(|_| MeetingError::Protocol("not XML".into()))?;
         Ok(meeting_info(doc.root_element()))
     }
 
-    pub async fn get_meetings(&self) -> Result<Vec<MeetingInfo>, BbbError> {
+    pub async fn get_meetings(&self) -> Result<Vec<MeetingInfo>, MeetingError> {
         let body = self.call("getMeetings", &[]).await?;
-        let doc =
-            roxmltree::Document::parse(&body).map_err(|_| BbbError::Protocol("not XML".into()))?;
+        let doc = roxmltree::Document::parse(&body)
+            .map_err(|_| MeetingError::Protocol("not XML".into()))?;
         Ok(doc
             .root_element()
             .children()
@@ -336,12 +318,12 @@ impl BbbClient {
     }
 
     /// BBB 3.0+: posts `message` (1..=500 characters) to the public chat as `user_name`.
-    pub async fn send_chat_message(
+    async fn post_chat_message(
         &self,
         meeting_id: &str,
         message: &str,
         user_name: &str,
-    ) -> Result<(), BbbError> {
+    ) -> Result<(), MeetingError> {
         let user_name: String = user_name.chars().take(255).collect();
         self.call(
             "sendChatMessage",
@@ -353,5 +335,41 @@ impl BbbClient {
         )
         .await
         .map(|_| ())
+    }
+}
+
+#[async_trait]
+impl MeetingService for BbbClient {
+    async fn create(&self, meeting: &NewMeeting<'_>) -> Result<(), MeetingError> {
+        self.create_meeting(meeting).await
+    }
+
+    fn join_url(
+        &self,
+        meeting_id: &str,
+        full_name: &str,
+        user_id: &str,
+        role: MeetingRole,
+    ) -> String {
+        self.api.join_url(meeting_id, full_name, user_id, role)
+    }
+
+    /// From `getMeetingInfo`: unlike `isMeetingRunning`, it tells an unknown meeting (`notFound`)
+    /// from one nobody has joined yet.
+    async fn is_running(&self, meeting_id: &str) -> Result<bool, MeetingError> {
+        Ok(self.get_meeting_info(meeting_id).await?.running)
+    }
+
+    async fn end(&self, meeting_id: &str) -> Result<(), MeetingError> {
+        self.end_meeting(meeting_id).await
+    }
+
+    async fn send_chat_message(
+        &self,
+        meeting_id: &str,
+        message: &str,
+        user_name: &str,
+    ) -> Result<(), MeetingError> {
+        self.post_chat_message(meeting_id, message, user_name).await
     }
 }

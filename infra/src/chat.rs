@@ -4,15 +4,16 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use chrono::Utc;
-use webinar_domain::actor::Denied;
 use webinar_domain::chat::{ChatCommand, ChatMessage, ChatText};
-use webinar_domain::webinar::{Webinar, WebinarError, WebinarStatus};
-use webinar_domain::{Caller, Person, WebinarId};
+use webinar_domain::webinar::{WebinarError, WebinarStatus};
+use webinar_domain::{Action, Caller, Denied, PermissionPolicy, Person, WebinarId};
 
 use crate::error::{from_aggregate, CommandError};
-use crate::event_store::{CommandBus, CommandMetadata};
-use crate::gateways::Written;
+use crate::event_store::{CommandBus, CommandMetadata, Written};
+use crate::webinars::WebinarService;
 
 pub use webinar_domain::ids::ChatMessageId;
 
@@ -62,16 +63,28 @@ impl RateLimiter {
 
 pub struct ChatService {
     bus: CommandBus<ChatMessage>,
+    webinars: Arc<WebinarService>,
+    policy: PermissionPolicy,
     limiter: RateLimiter,
 }
 
 impl ChatService {
-    pub fn new(bus: CommandBus<ChatMessage>, limiter: RateLimiter) -> Self {
-        Self { bus, limiter }
+    pub fn new(
+        bus: CommandBus<ChatMessage>,
+        webinars: Arc<WebinarService>,
+        policy: PermissionPolicy,
+        limiter: RateLimiter,
+    ) -> Self {
+        Self {
+            bus,
+            webinars,
+            policy,
+            limiter,
+        }
     }
 
     pub async fn load(&self, id: ChatMessageId) -> Result<ChatMessage, CommandError> {
-        self.bus.load(&id.to_string()).await.map_err(from_aggregate)
+        self.bus.load(id).await.map_err(from_aggregate)
     }
 
     /// Records what the relay did (a component's command: no permission check).
@@ -82,26 +95,29 @@ impl ChatService {
         command: ChatCommand,
     ) -> Result<(), CommandError> {
         self.bus
-            .execute(&id.to_string(), command, metadata)
+            .execute(id, command, metadata)
             .await
             .map_err(from_aggregate)?;
         Ok(())
     }
 
-    /// Posts `text` to `webinar` (already loaded) as the caller.
+    /// Posts `text` to `webinar_id` as the caller: someone who may see the event, while it is live
+    /// with its chat on, within the rate limit.
+    #[tracing::instrument(name = "post_chat_message", skip_all, fields(webinar = %webinar_id))]
     pub async fn post(
         &self,
         caller: &Caller,
         metadata: &CommandMetadata,
         webinar_id: WebinarId,
-        webinar: &Webinar,
         text: ChatText,
     ) -> Result<Written<ChatMessageId>, CommandError> {
+        self.policy.require_sign_in(caller)?;
         let actor = caller.actor().ok_or(Denied::Unauthenticated)?;
-        // Someone who may not see the event learns nothing of it.
-        if !webinar.scheduled || !webinar.visible_to(caller) {
+        let webinar = self.webinars.load(webinar_id).await?;
+        if !webinar.scheduled {
             return Err(WebinarError::NotFound.into());
         }
+        self.policy.authorize(caller, Action::PostChat(&webinar))?;
         if webinar.status != WebinarStatus::Live {
             return Err(CommandError::ChatClosed(format!(
                 "the webinar is {}: its chat opens when it is live",
@@ -118,7 +134,6 @@ impl ChatService {
             .map_err(|wait| CommandError::RateLimited {
                 retry_after_seconds: wait.as_secs().max(1),
             })?;
-        let id = ChatMessageId::new();
         let command = ChatCommand::Post {
             webinar: webinar_id,
             author: Person {
@@ -128,12 +143,10 @@ impl ChatService {
             text,
             at: Utc::now(),
         };
-        let position = self
-            .bus
-            .execute(&id.to_string(), command, metadata)
+        self.bus
+            .execute(ChatMessageId::new(), command, metadata)
             .await
-            .map_err(from_aggregate)?;
-        Ok(Written { id, position })
+            .map_err(from_aggregate)
     }
 }
 

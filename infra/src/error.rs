@@ -2,10 +2,11 @@
 //! to a GraphQL code (in one place, `webinar_api::graphql::error`).
 
 use cqrs_es::AggregateError;
-use webinar_domain::actor::Denied;
 use webinar_domain::chat::ChatError;
 use webinar_domain::gateway::GatewayError;
+use webinar_domain::ports::MeetingError;
 use webinar_domain::webinar::WebinarError;
+use webinar_domain::Denied;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -25,6 +26,9 @@ pub enum CommandError {
     ChatClosed(String),
     #[error("too many messages: wait {retry_after_seconds} s before posting again")]
     RateLimited { retry_after_seconds: u64 },
+    /// BigBlueButton failed or is not configured; nothing was recorded.
+    #[error(transparent)]
+    Meeting(#[from] MeetingError),
     #[error("another gateway already uses this SIPMediaGW URL")]
     SipMediaGwUrlTaken,
     /// Lost every optimistic-lock race it was allowed to retry.

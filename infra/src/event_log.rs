@@ -8,8 +8,12 @@
 //!
 //! The price: xmin is cluster-wide, so any long *writing* transaction anywhere holds readers back
 //! until it ends. The lag is exported as a metric.
+//!
+//! This module is the only reader of the `events` table besides the event store itself, and every
+//! event it returns has been brought to its current shape by the domain's one upcasting path.
 
 use chrono::{DateTime, Utc};
+use futures::{Stream, TryStreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sqlx::postgres::PgListener;
@@ -65,6 +69,42 @@ impl StoredEvent {
     pub fn meta(&self, key: &str) -> Option<&str> {
         self.metadata.get(key).and_then(Value::as_str)
     }
+
+    /// The aggregate's typed id.
+    pub fn aggregate<Id: std::str::FromStr>(&self) -> Option<Id> {
+        self.aggregate_id.parse().ok()
+    }
+
+    /// Old event versions are read in their current shape (the log itself is never rewritten).
+    fn upcast(mut self) -> Self {
+        if !self.payload.is_null() {
+            webinar_domain::upcasting::upcast(
+                &self.aggregate_type,
+                &self.event_type,
+                &mut self.event_version,
+                &mut self.payload,
+            );
+        }
+        self
+    }
+}
+
+/// The columns of a [`StoredEvent`], positions as bigints (a macro, so that `concat!` can build
+/// whole statements with it).
+macro_rules! columns {
+    () => {
+        "tx_id::text::bigint as tx_id, global_position, recorded_at, aggregate_type, aggregate_id,
+         sequence, event_type, event_version, payload, metadata"
+    };
+}
+
+/// The condition of a [`LogRange`] ($1 from, $2 to, $3 aggregate id).
+macro_rules! in_range {
+    () => {
+        "($1::timestamptz is null or recorded_at >= $1)
+         and ($2::timestamptz is null or recorded_at < $2)
+         and ($3::text is null or aggregate_id = $3)"
+    };
 }
 
 /// Up to `limit` events after `after`, in log order, from the final prefix of the log. Events of
@@ -97,20 +137,118 @@ pub async fn read_after<'e>(
     .bind(limit)
     .fetch_all(executor)
     .await
-    .map(|mut events| {
-        // Old event versions are read in their current shape (the log itself is never rewritten).
-        for event in &mut events {
-            if !event.payload.is_null() {
-                webinar_domain::webinar::upcasters::upcast_payload(
-                    &event.aggregate_type,
-                    &event.event_type,
-                    &event.event_version,
-                    &mut event.payload,
-                );
-            }
-        }
-        events
-    })
+    .map(|events| events.into_iter().map(StoredEvent::upcast).collect())
+}
+
+/// One aggregate's events recorded up to `until`, in its own order (the replay for auditors).
+pub async fn aggregate_events_until(
+    pool: &PgPool,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    until: DateTime<Utc>,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as::<_, StoredEvent>(concat!(
+        "select ",
+        columns!(),
+        " from events where aggregate_type = $1 and aggregate_id = $2 and recorded_at <= $3
+          order by sequence"
+    ))
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(until)
+    .fetch_all(pool)
+    .await
+    .map(|events| events.into_iter().map(StoredEvent::upcast).collect())
+}
+
+/// Which events [`stream`] and [`count`] cover.
+#[derive(Debug, Clone, Default)]
+pub struct LogRange {
+    /// Recorded at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Recorded before.
+    pub to: Option<DateTime<Utc>>,
+    pub aggregate_id: Option<String>,
+}
+
+/// How many events `range` covers.
+pub async fn count(pool: &PgPool, range: &LogRange) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(concat!("select count(*) from events where ", in_range!()))
+        .bind(range.from)
+        .bind(range.to)
+        .bind(&range.aggregate_id)
+        .fetch_one(pool)
+        .await
+}
+
+/// The events in `range`, in log order, one row at a time (constant memory, for exports). Unlike
+/// [`read_after`], it does not wait for the log to be final: it shows what is committed now.
+pub fn stream<'a>(
+    pool: &'a PgPool,
+    range: &'a LogRange,
+) -> impl Stream<Item = Result<StoredEvent, sqlx::Error>> + 'a {
+    sqlx::query_as::<_, StoredEvent>(concat!(
+        "select ",
+        columns!(),
+        " from events where ",
+        in_range!(),
+        " order by tx_id, global_position"
+    ))
+    .bind(range.from)
+    .bind(range.to)
+    .bind(&range.aggregate_id)
+    .fetch(pool)
+    .map_ok(StoredEvent::upcast)
+}
+
+/// Where the newest event of one aggregate stands in the global log.
+pub async fn latest_position<'e>(
+    executor: impl PgExecutor<'e>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Option<Position>, sqlx::Error> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "select tx_id::text::bigint, global_position from events
+          where aggregate_type = $1 and aggregate_id = $2
+          order by sequence desc limit 1",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .fetch_optional(executor)
+    .await?;
+    Ok(row.map(|(tx_id, global_position)| Position {
+        tx_id,
+        global_position,
+    }))
+}
+
+/// Whether an aggregate has any event.
+pub async fn exists<'e>(
+    executor: impl PgExecutor<'e>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "select exists (select 1 from events where aggregate_type = $1 and aggregate_id = $2)",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .fetch_one(executor)
+    .await
+}
+
+/// The highest global position written (committed or not): the yardstick of consumer lag.
+pub async fn last_global_position<'e>(executor: impl PgExecutor<'e>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select coalesce(max(global_position), 0) from events")
+        .fetch_one(executor)
+        .await
+}
+
+/// How many events there are (for progress bars).
+pub async fn total<'e>(executor: impl PgExecutor<'e>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select count(*) from events")
+        .fetch_one(executor)
+        .await
 }
 
 /// The newest position in the final prefix of the log (for lag metrics and waiting).

@@ -13,51 +13,42 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use cqrs_es::persist::{
-    EventStoreAggregateContext, EventUpcaster, PersistedEventRepository, SerializedEvent,
-};
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, SerializedEvent};
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventEnvelope, EventStore};
 use postgres_es::PostgresEventRepository;
 use rand::Rng;
 use sqlx::PgPool;
 use uuid::Uuid;
-use webinar_domain::Caller;
+use webinar_domain::{Caller, Identified};
 
-use crate::event_log::Position;
-use crate::metrics::Metrics;
+use crate::event_log::{self, Position};
+use crate::metrics;
 
 /// An event store over the `events` and `snapshots` tables.
 pub struct PgEventStore<A> {
     repo: PostgresEventRepository,
     snapshot_every: usize,
-    upcasters: Vec<Box<dyn EventUpcaster>>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
 impl<A: Aggregate> PgEventStore<A> {
-    /// A store for `A`, with the domain's upcasters for its events.
     pub fn new(pool: PgPool, snapshot_every: usize) -> Self {
         Self {
             repo: PostgresEventRepository::new(pool),
             snapshot_every: snapshot_every.max(1),
-            upcasters: webinar_domain::webinar::upcasters::upcasters(A::TYPE),
             _aggregate: PhantomData,
         }
     }
 
-    pub fn with_upcasters(mut self, upcasters: Vec<Box<dyn EventUpcaster>>) -> Self {
-        self.upcasters = upcasters;
-        self
-    }
-
-    fn upcast(&self, event: SerializedEvent) -> SerializedEvent {
-        self.upcasters.iter().fold(event, |event, upcaster| {
-            if upcaster.can_upcast(&event.event_type, &event.event_version) {
-                upcaster.upcast(event)
-            } else {
-                event
-            }
-        })
+    /// The domain's one upcasting path, as every reader of the log takes it.
+    fn upcast(mut event: SerializedEvent) -> SerializedEvent {
+        webinar_domain::upcasting::upcast(
+            &event.aggregate_type,
+            &event.event_type,
+            &mut event.event_version,
+            &mut event.payload,
+        );
+        event
     }
 
     fn deserialize<E: Aggregate>(
@@ -67,7 +58,7 @@ impl<A: Aggregate> PgEventStore<A> {
         events
             .into_iter()
             .map(|event| {
-                EventEnvelope::<E>::try_from(self.upcast(event))
+                EventEnvelope::<E>::try_from(Self::upcast(event))
                     .map_err(|e| AggregateError::DeserializationError(Box::new(e)))
             })
             .collect()
@@ -220,6 +211,24 @@ impl CommandMetadata {
 
 pub type Cqrs<A> = CqrsFramework<A, PgEventStore<A>>;
 
+/// The outcome of a command: which aggregate, and the log position of its newest event (to wait
+/// for before reading the read models; `None` when it has no event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written<Id> {
+    pub id: Id,
+    pub position: Option<Position>,
+}
+
+impl<Id> Written<Id> {
+    /// The later of two positions written by one use case.
+    pub fn and(self, other: Option<Position>) -> Self {
+        Self {
+            id: self.id,
+            position: self.position.max(other),
+        }
+    }
+}
+
 /// Executes commands against one aggregate type, retrying optimistic-lock conflicts.
 pub struct CommandBus<A: Aggregate> {
     cqrs: Cqrs<A>,
@@ -230,7 +239,7 @@ pub struct CommandBus<A: Aggregate> {
 
 impl<A> CommandBus<A>
 where
-    A: Aggregate,
+    A: Aggregate + Identified,
     A::Command: Clone,
 {
     pub fn new(pool: PgPool, services: A::Services, snapshot_every: usize, retries: u32) -> Self {
@@ -247,93 +256,65 @@ where
     }
 
     /// Runs `command`; on a conflict, reloads and decides again, up to `retries` times with
-    /// jittered exponential back-off. Returns the position of the aggregate's newest event
-    /// (`None` when it has none).
+    /// jittered exponential back-off.
+    #[tracing::instrument(name = "command", skip_all, fields(aggregate = A::TYPE, id = %id))]
     pub async fn execute(
         &self,
-        aggregate_id: &str,
+        id: A::Id,
         command: A::Command,
         metadata: &CommandMetadata,
-    ) -> Result<Option<Position>, AggregateError<A::Error>> {
-        let metrics = Metrics::global();
+    ) -> Result<Written<A::Id>, AggregateError<A::Error>> {
+        let started = std::time::Instant::now();
+        let aggregate_id = id.to_string();
         let mut attempt = 0;
-        loop {
+        let result = loop {
             let result = self
                 .cqrs
-                .execute_with_metadata(aggregate_id, command.clone(), metadata.to_map())
+                .execute_with_metadata(&aggregate_id, command.clone(), metadata.to_map())
                 .await;
             match result {
                 Err(AggregateError::AggregateConflict) if attempt < self.retries => {
                     attempt += 1;
-                    metrics.inc(
-                        "webinar_command_conflict_retries_total",
-                        "Commands retried after losing an optimistic-lock race.",
-                        &[("aggregate", A::TYPE)],
-                    );
+                    ::metrics::counter!(metrics::COMMAND_CONFLICT_RETRIES, "aggregate" => A::TYPE)
+                        .increment(1);
                     let cap = 2u64.saturating_pow(attempt.min(7)).min(100);
                     let wait = rand::thread_rng().gen_range(1..=cap);
                     tokio::time::sleep(Duration::from_millis(wait)).await;
                 }
-                other => {
-                    let outcome = match &other {
-                        Ok(()) => "ok",
-                        Err(AggregateError::UserError(_)) => "rejected",
-                        Err(AggregateError::AggregateConflict) => "conflict",
-                        Err(_) => "error",
-                    };
-                    metrics.inc(
-                        "webinar_commands_total",
-                        "Commands executed, by aggregate and outcome.",
-                        &[("aggregate", A::TYPE), ("outcome", outcome)],
-                    );
-                    match &other {
-                        Ok(()) => tracing::info!(
-                            aggregate_type = A::TYPE,
-                            aggregate_id,
-                            correlation_id = %metadata.correlation_id,
-                            retries = attempt,
-                            "command handled"
-                        ),
-                        Err(error) => tracing::info!(
-                            aggregate_type = A::TYPE,
-                            aggregate_id,
-                            correlation_id = %metadata.correlation_id,
-                            %error,
-                            "command refused"
-                        ),
-                    }
-                    other?;
-                    return latest_position(&self.pool, A::TYPE, aggregate_id)
-                        .await
-                        .map_err(|e| AggregateError::DatabaseConnectionError(Box::new(e)));
-                }
+                other => break other,
             }
+        };
+        let outcome = match &result {
+            Ok(()) => "ok",
+            Err(AggregateError::UserError(_)) => "rejected",
+            Err(AggregateError::AggregateConflict) => "conflict",
+            Err(_) => "error",
+        };
+        ::metrics::counter!(metrics::COMMANDS, "aggregate" => A::TYPE, "outcome" => outcome)
+            .increment(1);
+        ::metrics::histogram!(metrics::COMMAND_DURATION, "aggregate" => A::TYPE)
+            .record(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(()) => tracing::info!(
+                correlation_id = %metadata.correlation_id,
+                retries = attempt,
+                "command handled"
+            ),
+            Err(error) => tracing::info!(
+                correlation_id = %metadata.correlation_id,
+                %error,
+                "command refused"
+            ),
         }
+        result?;
+        let position = event_log::latest_position(&self.pool, A::TYPE, &aggregate_id)
+            .await
+            .map_err(|e| AggregateError::DatabaseConnectionError(Box::new(e)))?;
+        Ok(Written { id, position })
     }
 
     /// The aggregate's current state, replayed from its snapshot and events.
-    pub async fn load(&self, aggregate_id: &str) -> Result<A, AggregateError<A::Error>> {
-        Ok(self.store.load_aggregate(aggregate_id).await?.aggregate)
+    pub async fn load(&self, id: A::Id) -> Result<A, AggregateError<A::Error>> {
+        Ok(self.store.load_aggregate(&id.to_string()).await?.aggregate)
     }
-}
-
-/// Where the newest event of one aggregate stands in the global log.
-pub async fn latest_position(
-    pool: &PgPool,
-    aggregate_type: &str,
-    aggregate_id: &str,
-) -> Result<Option<Position>, sqlx::Error> {
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "select tx_id::text::bigint, global_position from events
-          where aggregate_type = $1 and aggregate_id = $2
-          order by sequence desc limit 1",
-    )
-    .bind(aggregate_type)
-    .bind(aggregate_id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|(tx_id, global_position)| Position {
-        tx_id,
-        global_position,
-    }))
 }

@@ -4,15 +4,19 @@
 //! gateways share a SIPMediaGW URL (a claim row, taken before the event is written), and tokens
 //! never enter the log (stored apart, the event names them by fingerprint).
 
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use webinar_domain::gateway::{
     Gateway, GatewayChanges, GatewayCommand, GatewayError, GatewaySpec, TokenChange,
 };
-use webinar_domain::{Caller, GatewayId, HttpUrl, PermissionPolicy, TimeSlot, WebinarId};
+use webinar_domain::ports::GatewayDirectory;
+use webinar_domain::{Action, Caller, GatewayId, HttpUrl, PermissionPolicy, TimeSlot, WebinarId};
 
 use crate::error::{from_aggregate, CommandError};
-use crate::event_log::Position;
-use crate::event_store::{CommandBus, CommandMetadata};
+use crate::event_log;
+use crate::event_store::{CommandBus, CommandMetadata, Written};
 use crate::secrets::{store_gateway_token, GatewayToken};
 
 /// What an update does to the token.
@@ -24,27 +28,32 @@ pub enum TokenInput {
     Clear,
 }
 
-/// The outcome of a command: which aggregate, and the log position to wait for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Written<Id> {
-    pub id: Id,
-    pub position: Option<Position>,
-}
-
 pub struct GatewayService {
     bus: CommandBus<Gateway>,
     pool: PgPool,
     policy: PermissionPolicy,
+    directory: Arc<dyn GatewayDirectory>,
 }
 
 /// A claim left by a registration that crashed before its event: taken over after this long.
 const ORPHAN_CLAIM_GRACE_SECONDS: i64 = 60;
 
 impl GatewayService {
-    pub fn new(bus: CommandBus<Gateway>, pool: PgPool, policy: PermissionPolicy) -> Self {
-        Self { bus, pool, policy }
+    pub fn new(
+        bus: CommandBus<Gateway>,
+        pool: PgPool,
+        policy: PermissionPolicy,
+        directory: Arc<dyn GatewayDirectory>,
+    ) -> Self {
+        Self {
+            bus,
+            pool,
+            policy,
+            directory,
+        }
     }
 
+    #[tracing::instrument(name = "register_gateway", skip_all)]
     pub async fn register(
         &self,
         caller: &Caller,
@@ -52,7 +61,7 @@ impl GatewayService {
         spec: GatewaySpec,
         token: Option<GatewayToken>,
     ) -> Result<Written<GatewayId>, CommandError> {
-        self.policy.manage_gateways(caller)?;
+        self.policy.authorize(caller, Action::ManageGateways)?;
         let id = GatewayId::new();
         self.claim_url(&spec.sipmediagw_url, id).await?;
         let result = async {
@@ -60,25 +69,17 @@ impl GatewayService {
                 Some(token) => Some(store_gateway_token(&self.pool, id, &token).await?),
                 None => None,
             };
-            self.bus
-                .execute(
-                    &id.to_string(),
-                    GatewayCommand::Register { spec, token },
-                    metadata,
-                )
+            self.execute(id, GatewayCommand::Register { spec, token }, metadata)
                 .await
-                .map_err(from_aggregate)
         }
         .await;
         if result.is_err() {
             self.release_claims_except(id, None).await?;
         }
-        Ok(Written {
-            id,
-            position: result?,
-        })
+        result
     }
 
+    #[tracing::instrument(name = "update_gateway", skip_all, fields(gateway = %id))]
     pub async fn update(
         &self,
         caller: &Caller,
@@ -87,7 +88,7 @@ impl GatewayService {
         changes: GatewayChanges,
         token: TokenInput,
     ) -> Result<Written<GatewayId>, CommandError> {
-        self.policy.manage_gateways(caller)?;
+        self.policy.authorize(caller, Action::ManageGateways)?;
         let current = self.load_registered(id).await?;
         let moves_to = changes
             .sipmediagw_url
@@ -104,32 +105,20 @@ impl GatewayService {
                     TokenChange::Set(store_gateway_token(&self.pool, id, &token).await?)
                 }
             };
-            self.bus
-                .execute(
-                    &id.to_string(),
-                    GatewayCommand::Update { changes, token },
-                    metadata,
-                )
+            self.execute(id, GatewayCommand::Update { changes, token }, metadata)
                 .await
-                .map_err(from_aggregate)
         }
         .await;
         if moves_to.is_some() {
             // Keep only the claim for the URL the gateway has now, whichever update won.
-            let now = self
-                .bus
-                .load(&id.to_string())
-                .await
-                .map_err(from_aggregate)?;
+            let now = self.load(id).await?;
             self.release_claims_except(id, now.sipmediagw_url.as_ref())
                 .await?;
         }
-        Ok(Written {
-            id,
-            position: result?,
-        })
+        result
     }
 
+    #[tracing::instrument(name = "set_gateway_enabled", skip_all, fields(gateway = %id, enabled))]
     pub async fn set_enabled(
         &self,
         caller: &Caller,
@@ -138,7 +127,7 @@ impl GatewayService {
         enabled: bool,
         reason: Option<String>,
     ) -> Result<Written<GatewayId>, CommandError> {
-        self.policy.manage_gateways(caller)?;
+        self.policy.authorize(caller, Action::ManageGateways)?;
         let reason = reason
             .map(|r| r.trim().to_owned())
             .filter(|r| !r.is_empty());
@@ -156,13 +145,14 @@ impl GatewayService {
         self.execute(id, command, metadata).await
     }
 
+    #[tracing::instrument(name = "retire_gateway", skip_all, fields(gateway = %id))]
     pub async fn retire(
         &self,
         caller: &Caller,
         metadata: &CommandMetadata,
         id: GatewayId,
     ) -> Result<Written<GatewayId>, CommandError> {
-        self.policy.manage_gateways(caller)?;
+        self.policy.authorize(caller, Action::ManageGateways)?;
         let written = self.execute(id, GatewayCommand::Retire, metadata).await?;
         // A retired gateway's URL may be registered again.
         self.release_claims_except(id, None).await?;
@@ -200,27 +190,15 @@ impl GatewayService {
         slot: &TimeSlot,
         webinar: WebinarId,
     ) -> Result<Vec<GatewayId>, CommandError> {
-        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
-            "select g.gateway_id from gateways g
-              where g.enabled and not g.retired
-              order by exists (select 1 from gateway_reservations r
-                                where r.gateway_id = g.gateway_id and r.webinar_id <> $3
-                                  and r.starts_at < $2 and $1 < r.ends_at),
-                       (select count(*) from gateway_reservations r
-                         where r.gateway_id = g.gateway_id),
-                       g.registered_at, g.gateway_id",
-        )
-        .bind(slot.start())
-        .bind(slot.end())
-        .bind(webinar.as_uuid())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(ids.into_iter().map(GatewayId::from_uuid).collect())
+        self.directory
+            .candidates(slot, webinar)
+            .await
+            .map_err(|e| CommandError::Internal(anyhow::anyhow!("gateway directory: {e}")))
     }
 
     /// The aggregate's state (from snapshot and events, not from a read model).
     pub async fn load(&self, id: GatewayId) -> Result<Gateway, CommandError> {
-        self.bus.load(&id.to_string()).await.map_err(from_aggregate)
+        self.bus.load(id).await.map_err(from_aggregate)
     }
 
     async fn load_registered(&self, id: GatewayId) -> Result<Gateway, CommandError> {
@@ -238,34 +216,46 @@ impl GatewayService {
         command: GatewayCommand,
         metadata: &CommandMetadata,
     ) -> Result<Written<GatewayId>, CommandError> {
-        let position = self
-            .bus
-            .execute(&id.to_string(), command, metadata)
+        self.bus
+            .execute(id, command, metadata)
             .await
-            .map_err(from_aggregate)?;
-        Ok(Written { id, position })
+            .map_err(from_aggregate)
     }
 
-    /// Takes `url` for `id`, or fails when another live gateway holds it.
+    /// Takes `url` for `id`, or fails when another live gateway holds it. A claim left by a
+    /// registration that crashed before its event (no event for its gateway, older than the grace
+    /// period) is taken over.
     async fn claim_url(&self, url: &HttpUrl, id: GatewayId) -> Result<(), CommandError> {
-        let owner: uuid::Uuid = sqlx::query_scalar(
+        let (holder, claimed_at): (uuid::Uuid, DateTime<Utc>) = sqlx::query_as(
             "insert into gateway_url_claims as c (sipmediagw_url, gateway_id) values ($1, $2)
-             on conflict (sipmediagw_url) do update
-                set gateway_id = excluded.gateway_id, claimed_at = now()
-              where c.gateway_id = excluded.gateway_id
-                 or (c.claimed_at < now() - make_interval(secs => $3)
-                     and not exists (select 1 from events
-                                      where aggregate_type = 'Gateway'
-                                        and aggregate_id = c.gateway_id::text))
-             returning gateway_id",
+             on conflict (sipmediagw_url) do update set gateway_id = c.gateway_id
+             returning gateway_id, claimed_at",
         )
         .bind(url.as_str())
         .bind(id.as_uuid())
-        .bind(ORPHAN_CLAIM_GRACE_SECONDS as f64)
-        .fetch_optional(&self.pool)
-        .await?
-        .unwrap_or_default();
-        if owner == id.as_uuid() {
+        .fetch_one(&self.pool)
+        .await?;
+        if holder == id.as_uuid() {
+            return Ok(());
+        }
+        let orphan = claimed_at
+            < Utc::now() - chrono::Duration::seconds(ORPHAN_CLAIM_GRACE_SECONDS)
+            && !event_log::exists(&self.pool, "Gateway", &holder.to_string()).await?;
+        if !orphan {
+            return Err(CommandError::SipMediaGwUrlTaken);
+        }
+        // Compare-and-swap: whoever takes the orphan first wins.
+        let taken = sqlx::query(
+            "update gateway_url_claims set gateway_id = $2, claimed_at = now()
+              where sipmediagw_url = $1 and gateway_id = $3 and claimed_at = $4",
+        )
+        .bind(url.as_str())
+        .bind(id.as_uuid())
+        .bind(holder)
+        .bind(claimed_at)
+        .execute(&self.pool)
+        .await?;
+        if taken.rows_affected() == 1 {
             Ok(())
         } else {
             Err(CommandError::SipMediaGwUrlTaken)

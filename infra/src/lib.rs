@@ -1,14 +1,19 @@
 //! Infrastructure: everything that touches PostgreSQL or the outside world on behalf of the domain.
 //!
-//! - [`event_store`]: the cqrs-es event store over postgres-es, with metadata, snapshots and a
-//!   bounded retry on optimistic-lock conflicts.
-//! - [`event_log`]: the gap-free reader of the whole log in one global order.
-//! - [`consumer`]: the checkpointed runtime that projectors (and reactors) run on.
-//! - [`config`], [`db`], [`auth`], [`metrics`], [`secrets`], and the application services
-//!   ([`gateways`]) that turn a caller's request into commands.
+//! - [`event_store`]: the cqrs-es event store over postgres-es, with metadata, snapshots, a bounded
+//!   retry on optimistic-lock conflicts, and typed ids in and out ([`event_store::CommandBus`]).
+//! - [`event_log`]: the gap-free reader of the whole log in one global order; the only reader of
+//!   the `events` table besides the store.
+//! - [`consumer`]: the checkpointed runtime that projectors and reactors run on.
+//! - The application services, one per aggregate ([`gateways`], [`webinars`], [`chat`]): each asks
+//!   the domain's permission policy once, then runs commands; [`wiring`] builds them all.
+//! - The outside world behind the domain's ports: [`bbb`] (BigBlueButton), [`sipmediagw`], the
+//!   [`reactors`] that call them, and their simulators ([`sim`]).
+//! - [`config`], [`db`], [`auth`], [`callbacks`], [`metrics`], [`secrets`].
 
 pub mod auth;
 pub mod bbb;
+pub mod callbacks;
 pub mod chat;
 pub mod config;
 pub mod consumer;
@@ -23,3 +28,4 @@ pub mod secrets;
 pub mod sim;
 pub mod sipmediagw;
 pub mod webinars;
+pub mod wiring;

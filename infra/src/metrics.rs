@@ -1,85 +1,130 @@
-//! Process metrics in the Prometheus text format. A handful of counters and gauges does not need
-//! a metrics framework: a map behind a mutex, rendered on scrape.
+//! Process metrics: recorded through the `metrics` facade anywhere in the code, rendered in the
+//! Prometheus text format by `metrics-exporter-prometheus` on `/metrics`.
+//!
+//! Histograms are exported with buckets (`_bucket`, `_sum`, `_count`), so that percentiles can be
+//! aggregated across instances. The names are listed here, with their help text, so that an
+//! operator finds every series in one place.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::{Mutex, OnceLock};
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-#[derive(Default)]
-struct Families {
-    /// name -> (kind, help, series: labels -> value)
-    families: BTreeMap<&'static str, (&'static str, &'static str, BTreeMap<String, f64>)>,
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const GRAPHQL_REQUESTS: &str = "webinar_graphql_requests_total";
+pub const GRAPHQL_DURATION: &str = "webinar_graphql_request_duration_seconds";
+pub const COMMANDS: &str = "webinar_commands_total";
+pub const COMMAND_DURATION: &str = "webinar_command_duration_seconds";
+pub const COMMAND_CONFLICT_RETRIES: &str = "webinar_command_conflict_retries_total";
+pub const PROJECTOR_BATCH_DURATION: &str = "webinar_projector_batch_duration_seconds";
+pub const PROJECTOR_EVENTS: &str = "webinar_projector_events_total";
+pub const PROJECTOR_POSITION: &str = "webinar_projector_position";
+pub const CONSUMER_FAILURES: &str = "webinar_consumer_failures_total";
+pub const CONSUMER_LAG: &str = "webinar_consumer_lag_events";
+pub const REACTOR_GIVE_UPS: &str = "webinar_reactor_give_ups_total";
+pub const OUTSIDE_CALL_DURATION: &str = "webinar_outside_call_duration_seconds";
+pub const DATABASE_UP: &str = "webinar_database_up";
+
+/// Bucket bounds in seconds: from a fast read (1 ms) to a SIPMediaGW start that blocks (30 s).
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+fn describe() {
+    describe_counter!(GRAPHQL_REQUESTS, "GraphQL requests, by outcome.");
+    describe_histogram!(
+        GRAPHQL_DURATION,
+        Unit::Seconds,
+        "GraphQL operations, by root field."
+    );
+    describe_counter!(COMMANDS, "Commands executed, by aggregate and outcome.");
+    describe_histogram!(
+        COMMAND_DURATION,
+        Unit::Seconds,
+        "Commands, conflict retries included, by aggregate."
+    );
+    describe_counter!(
+        COMMAND_CONFLICT_RETRIES,
+        "Commands retried after losing an optimistic-lock race."
+    );
+    describe_histogram!(
+        PROJECTOR_BATCH_DURATION,
+        Unit::Seconds,
+        "Projector batches (read, apply, checkpoint), by projector."
+    );
+    describe_counter!(PROJECTOR_EVENTS, "Events read by a projector.");
+    describe_gauge!(
+        PROJECTOR_POSITION,
+        "Global position of the last event a projector applied."
+    );
+    describe_counter!(
+        CONSUMER_FAILURES,
+        "Batches a projector or reactor failed to handle (retried)."
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        "Events in the log beyond a consumer's checkpoint (approximate)."
+    );
+    describe_counter!(
+        REACTOR_GIVE_UPS,
+        "Events a reactor gave up on (logged), by reactor."
+    );
+    describe_histogram!(
+        OUTSIDE_CALL_DURATION,
+        Unit::Seconds,
+        "Calls to BigBlueButton and SIPMediaGW, by system, call and outcome."
+    );
+    describe_gauge!(DATABASE_UP, "Whether the database answered the scrape.");
 }
 
-/// The process-wide registry.
-pub struct Metrics {
-    inner: Mutex<Families>,
+/// Installs the process-wide recorder (once; later calls return the same handle).
+pub fn install() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = match PrometheusBuilder::new().set_buckets(BUCKETS) {
+            Ok(builder) => builder,
+            // Only an empty bucket list is refused; ours is not.
+            Err(_) => PrometheusBuilder::new(),
+        };
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+        }
+        describe();
+        handle
+    })
 }
 
-fn labels_key(labels: &[(&str, &str)]) -> String {
-    if labels.is_empty() {
-        return String::new();
-    }
-    let inner: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect();
-    format!("{{{}}}", inner.join(","))
+/// The metrics in the Prometheus text format.
+pub fn render() -> String {
+    install().render()
 }
 
-impl Metrics {
-    pub fn global() -> &'static Metrics {
-        static METRICS: OnceLock<Metrics> = OnceLock::new();
-        METRICS.get_or_init(|| Metrics {
-            inner: Mutex::new(Families::default()),
-        })
+/// Keeps histogram storage bounded between scrapes.
+pub async fn run_upkeep(cancel: tokio_util::sync::CancellationToken) {
+    let handle = install();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => handle.run_upkeep(),
+        }
     }
+}
 
-    fn with(&self, f: impl FnOnce(&mut Families)) {
-        // A poisoned lock only means a panic elsewhere mid-update; the numbers are still usable.
-        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut guard);
-    }
-
-    pub fn inc(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) {
-        self.add(name, help, labels, 1.0);
-    }
-
-    pub fn add(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)], by: f64) {
-        let key = labels_key(labels);
-        self.with(|m| {
-            let family = m
-                .families
-                .entry(name)
-                .or_insert(("counter", help, BTreeMap::new()));
-            *family.2.entry(key).or_insert(0.0) += by;
-        });
-    }
-
-    pub fn set(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)], value: f64) {
-        let key = labels_key(labels);
-        self.with(|m| {
-            let family = m
-                .families
-                .entry(name)
-                .or_insert(("gauge", help, BTreeMap::new()));
-            family.2.insert(key, value);
-        });
-    }
-
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        self.with(|m| {
-            for (name, (kind, help, series)) in &m.families {
-                let _ = writeln!(out, "# HELP {name} {help}");
-                let _ = writeln!(out, "# TYPE {name} {kind}");
-                for (labels, value) in series {
-                    let _ = writeln!(out, "{name}{labels} {value}");
-                }
-            }
-        });
-        out
-    }
+/// Runs `call` to an outside system and records its duration with its outcome.
+pub async fn outside_call<T, E>(
+    system: &'static str,
+    call: &'static str,
+    future: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let started = Instant::now();
+    let result = future.await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::histogram!(OUTSIDE_CALL_DURATION, "system" => system, "call" => call, "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    result
 }
 
 #[cfg(test)]
@@ -87,18 +132,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_counters_and_gauges_in_text_format() {
-        let m = Metrics {
-            inner: Mutex::new(Families::default()),
-        };
-        m.inc("x_total", "Things.", &[("kind", "a\"b")]);
-        m.inc("x_total", "Things.", &[("kind", "a\"b")]);
-        m.set("y", "Level.", &[], 3.0);
-        let text = m.render();
+    fn histograms_render_with_buckets() {
+        install();
+        metrics::histogram!(COMMAND_DURATION, "aggregate" => "Probe").record(0.003);
+        metrics::counter!(COMMANDS, "aggregate" => "Probe", "outcome" => "ok").increment(1);
+        let text = render();
         assert!(
-            text.contains("# TYPE x_total counter\nx_total{kind=\"a\\\"b\"} 2\n"),
+            text.contains(
+                "webinar_command_duration_seconds_bucket{aggregate=\"Probe\",le=\"0.005\"} 1"
+            ),
             "{text}"
         );
-        assert!(text.contains("# TYPE y gauge\ny 3\n"), "{text}");
+        assert!(
+            text.contains("webinar_commands_total{aggregate=\"Probe\",outcome=\"ok\"} 1"),
+            "{text}"
+        );
     }
 }

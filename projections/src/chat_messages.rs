@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
-use webinar_domain::chat::ChatEvent;
+use webinar_domain::chat::{ChatEvent, ChatStatus};
+use webinar_domain::ids::ChatMessageId;
+use webinar_domain::{Person, WebinarId};
 use webinar_infra::consumer::{ProjectionError, Projector};
 use webinar_infra::event_log::StoredEvent;
 
@@ -59,8 +61,8 @@ impl Projector for ChatMessagesProjector {
             }
             ChatEvent::Relayed | ChatEvent::RelayFailed { .. } => {
                 let (status, reason) = match payload {
-                    ChatEvent::RelayFailed { reason } => ("FAILED", Some(reason)),
-                    _ => ("RELAYED", None),
+                    ChatEvent::RelayFailed { reason } => (ChatStatus::Failed, Some(reason)),
+                    _ => (ChatStatus::Relayed, None),
                 };
                 sqlx::query(
                     "update chat_messages set status = $3, failure_reason = $4, version = $2
@@ -68,7 +70,7 @@ impl Projector for ChatMessagesProjector {
                 )
                 .bind(id)
                 .bind(version)
-                .bind(status)
+                .bind(status.as_str())
                 .bind(reason)
                 .execute(conn)
                 .await?;
@@ -78,23 +80,36 @@ impl Projector for ChatMessagesProjector {
     }
 }
 
+/// One row of `chat_messages`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ChatMessageRow {
-    pub message_id: Uuid,
-    pub webinar_id: Uuid,
+    #[sqlx(try_from = "Uuid")]
+    pub message_id: ChatMessageId,
+    #[sqlx(try_from = "Uuid")]
+    pub webinar_id: WebinarId,
     pub author_id: String,
     pub author_name: String,
     pub text: String,
     pub posted_at: DateTime<Utc>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ChatStatus,
 }
 
-pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<ChatMessageRow>, sqlx::Error> {
+impl ChatMessageRow {
+    pub fn author(&self) -> Person {
+        Person {
+            id: self.author_id.clone(),
+            name: self.author_name.clone(),
+        }
+    }
+}
+
+pub async fn get(pool: &PgPool, id: ChatMessageId) -> Result<Option<ChatMessageRow>, sqlx::Error> {
     sqlx::query_as(
         "select message_id, webinar_id, author_id, author_name, text, posted_at, status
            from chat_messages where message_id = $1",
     )
-    .bind(id)
+    .bind(id.as_uuid())
     .fetch_optional(pool)
     .await
 }

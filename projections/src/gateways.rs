@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
-use webinar_domain::gateway::{Gateway, GatewayEvent};
+use webinar_domain::gateway::{Gateway, GatewayApi, GatewayEvent};
+use webinar_domain::GatewayId;
 use webinar_infra::consumer::{ProjectionError, Projector};
 use webinar_infra::event_log::StoredEvent;
 
@@ -32,14 +33,7 @@ impl Projector for GatewaysProjector {
         let payload: GatewayEvent = event
             .decode()
             .map_err(|e| ProjectionError::decode(event, e))?;
-        let id: Uuid = event
-            .aggregate_id
-            .parse()
-            .map_err(|_| ProjectionError::Decode {
-                event_type: event.event_type.clone(),
-                position: event.global_position,
-                source: serde::de::Error::custom("aggregate id is not a UUID"),
-            })?;
+        let id = crate::webinars::aggregate_uuid(event)?;
         let at = event.recorded_at;
         let version = event.sequence;
         // Each statement is guarded by `version < $n`, so re-applying an event changes nothing.
@@ -172,13 +166,15 @@ async fn set_flags(
 /// One row of `gateways`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct GatewayRow {
-    pub gateway_id: Uuid,
+    #[sqlx(try_from = "Uuid")]
+    pub gateway_id: GatewayId,
     pub name: String,
     pub rtmp_url: String,
     pub hls_url: String,
     pub broadcaster: String,
     pub sipmediagw_url: String,
-    pub api: String,
+    #[sqlx(try_from = "String")]
+    pub api: GatewayApi,
     pub has_token: bool,
     pub enabled: bool,
     pub retired: bool,
@@ -198,7 +194,7 @@ impl GatewayRow {
             && gateway.broadcaster.as_ref().map(|v| v.as_str()) == Some(self.broadcaster.as_str())
             && gateway.sipmediagw_url.as_ref().map(|v| v.as_str())
                 == Some(self.sipmediagw_url.as_str())
-            && gateway.api.map(|v| v.as_str()) == Some(self.api.as_str())
+            && gateway.api == Some(self.api)
             && gateway.token_fingerprint.is_some() == self.has_token
             && gateway.enabled == self.enabled
             && gateway.retired == self.retired
@@ -216,11 +212,11 @@ pub async fn list(pool: &PgPool) -> Result<Vec<GatewayRow>, sqlx::Error> {
     .await
 }
 
-pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<GatewayRow>, sqlx::Error> {
+pub async fn get(pool: &PgPool, id: GatewayId) -> Result<Option<GatewayRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from gateways where gateway_id = $1"
     ))
-    .bind(id)
+    .bind(id.as_uuid())
     .fetch_optional(pool)
     .await
 }

@@ -3,14 +3,16 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use webinar_domain::gateway::GatewayEvent;
-use webinar_domain::webinar::WebinarEvent;
+use webinar_domain::webinar::{LiveEventStatus, StreamState, WebinarEvent};
+use webinar_domain::{Caller, Person, WebinarId};
 use webinar_infra::consumer::{ProjectionError, Projector};
 use webinar_infra::event_log::StoredEvent;
 
-use crate::webinars::{aggregate_uuid, details_patch, people};
+use crate::webinars::{aggregate_uuid, details_patch};
 
 /// Channel on which a changed live event's id is announced at commit.
 pub const LIVE_EVENT_CHANGED: &str = "live_event_changed";
@@ -147,7 +149,7 @@ impl Projector for LiveEventsProjector {
                 .bind(enable_chat)
                 .bind(restricted)
                 .bind(&groups)
-                .bind(people(&hosts))
+                .bind(Json(&hosts))
                 .bind(&host_ids)
                 .bind(version)
                 .bind(at)
@@ -228,31 +230,55 @@ impl Projector for LiveEventsProjector {
 /// One row of `live_events`.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct LiveEventRow {
-    pub live_event_id: Uuid,
+    #[sqlx(try_from = "Uuid")]
+    pub live_event_id: WebinarId,
     pub title: String,
     pub description: Option<String>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub hls_url: String,
     pub broadcaster: String,
-    pub status: String,
-    pub stream_state: String,
+    #[sqlx(try_from = "String")]
+    pub status: LiveEventStatus,
+    #[sqlx(try_from = "String")]
+    pub stream_state: StreamState,
     pub chat_enabled: bool,
     pub restricted: bool,
     pub groups: Vec<String>,
-    pub presenters: serde_json::Value,
-    pub host_ids: Vec<String>,
+    /// The owner first, then the presenters.
+    pub presenters: Json<Vec<Person>>,
 }
 
 const COLUMNS: &str = "live_event_id, title, description, starts_at, ends_at, hls_url, broadcaster,
-    status, stream_state, chat_enabled, restricted, groups, presenters, host_ids";
+    status, stream_state, chat_enabled, restricted, groups, presenters";
 
-/// Who is looking: visibility is decided in SQL so that pagination stays exact.
+/// Who is looking: visibility is decided in SQL so that pagination stays exact. The condition is
+/// the policy's `may_see`, held against it by a test.
 #[derive(Debug, Clone, Default)]
 pub struct Audience {
     pub person: Option<String>,
     pub groups: Vec<String>,
     pub admin: bool,
+    /// One of our own components: sees everything.
+    pub system: bool,
+}
+
+impl Audience {
+    pub fn of(caller: &Caller) -> Self {
+        match caller {
+            Caller::Anonymous => Audience::default(),
+            Caller::System(_) => Audience {
+                system: true,
+                ..Audience::default()
+            },
+            Caller::User(actor) => Audience {
+                person: Some(actor.id.clone()),
+                groups: actor.groups.clone(),
+                admin: actor.is_admin(),
+                system: false,
+            },
+        }
+    }
 }
 
 /// The SQL condition under which `Audience` ($1 person, $2 groups, $3 admin) sees a row.
@@ -261,7 +287,7 @@ const VISIBLE: &str = "($3 or not restricted
       or ($1::text is not null and host_ids @> array[$1::text]))";
 
 pub struct LiveEventFilter {
-    pub statuses: Option<Vec<String>>,
+    pub statuses: Option<Vec<LiveEventStatus>>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub after: Option<(DateTime<Utc>, Uuid)>,
@@ -284,8 +310,13 @@ pub async fn list(
     ))
     .bind(&audience.person)
     .bind(&audience.groups)
-    .bind(audience.admin)
-    .bind(&filter.statuses)
+    .bind(audience.admin || audience.system)
+    .bind(
+        filter
+            .statuses
+            .as_ref()
+            .map(|s| s.iter().map(LiveEventStatus::as_str).collect::<Vec<_>>()),
+    )
     .bind(filter.from)
     .bind(filter.to)
     .bind(filter.after.map(|a| a.0))
@@ -299,15 +330,15 @@ pub async fn list(
 pub async fn get_visible(
     pool: &PgPool,
     audience: &Audience,
-    id: Uuid,
+    id: WebinarId,
 ) -> Result<Option<LiveEventRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from live_events where {VISIBLE} and live_event_id = $4"
     ))
     .bind(&audience.person)
     .bind(&audience.groups)
-    .bind(audience.admin)
-    .bind(id)
+    .bind(audience.admin || audience.system)
+    .bind(id.as_uuid())
     .fetch_optional(pool)
     .await
 }

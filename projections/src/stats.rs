@@ -12,7 +12,8 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use webinar_domain::chat::ChatEvent;
 use webinar_domain::gateway::GatewayEvent;
-use webinar_domain::webinar::WebinarEvent;
+use webinar_domain::webinar::{WebinarEvent, WebinarStatus};
+use webinar_domain::{GatewayId, WebinarId};
 use webinar_infra::consumer::{ProjectionError, Projector};
 use webinar_infra::event_log::StoredEvent;
 
@@ -325,13 +326,17 @@ impl Projector for StatsProjector {
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct WebinarStatsRow {
-    pub webinar_id: Uuid,
+    #[sqlx(try_from = "Uuid")]
+    pub webinar_id: WebinarId,
     pub title: String,
     pub owner_id: String,
-    pub gateway_id: Uuid,
+    #[sqlx(try_from = "Uuid")]
+    pub gateway_id: GatewayId,
     pub scheduled_start: DateTime<Utc>,
     pub scheduled_minutes: i32,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: WebinarStatus,
+    /// An `EndReason`'s name, or `CANCELLED`.
     pub ended_how: Option<String>,
     pub first_live_seconds: Option<i64>,
     pub live_seconds: i64,
@@ -368,7 +373,8 @@ pub async fn webinar_stats(
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct UtilizationRow {
-    pub gateway_id: Uuid,
+    #[sqlx(try_from = "Uuid")]
+    pub gateway_id: GatewayId,
     pub day: chrono::NaiveDate,
     pub reserved_minutes: i64,
     pub live_seconds: i64,

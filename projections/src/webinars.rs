@@ -1,13 +1,16 @@
-//! `webinars` (the presenters' and administrators' view) and `gateway_reservations`.
+//! `webinars`: the presenters' and administrators' view of each webinar, its projector, and
+//! its queries. [`WebinarView`] is what is shown of a webinar, whether it comes from this table or
+//! from the aggregate replayed for auditors.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
-use webinar_domain::gateway::GatewayEvent;
-use webinar_domain::webinar::WebinarEvent;
-use webinar_domain::Person;
+use webinar_domain::ports::{LiveWebinar, LiveWebinars, LookupError};
+use webinar_domain::webinar::{StreamState, Webinar, WebinarEvent, WebinarStatus};
+use webinar_domain::{GatewayId, Person, TimeSlot, WebinarAccess, WebinarId};
 use webinar_infra::consumer::{ProjectionError, Projector};
 use webinar_infra::event_log::StoredEvent;
 
@@ -21,13 +24,6 @@ pub(crate) fn aggregate_uuid(event: &StoredEvent) -> Result<Uuid, ProjectionErro
             position: event.global_position,
             source: serde::de::Error::custom("aggregate id is not a UUID"),
         })
-}
-
-pub(crate) fn people(people: &[Person]) -> serde_json::Value {
-    json!(people
-        .iter()
-        .map(|p| json!({"id": p.id, "name": p.name}))
-        .collect::<Vec<_>>())
 }
 
 /// The changed fields of `DetailsUpdated` as a JSON object: the key is present only when the field
@@ -47,7 +43,7 @@ pub(crate) fn details_patch(
         patch.insert("description".into(), json!(d.as_ref().map(|d| d.as_str())));
     }
     if let Some(p) = presenters {
-        patch.insert("presenters".into(), people(p));
+        patch.insert("presenters".into(), json!(p));
     }
     if let Some(r) = restricted {
         patch.insert("restricted".into(), json!(r));
@@ -117,7 +113,7 @@ impl Projector for WebinarsProjector {
             .bind(description.as_ref().map(|d| d.as_str()))
             .bind(&owner.id)
             .bind(&owner.name)
-            .bind(people(presenters))
+            .bind(Json(presenters))
             .bind(&hosts)
             .bind(start_at)
             .bind(*duration_minutes as i32)
@@ -211,96 +207,128 @@ impl Projector for WebinarsProjector {
     }
 }
 
-pub struct GatewayReservationsProjector;
-
-#[async_trait]
-impl Projector for GatewayReservationsProjector {
-    fn name(&self) -> &'static str {
-        "gateway_reservations"
-    }
-    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
-        Some(&["Gateway"])
-    }
-    fn tables(&self) -> &'static [&'static str] {
-        &["gateway_reservations"]
-    }
-
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        event: &StoredEvent,
-    ) -> Result<(), ProjectionError> {
-        let payload: GatewayEvent = event
-            .decode()
-            .map_err(|e| ProjectionError::decode(event, e))?;
-        let gateway = aggregate_uuid(event)?;
-        match payload {
-            GatewayEvent::SlotReserved { webinar_id, slot } => {
-                sqlx::query(
-                    "insert into gateway_reservations (gateway_id, webinar_id, starts_at, ends_at)
-                     values ($1, $2, $3, $4)
-                     on conflict (gateway_id, webinar_id)
-                     do update set starts_at = excluded.starts_at, ends_at = excluded.ends_at",
-                )
-                .bind(gateway)
-                .bind(webinar_id.as_uuid())
-                .bind(slot.start())
-                .bind(slot.end())
-                .execute(conn)
-                .await?;
-            }
-            GatewayEvent::SlotReleased { webinar_id } => {
-                sqlx::query(
-                    "delete from gateway_reservations where gateway_id = $1 and webinar_id = $2",
-                )
-                .bind(gateway)
-                .bind(webinar_id.as_uuid())
-                .execute(conn)
-                .await?;
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
 /// One row of `webinars`.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct WebinarRow {
-    pub webinar_id: Uuid,
+    #[sqlx(try_from = "Uuid")]
+    pub webinar_id: WebinarId,
     pub title: String,
     pub description: Option<String>,
     pub owner_id: String,
     pub owner_name: String,
-    pub presenters: serde_json::Value,
-    pub host_ids: Vec<String>,
+    pub presenters: Json<Vec<Person>>,
     pub starts_at: DateTime<Utc>,
-    pub ends_at: DateTime<Utc>,
     pub duration_minutes: i32,
     pub enable_chat: bool,
     pub restricted: bool,
     pub groups: Vec<String>,
-    pub gateway_id: Uuid,
-    pub room: String,
-    pub meeting_id: Option<String>,
-    pub status: String,
-    pub stream_state: String,
+    #[sqlx(try_from = "Uuid")]
+    pub gateway_id: GatewayId,
+    #[sqlx(try_from = "String")]
+    pub status: WebinarStatus,
+    #[sqlx(try_from = "String")]
+    pub stream_state: StreamState,
     pub stream_error: Option<String>,
-    pub end_reason: Option<String>,
     pub version: i64,
 }
 
-const COLUMNS: &str = "webinar_id, title, description, owner_id, owner_name, presenters, host_ids,
-    starts_at, ends_at, duration_minutes, enable_chat, restricted, groups, gateway_id, room,
-    meeting_id, status, stream_state, stream_error, end_reason, version";
+const COLUMNS: &str = "webinar_id, title, description, owner_id, owner_name, presenters,
+    starts_at, duration_minutes, enable_chat, restricted, groups, gateway_id, status,
+    stream_state, stream_error, version";
 
-pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<WebinarRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
+/// A webinar as its owner, presenters, administrators (and, replayed, auditors) see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebinarView {
+    pub id: WebinarId,
+    pub title: String,
+    pub description: Option<String>,
+    pub owner: Person,
+    pub presenters: Vec<Person>,
+    pub slot: TimeSlot,
+    pub enable_chat: bool,
+    pub restricted: bool,
+    pub groups: Vec<String>,
+    pub gateway_id: Option<GatewayId>,
+    pub status: WebinarStatus,
+    pub stream_state: StreamState,
+    pub stream_error: Option<String>,
+    /// How many events the webinar has had.
+    pub version: i64,
+}
+
+impl From<WebinarRow> for WebinarView {
+    fn from(row: WebinarRow) -> Self {
+        WebinarView {
+            id: row.webinar_id,
+            title: row.title,
+            description: row.description,
+            owner: Person {
+                id: row.owner_id,
+                name: row.owner_name,
+            },
+            presenters: row.presenters.0,
+            slot: TimeSlot::new_unchecked(row.starts_at, i64::from(row.duration_minutes)),
+            enable_chat: row.enable_chat,
+            restricted: row.restricted,
+            groups: row.groups,
+            gateway_id: Some(row.gateway_id),
+            status: row.status,
+            stream_state: row.stream_state,
+            stream_error: row.stream_error,
+            version: row.version,
+        }
+    }
+}
+
+impl WebinarView {
+    /// The view of the aggregate's state after `version` events (`None` before it was scheduled).
+    pub fn from_state(id: WebinarId, webinar: &Webinar, version: i64) -> Option<Self> {
+        let (Some(title), Some(owner), Some(slot)) = (&webinar.title, &webinar.owner, webinar.slot)
+        else {
+            return None;
+        };
+        Some(WebinarView {
+            id,
+            title: title.as_str().to_owned(),
+            description: webinar.description.as_ref().map(|d| d.as_str().to_owned()),
+            owner: owner.clone(),
+            presenters: webinar.presenters.clone(),
+            slot,
+            enable_chat: webinar.enable_chat,
+            restricted: webinar.restricted,
+            groups: webinar.groups.clone(),
+            gateway_id: webinar.gateway_id,
+            status: webinar.status,
+            stream_state: webinar.stream,
+            stream_error: webinar.stream_error.clone(),
+            version,
+        })
+    }
+}
+
+impl WebinarAccess for WebinarView {
+    fn owner_id(&self) -> Option<&str> {
+        Some(&self.owner.id)
+    }
+    fn presenters(&self) -> &[Person] {
+        &self.presenters
+    }
+    fn restricted(&self) -> bool {
+        self.restricted
+    }
+    fn groups(&self) -> &[String] {
+        &self.groups
+    }
+}
+
+pub async fn get(pool: &PgPool, id: WebinarId) -> Result<Option<WebinarView>, sqlx::Error> {
+    let row: Option<WebinarRow> = sqlx::query_as(&format!(
         "select {COLUMNS} from webinars where webinar_id = $1"
     ))
-    .bind(id)
+    .bind(id.as_uuid())
     .fetch_optional(pool)
-    .await
+    .await?;
+    Ok(row.map(WebinarView::from))
 }
 
 /// The webinars `person` owns or presents, by start then id, after the cursor `(start, id)`.
@@ -309,8 +337,8 @@ pub async fn hosted_by(
     person: &str,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
-) -> Result<Vec<WebinarRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
+) -> Result<Vec<WebinarView>, sqlx::Error> {
+    let rows: Vec<WebinarRow> = sqlx::query_as(&format!(
         "select {COLUMNS} from webinars
           where host_ids @> array[$1]
             and ($2::timestamptz is null or (starts_at, webinar_id) > ($2, $3))
@@ -321,17 +349,46 @@ pub async fn hosted_by(
     .bind(after.map(|a| a.1))
     .bind(limit)
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(WebinarView::from).collect())
 }
 
-/// Reservations per gateway (for consistency checks and administrators).
-pub async fn reservations(
+/// The webinar whose SIPMediaGW room is `room`, while it can be joined: its title, and its
+/// meeting id once it is live.
+pub async fn joinable_room(
     pool: &PgPool,
-) -> Result<Vec<(Uuid, Uuid, DateTime<Utc>, DateTime<Utc>)>, sqlx::Error> {
-    sqlx::query_as(
-        "select gateway_id, webinar_id, starts_at, ends_at from gateway_reservations
-          order by gateway_id, starts_at",
+    room: &str,
+) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
+    let row: Option<(String, Option<String>, String)> = sqlx::query_as(
+        "select title, meeting_id, status from webinars
+          where room = $1 and status in ('SCHEDULED', 'LIVE')",
     )
-    .fetch_all(pool)
-    .await
+    .bind(room)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(title, meeting, status)| (title, meeting.filter(|_| status == "LIVE"))))
+}
+
+/// The live webinars, for the meeting watcher.
+pub struct PgLiveWebinars {
+    pub pool: PgPool,
+}
+
+#[async_trait]
+impl LiveWebinars for PgLiveWebinars {
+    async fn live(&self) -> Result<Vec<LiveWebinar>, LookupError> {
+        let rows: Vec<(Uuid, Option<String>, DateTime<Utc>)> = sqlx::query_as(
+            "select webinar_id, meeting_id, ends_at from webinars where status = 'LIVE'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, meeting_id, ends_at)| LiveWebinar {
+                webinar: WebinarId::from_uuid(id),
+                meeting_id,
+                ends_at,
+            })
+            .collect())
+    }
 }

@@ -7,10 +7,13 @@ use std::time::Duration;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use webinar_domain::gateway::GatewayApi;
-use webinar_infra::bbb::{BbbApi, BbbClient, BbbError, Checksum, NewMeeting};
+use webinar_domain::ports::{
+    MeetingError, MeetingService, NewMeeting, Stopped, StreamGatewayError,
+};
+use webinar_infra::bbb::{BbbApi, BbbClient, Checksum};
 use webinar_infra::sim::bbb::BbbSim;
 use webinar_infra::sim::sipmediagw::{Api, Fault, SipMediaGwSim};
-use webinar_infra::sipmediagw::{SipError, SipMediaGwClient, SipTarget, Stopped};
+use webinar_infra::sipmediagw::{SipMediaGwClient, SipTarget};
 
 async fn serve(router: axum::Router, cancel: &CancellationToken) -> SocketAddr {
     webinar_infra::sim::spawn(
@@ -43,7 +46,7 @@ async fn the_legacy_client_reads_every_answer_of_the_web_py_launcher() {
         client
             .start(&wrong, "r1", "pod/live/join", "rtmp://l/x")
             .await,
-        Err(SipError::Unauthorized)
+        Err(StreamGatewayError::Unauthorized)
     );
     assert_eq!(
         client
@@ -55,7 +58,7 @@ async fn the_legacy_client_reads_every_answer_of_the_web_py_launcher() {
     // One stream per server: "No free resources found" under HTTP 200 is a failure.
     assert_eq!(
         client.start(&good, "r2", "d", "rtmp://l/y").await,
-        Err(SipError::Busy)
+        Err(StreamGatewayError::Busy)
     );
     assert_eq!(client.toggle_chat(&good, "r1").await, Ok(()));
     assert_eq!(client.post_chat(&good, "r1", "hello").await, Ok(()));
@@ -70,13 +73,13 @@ async fn the_legacy_client_reads_every_answer_of_the_web_py_launcher() {
     sim.set_faults(&[Fault::LaunchFailed]);
     assert_eq!(
         client.start(&good, "r1", "d", "rtmp://l/x").await,
-        Err(SipError::LaunchFailed)
+        Err(StreamGatewayError::LaunchFailed)
     );
     sim.set_faults(&[Fault::Html500]);
     let html = client.start(&good, "r1", "d", "rtmp://l/x").await;
     assert_eq!(
         html,
-        Err(SipError::Http {
+        Err(StreamGatewayError::Http {
             status: 500,
             detail: None
         })
@@ -88,7 +91,7 @@ async fn the_legacy_client_reads_every_answer_of_the_web_py_launcher() {
     sim.set_faults(&[Fault::Latency(Duration::from_secs(5))]);
     assert_eq!(
         client.start(&good, "r1", "d", "rtmp://l/x").await,
-        Err(SipError::Timeout)
+        Err(StreamGatewayError::Timeout)
     );
     sim.set_faults(&[]);
 
@@ -102,7 +105,7 @@ async fn the_legacy_client_reads_every_answer_of_the_web_py_launcher() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
         client.start(&good, "r1", "d", "rtmp://l/x").await,
-        Err(SipError::Unreachable)
+        Err(StreamGatewayError::Unreachable)
     );
 }
 
@@ -117,7 +120,7 @@ async fn the_gateway_client_reads_the_fastapi_launcher() {
     assert_eq!(client.is_streaming(&gw, "room1").await, Ok(true));
     assert_eq!(
         client.start(&gw, "room2", "d", "rtmp://l/x").await,
-        Err(SipError::LaunchFailed)
+        Err(StreamGatewayError::LaunchFailed)
     );
     assert_eq!(client.post_chat(&gw, "room1", "hi").await, Ok(()));
     assert_eq!(client.stop(&gw, "room1").await, Ok(Stopped::Stopped));
@@ -126,7 +129,7 @@ async fn the_gateway_client_reads_the_fastapi_launcher() {
         client
             .post_chat(&gw, "room1", "late")
             .await
-            .map_err(|e| matches!(e, SipError::Http { status: 403, .. })),
+            .map_err(|e| matches!(e, StreamGatewayError::Http { status: 403, .. })),
         Err(true)
     );
     cancel.cancel();
@@ -173,7 +176,10 @@ async fn the_bbb_client_signs_parses_and_types_failures() {
         Duration::from_secs(2),
     )
     .expect("client");
-    assert_eq!(wrong.is_meeting_running("m").await, Err(BbbError::Checksum));
+    assert_eq!(
+        wrong.is_meeting_running("m").await,
+        Err(MeetingError::Checksum)
+    );
 
     let meeting = NewMeeting {
         meeting_id: "webinar-1",
@@ -211,13 +217,13 @@ async fn the_bbb_client_signs_parses_and_types_failures() {
         client
             .send_chat_message("webinar-1", &"x".repeat(501), "A")
             .await,
-        Err(BbbError::Failed { .. })
+        Err(MeetingError::Failed { .. })
     ));
     assert_eq!(client.end("webinar-1").await, Ok(()));
-    assert_eq!(client.end("webinar-1").await, Err(BbbError::NotFound));
+    assert_eq!(client.end("webinar-1").await, Err(MeetingError::NotFound));
     assert_eq!(
         client.get_meeting_info("webinar-1").await,
-        Err(BbbError::NotFound)
+        Err(MeetingError::NotFound)
     );
     assert_eq!(sim.counters().callbacks.len(), 1, "end fired the callback");
     cancel.cancel();

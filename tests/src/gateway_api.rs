@@ -72,7 +72,7 @@ async fn twenty_concurrent_updates_leave_a_gapless_stream_and_a_matching_project
 
     let gateway_id: GatewayId = id.parse().expect("uuid");
     let aggregate = app.state.gateways().load(gateway_id).await.expect("load");
-    let row = webinar_projections::gateways::get(&app.db.pool, gateway_id.as_uuid())
+    let row = webinar_projections::gateways::get(&app.db.pool, gateway_id)
         .await
         .expect("read")
         .expect("row");

@@ -35,6 +35,7 @@ async fn write_history(db: &TestDb, gateways: usize) -> Vec<GatewayId> {
         CommandBus::<Gateway>::new(db.pool.clone(), (), 3, 10),
         db.pool.clone(),
         PermissionPolicy::default(),
+        webinar_projections::read_ports(&db.pool).gateway_directory,
     );
     let caller = Caller::System("test");
     let meta = CommandMetadata::originating(&caller, None);
@@ -167,8 +168,8 @@ async fn a_runner_stopped_between_batches_and_restarted_ends_equal_to_a_full_reb
     // Every row says what its aggregate says.
     let bus = CommandBus::<Gateway>::new(db.pool.clone(), (), 3, 0);
     for id in ids {
-        let aggregate = bus.load(&id.to_string()).await.expect("load");
-        let row = webinar_projections::gateways::get(&db.pool, id.as_uuid())
+        let aggregate = bus.load(id).await.expect("load");
+        let row = webinar_projections::gateways::get(&db.pool, id)
             .await
             .expect("read")
             .expect("row");
@@ -191,13 +192,13 @@ async fn snapshots_are_taken_and_loading_from_them_gives_the_replayed_state() {
     // Snapshot every 3 events vs. no snapshot (every 1_000_000): same state.
     let with = CommandBus::<Gateway>::new(db.pool.clone(), (), 3, 0);
     for id in ids {
-        let from_snapshot = with.load(&id.to_string()).await.expect("load");
+        let from_snapshot = with.load(id).await.expect("load");
         sqlx::query("delete from snapshots where aggregate_id = $1")
             .bind(id.to_string())
             .execute(&db.pool)
             .await
             .expect("delete snapshot");
-        let replayed = with.load(&id.to_string()).await.expect("load");
+        let replayed = with.load(id).await.expect("load");
         assert_eq!(from_snapshot, replayed);
     }
 }

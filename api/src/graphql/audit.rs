@@ -1,16 +1,14 @@
 //! The audit log for auditors: every event, in log order, filtered and paginated.
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::{Context, InputObject, Json, Object, ResultExt, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use webinar_domain::actor::roles;
-use webinar_projections::audit_log::{self, AuditFilter as Filter, AuditRow};
+use webinar_projections::audit_log::{AuditFilter as Filter, AuditRow};
 
 use super::context::parts;
 use super::error::ApiError;
+use super::pagination::{Page, AUDIT_PAGES};
 
-const MAX_PAGE: i32 = 500;
-const DEFAULT_PAGE: i32 = 100;
 const AGGREGATE_TYPES: &[&str] = &["Webinar", "Gateway", "ChatMessage"];
 
 /// One event, as auditors see it.
@@ -67,21 +65,6 @@ pub struct AuditFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
-fn cursor((tx_id, position): (i64, i64)) -> String {
-    hex::encode(format!("{tx_id}:{position}"))
-}
-
-fn parse_cursor(cursor: &str) -> Result<(i64, i64), ApiError> {
-    let malformed = || ApiError::bad_input("after", "not a cursor this API returned");
-    let text = String::from_utf8(hex::decode(cursor).map_err(|_| malformed())?)
-        .map_err(|_| malformed())?;
-    let (tx, position) = text.split_once(':').ok_or_else(malformed)?;
-    Ok((
-        tx.parse().map_err(|_| malformed())?,
-        position.parse().map_err(|_| malformed())?,
-    ))
-}
-
 impl AuditFilter {
     fn parse(self) -> Result<Filter, ApiError> {
         if let (Some(from), Some(to)) = (self.from, self.to) {
@@ -127,33 +110,18 @@ impl AuditQuery {
     ) -> async_graphql::Result<Connection<String, AuditEntry>> {
         async {
             let (state, request) = parts(ctx)?;
-            let actor = request.actor()?;
-            if !(actor.is_admin() || actor.has_role(roles::AUDITOR)) {
-                return Err(ApiError::Forbidden(
-                    "only auditors and administrators may read the audit log".into(),
-                ));
-            }
-            let size = first.unwrap_or(DEFAULT_PAGE);
-            if !(0..=MAX_PAGE).contains(&size) {
-                return Err(ApiError::bad_input(
-                    "first",
-                    format!("must be between 0 and {MAX_PAGE} (got {size})"),
-                ));
-            }
+            let page = Page::<(i64, i64)>::parse(first, after.as_deref(), AUDIT_PAGES)?;
             let filter = filter.unwrap_or_default().parse()?;
-            let after = after.as_deref().map(parse_cursor).transpose()?;
-            let mut rows =
-                audit_log::list(state.pool(), &filter, after, i64::from(size) + 1).await?;
-            let more = rows.len() > size as usize;
-            rows.truncate(size as usize);
-            let mut connection = Connection::new(after.is_some(), more);
-            connection.edges.extend(rows.into_iter().map(|row| {
-                Edge::new(
-                    cursor((row.tx_id, row.global_position)),
-                    AuditEntry::from(row),
-                )
-            }));
-            Ok(connection)
+            let rows = state
+                .reads()
+                .audit_log(&request.caller, &filter, page.after, page.limit())
+                .await?;
+            let connection = page.connection(
+                rows,
+                |row| (row.tx_id, row.global_position),
+                AuditEntry::from,
+            );
+            Ok::<_, ApiError>(connection)
         }
         .await
         .extend()

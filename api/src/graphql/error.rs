@@ -2,9 +2,10 @@
 //! and application errors become GraphQL codes.
 
 use async_graphql::ErrorExtensions;
-use webinar_domain::actor::Denied;
+use webinar_domain::Denied;
 use webinar_infra::consumer::CatchUpTimeout;
 use webinar_infra::error::CommandError;
+use webinar_projections::queries::QueryError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -89,6 +90,17 @@ impl From<Denied> for ApiError {
         match denied {
             Denied::Unauthenticated => ApiError::Unauthenticated(denied.to_string()),
             Denied::Forbidden(_) => ApiError::Forbidden(denied.to_string()),
+            // Someone who may not see the webinar learns nothing about it.
+            Denied::Hidden => ApiError::NotFound(denied.to_string()),
+        }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(error: QueryError) -> Self {
+        match error {
+            QueryError::Denied(denied) => denied.into(),
+            QueryError::Database(error) => error.into(),
         }
     }
 }
@@ -119,6 +131,7 @@ pub fn from_command(error: CommandError, input: &str) -> ApiError {
         CommandError::Chat(e) => by_code(e.code(), e.to_string()),
         CommandError::ChatClosed(reason) => ApiError::InvalidState(reason),
         e @ CommandError::RateLimited { .. } => ApiError::RateLimited(e.to_string()),
+        CommandError::Meeting(e) => ApiError::UpstreamUnavailable(e.to_string()),
         CommandError::SipMediaGwUrlTaken => {
             ApiError::bad_input(field("sipmediagwUrl"), CommandError::SipMediaGwUrlTaken)
         }

@@ -4,9 +4,10 @@ use async_graphql::{Context, Enum, InputObject, Object, ResultExt, SimpleObject,
 use chrono::{DateTime, Utc};
 use webinar_domain::gateway::{GatewayApi as DomainApi, GatewayChanges, GatewaySpec};
 use webinar_domain::{GatewayId, HttpUrl, InvalidValue, Label, RtmpUrl};
+use webinar_infra::event_store::Written;
 use webinar_infra::gateways::TokenInput;
 use webinar_infra::secrets::GatewayToken;
-use webinar_projections::gateways::{self as read_model, GatewayRow};
+use webinar_projections::gateways::GatewayRow;
 
 use super::context::parts;
 use super::error::{from_command, ApiError};
@@ -14,20 +15,12 @@ use crate::state::AppState;
 
 /// Which HTTP API a SIPMediaGW server speaks.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "DomainApi")]
 pub enum GatewayApi {
     /// web.py launcher (SIPMediaGW v1.6/v1.7): `GET /start`, `/stop`, `/chat`, `/progress`.
     Legacy,
     /// FastAPI launcher (SIPMediaGW v1.8+): `POST /gateway/start|stop|command`.
     Gateway,
-}
-
-impl From<GatewayApi> for DomainApi {
-    fn from(api: GatewayApi) -> Self {
-        match api {
-            GatewayApi::Legacy => DomainApi::Legacy,
-            GatewayApi::Gateway => DomainApi::Gateway,
-        }
-    }
 }
 
 /// A live gateway: one SIPMediaGW server, the RTMP destination it pushes to, and the HLS URL the
@@ -62,11 +55,7 @@ impl From<GatewayRow> for Gateway {
             hls_url: row.hls_url,
             broadcaster: row.broadcaster,
             sipmediagw_url: row.sipmediagw_url,
-            api: if row.api == "GATEWAY" {
-                GatewayApi::Gateway
-            } else {
-                GatewayApi::Legacy
-            },
+            api: row.api.into(),
             enabled: row.enabled,
             retired: row.retired,
             has_token: row.has_token,
@@ -185,12 +174,11 @@ impl UpdateGatewayInput {
 
 const PROJECTORS: &[&str] = &["gateways"];
 
-async fn read_back(
-    state: &AppState,
-    written: webinar_infra::gateways::Written<GatewayId>,
-) -> Result<Gateway, ApiError> {
+async fn read_back(state: &AppState, written: Written<GatewayId>) -> Result<Gateway, ApiError> {
     state.settle(PROJECTORS, written.position).await?;
-    read_model::get(state.pool(), written.id.as_uuid())
+    state
+        .reads()
+        .gateway_by_id(written.id)
         .await?
         .map(Gateway::from)
         .ok_or_else(|| ApiError::not_found("gateway"))
@@ -205,8 +193,7 @@ impl GatewayQuery {
     async fn gateways(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Gateway>> {
         async {
             let (state, request) = parts(ctx)?;
-            state.policy().manage_gateways(&request.caller)?;
-            let rows = read_model::list(state.pool()).await?;
+            let rows = state.reads().gateways(&request.caller).await?;
             Ok::<_, ApiError>(rows.into_iter().map(Gateway::from).collect())
         }
         .await
@@ -227,7 +214,6 @@ impl GatewayMutation {
     ) -> async_graphql::Result<Gateway> {
         async {
             let (state, request) = parts(ctx)?;
-            state.policy().manage_gateways(&request.caller)?;
             let (spec, token) = input.parse()?;
             let written = state
                 .gateways()
@@ -249,7 +235,6 @@ impl GatewayMutation {
     ) -> async_graphql::Result<Gateway> {
         async {
             let (state, request) = parts(ctx)?;
-            state.policy().manage_gateways(&request.caller)?;
             let id = parse_id("id", &id)?;
             let (changes, token) = input.parse()?;
             let written = state
@@ -273,7 +258,6 @@ impl GatewayMutation {
     ) -> async_graphql::Result<Gateway> {
         async {
             let (state, request) = parts(ctx)?;
-            state.policy().manage_gateways(&request.caller)?;
             let id = parse_id("id", &id)?;
             let written = state
                 .gateways()
@@ -290,7 +274,6 @@ impl GatewayMutation {
     async fn retire_gateway(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Gateway> {
         async {
             let (state, request) = parts(ctx)?;
-            state.policy().manage_gateways(&request.caller)?;
             let id = parse_id("id", &id)?;
             let written = state
                 .gateways()

@@ -4,6 +4,8 @@ mod audit;
 mod context;
 pub mod error;
 mod gateways;
+mod metrics;
+mod pagination;
 mod stats;
 mod viewer;
 mod webinars;
@@ -25,7 +27,11 @@ pub struct Query(
 );
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(gateways::GatewayMutation, webinars::WebinarMutation);
+pub struct Mutation(
+    gateways::GatewayMutation,
+    webinars::WebinarMutation,
+    webinars::ChatMutation,
+);
 
 pub type AppSchema = Schema<Query, Mutation, webinars::WebinarSubscription>;
 
@@ -44,6 +50,7 @@ pub fn build_schema(state: AppState, feed: crate::feed::ChangeFeed, limits: Limi
     )
     .data(state)
     .data(feed)
+    .extension(metrics::OperationMetrics)
     .limit_depth(limits.depth)
     .limit_complexity(limits.complexity)
     .finish()

@@ -2,8 +2,6 @@
 
 use async_graphql::{Context, Object, ResultExt, SimpleObject, ID};
 use chrono::{DateTime, NaiveDate, Utc};
-use webinar_domain::actor::roles;
-use webinar_projections::stats;
 
 use super::context::parts;
 use super::error::ApiError;
@@ -41,18 +39,6 @@ pub struct GatewayUtilization {
     pub failures: i32,
 }
 
-fn check(ctx: &Context<'_>) -> Result<(), ApiError> {
-    let (_, request) = parts(ctx)?;
-    let actor = request.actor()?;
-    if actor.is_admin() || actor.has_role(roles::ANALYST) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "only analysts and administrators may read statistics".into(),
-        ))
-    }
-}
-
 fn range(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Result<(), ApiError> {
     match (from, to) {
         (Some(from), Some(to)) if from > to => {
@@ -75,10 +61,12 @@ impl StatsQuery {
         to: Option<DateTime<Utc>>,
     ) -> async_graphql::Result<Vec<WebinarStats>> {
         async {
-            check(ctx)?;
+            let (state, request) = parts(ctx)?;
             range(from, to)?;
-            let (state, _) = parts(ctx)?;
-            let rows = stats::webinar_stats(state.pool(), from, to).await?;
+            let rows = state
+                .reads()
+                .webinar_stats(&request.caller, from, to)
+                .await?;
             Ok::<_, ApiError>(
                 rows.into_iter()
                     .map(|r| WebinarStats {
@@ -88,7 +76,7 @@ impl StatsQuery {
                         gateway_id: ID(r.gateway_id.to_string()),
                         scheduled_start: r.scheduled_start,
                         scheduled_minutes: r.scheduled_minutes,
-                        status: r.status,
+                        status: r.status.to_string(),
                         ended_how: r.ended_how,
                         seconds_to_first_live: r.first_live_seconds,
                         live_minutes: r.live_seconds as f64 / 60.0,
@@ -114,10 +102,12 @@ impl StatsQuery {
         to: DateTime<Utc>,
     ) -> async_graphql::Result<Vec<GatewayUtilization>> {
         async {
-            check(ctx)?;
+            let (state, request) = parts(ctx)?;
             range(Some(from), Some(to))?;
-            let (state, _) = parts(ctx)?;
-            let rows = stats::gateway_utilization(state.pool(), from, to).await?;
+            let rows = state
+                .reads()
+                .gateway_utilization(&request.caller, from, to)
+                .await?;
             Ok::<_, ApiError>(
                 rows.into_iter()
                     .map(|r| GatewayUtilization {

@@ -1,6 +1,7 @@
 //! `me`: who the caller is and what they may do.
 
 use async_graphql::{Context, Object, ResultExt, SimpleObject};
+use webinar_domain::Action;
 
 use super::context::parts;
 
@@ -30,7 +31,10 @@ impl ViewerQuery {
             affiliations: actor.affiliations.clone(),
             groups: actor.groups.clone(),
             roles: actor.roles.clone(),
-            can_create_webinar: state.policy().can_create_webinar(actor),
+            can_create_webinar: state
+                .services()
+                .policy
+                .allows(&request.caller, Action::CreateWebinar),
         }))
     }
 }

@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use webinar_domain::Caller;
 use webinar_infra::auth::AuthError;
-use webinar_infra::metrics::Metrics;
+use webinar_infra::metrics::GRAPHQL_REQUESTS;
 
 use super::Shared;
 use crate::graphql::RequestContext;
@@ -31,11 +31,7 @@ fn error_body(code: &str, message: &str) -> serde_json::Value {
 }
 
 fn reject(status: StatusCode, code: &str, message: &str) -> Response {
-    Metrics::global().inc(
-        "webinar_graphql_requests_total",
-        "GraphQL requests, by outcome.",
-        &[("outcome", "rejected")],
-    );
+    metrics::counter!(GRAPHQL_REQUESTS, "outcome" => "rejected").increment(1);
     let mut response = (status, axum::Json(error_body(code, message))).into_response();
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(
@@ -152,11 +148,8 @@ pub async fn graphql(State(shared): State<Shared>, headers: HeaderMap, body: Bod
             ok && r.errors.is_empty()
         }),
     };
-    Metrics::global().inc(
-        "webinar_graphql_requests_total",
-        "GraphQL requests, by outcome.",
-        &[("outcome", if outcome { "ok" } else { "error" })],
-    );
+    let outcome = if outcome { "ok" } else { "error" };
+    metrics::counter!(GRAPHQL_REQUESTS, "outcome" => outcome).increment(1);
     axum::Json(response).into_response()
 }
 

@@ -1,9 +1,11 @@
 //! Liveness, readiness and metrics for operators.
 
+use ::metrics::gauge;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use webinar_infra::metrics::Metrics;
+use webinar_infra::metrics;
+use webinar_infra::{consumer, event_log};
 
 use super::Shared;
 
@@ -24,41 +26,25 @@ pub async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {
     }
 }
 
-/// Prometheus text format. Projector lag is measured at scrape time.
+/// Prometheus text format. Consumer lag is measured at scrape time.
 pub async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
-    let metrics = Metrics::global();
-    let lag: Result<Vec<(String, i64)>, sqlx::Error> = sqlx::query_as(
-        "select c.name, greatest(coalesce((select max(global_position) from events), 0)
-                                 - c.global_position, 0)
-           from projection_checkpoints c",
-    )
-    .fetch_all(shared.state.pool())
-    .await;
-    match lag {
-        Ok(rows) => {
-            for (name, behind) in rows {
-                metrics.set(
-                    "webinar_consumer_lag_events",
-                    "Events in the log beyond a consumer's checkpoint (approximate).",
-                    &[("consumer", &name)],
-                    behind as f64,
-                );
+    let pool = shared.state.pool();
+    let lag = async {
+        let head = event_log::last_global_position(pool).await?;
+        let checkpoints = consumer::checkpoints(pool).await?;
+        Ok::<_, sqlx::Error>((head, checkpoints))
+    };
+    match lag.await {
+        Ok((head, checkpoints)) => {
+            for checkpoint in checkpoints {
+                let behind = (head - checkpoint.global_position).max(0);
+                gauge!(metrics::CONSUMER_LAG, "consumer" => checkpoint.name).set(behind as f64);
             }
-            metrics.set(
-                "webinar_database_up",
-                "Whether the database answered the scrape.",
-                &[],
-                1.0,
-            );
+            gauge!(metrics::DATABASE_UP).set(1.0);
         }
         Err(error) => {
             tracing::warn!(%error, "metrics: cannot read checkpoints");
-            metrics.set(
-                "webinar_database_up",
-                "Whether the database answered the scrape.",
-                &[],
-                0.0,
-            );
+            gauge!(metrics::DATABASE_UP).set(0.0);
         }
     }
     (
@@ -66,6 +52,6 @@ pub async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics.render(),
+        metrics::render(),
     )
 }

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use webinar_domain::ports::MeetingRole;
 use webinar_domain::webinar::EndReason;
 use webinar_domain::WebinarId;
-use webinar_infra::bbb::Role;
 
 use super::Shared;
 
@@ -59,16 +59,13 @@ fn not_found() -> Response {
 
 /// The webinar behind `room` while it can still be joined: (title, live meeting id).
 async fn room(shared: &Shared, room: &str) -> Option<(String, Option<String>)> {
-    let row: Option<(String, Option<String>, String)> = sqlx::query_as(
-        "select title, meeting_id, status from webinars
-          where room = $1 and status in ('SCHEDULED', 'LIVE')",
-    )
-    .bind(room)
-    .fetch_optional(shared.state.pool())
-    .await
-    .ok()
-    .flatten();
-    row.map(|(title, meeting, status)| (title, meeting.filter(|_| status == "LIVE")))
+    match webinar_projections::webinars::joinable_room(shared.state.pool(), room).await {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::warn!(%error, "join page: cannot read the webinar");
+            None
+        }
+    }
 }
 
 /// The name form. `#joinFormName` is what SIPMediaGW's browser fills (v1.7 and main); `#id_name`
@@ -99,7 +96,7 @@ pub async fn join_go(
     let Some((_, Some(meeting))) = room(&shared, &key).await else {
         return not_found();
     };
-    let Some(bbb) = &shared.state.outside().bbb else {
+    let Some(meetings) = &shared.state.services().meetings else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "BigBlueButton is not configured",
@@ -113,9 +110,12 @@ pub async fn join_go(
         .find(|n| !n.is_empty())
         .unwrap_or("streaming");
     let name: String = name.chars().filter(|c| !c.is_control()).take(100).collect();
-    let url = bbb
-        .api()
-        .join_url(&meeting, &name, &format!("streaming-{key}"), Role::Viewer);
+    let url = meetings.join_url(
+        &meeting,
+        &name,
+        &format!("streaming-{key}"),
+        MeetingRole::Viewer,
+    );
     let mut response = Redirect::to(&url).into_response();
     // A 302, as BBB's own join does; the page must not be cached with its signed URL.
     *response.status_mut() = StatusCode::FOUND;

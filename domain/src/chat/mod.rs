@@ -10,7 +10,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::WebinarId;
+use crate::ids::{ChatMessageId, Identified, WebinarId};
 use crate::values::{InvalidValue, Person};
 
 /// 1..=500 characters after trimming (BBB's `sendChatMessage` limit).
@@ -41,13 +41,15 @@ impl ChatText {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ChatStatus {
-    #[default]
-    Posted,
-    Relayed,
-    Failed,
+crate::named_enum! {
+    /// Whether a message reached the meeting.
+    #[derive(Default)]
+    pub enum ChatStatus {
+        #[default]
+        Posted = "POSTED",
+        Relayed = "RELAYED",
+        Failed = "FAILED",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +150,10 @@ impl ChatMessage {
             ChatCommand::RecordRelayFailed { reason } => vec![ChatEvent::RelayFailed { reason }],
         })
     }
+}
+
+impl Identified for ChatMessage {
+    type Id = ChatMessageId;
 }
 
 impl Aggregate for ChatMessage {

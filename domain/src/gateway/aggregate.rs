@@ -7,7 +7,7 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
 use super::{GatewayApi, GatewayChanges, GatewayCommand, GatewayEvent, TokenChange};
-use crate::ids::WebinarId;
+use crate::ids::{GatewayId, Identified, WebinarId};
 use crate::schedule::TimeSlot;
 use crate::values::{HttpUrl, Label, RtmpUrl, TokenFingerprint};
 
@@ -216,6 +216,10 @@ impl Gateway {
             }
         })
     }
+}
+
+impl Identified for Gateway {
+    type Id = GatewayId;
 }
 
 impl Aggregate for Gateway {

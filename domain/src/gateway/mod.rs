@@ -12,23 +12,12 @@ pub use aggregate::{Gateway, GatewayError};
 pub use commands::{GatewayChanges, GatewayCommand, GatewaySpec, TokenChange};
 pub use events::GatewayEvent;
 
-use serde::{Deserialize, Serialize};
-
-/// Which HTTP API a SIPMediaGW server speaks (see PROTOCOLS.md, A.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum GatewayApi {
-    /// web.py launcher, v1.6/v1.7: `GET /start|/stop|/chat|/progress`, bearer token.
-    Legacy,
-    /// FastAPI launcher, v1.8+: `POST /gateway/start|stop|command`, `GET /gateway/status`.
-    Gateway,
-}
-
-impl GatewayApi {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            GatewayApi::Legacy => "LEGACY",
-            GatewayApi::Gateway => "GATEWAY",
-        }
+crate::named_enum! {
+    /// Which HTTP API a SIPMediaGW server speaks (see PROTOCOLS.md, A.1).
+    pub enum GatewayApi {
+        /// web.py launcher, v1.6/v1.7: `GET /start|/stop|/chat|/progress`, bearer token.
+        Legacy = "LEGACY",
+        /// FastAPI launcher, v1.8+: `POST /gateway/start|stop|command`, `GET /gateway/status`.
+        Gateway = "GATEWAY",
     }
 }

@@ -8,7 +8,8 @@ use super::{
     DetailsChange, EndReason, StreamState, WebinarCommand, WebinarDetails, WebinarEvent,
     WebinarStatus,
 };
-use crate::ids::GatewayId;
+use crate::ids::{GatewayId, Identified, WebinarId};
+use crate::policy::WebinarAccess;
 use crate::schedule::TimeSlot;
 use crate::values::{Description, Person, Title};
 
@@ -94,30 +95,9 @@ impl Webinar {
         }
     }
 
-    /// Whether `person` owns or presents this webinar.
-    pub fn is_host(&self, person_id: &str) -> bool {
-        self.is_owner(person_id) || self.presenters.iter().any(|p| p.id == person_id)
-    }
-
-    /// Whether `caller` may see this webinar's live event: anyone for an unrestricted one; a
-    /// restricted one needs a login and, with groups, membership; hosts and administrators
-    /// always see theirs.
+    /// Whether `caller` may see this webinar's live event (the policy's rule).
     pub fn visible_to(&self, caller: &crate::actor::Caller) -> bool {
-        match caller {
-            crate::actor::Caller::System(_) => true,
-            crate::actor::Caller::Anonymous => !self.restricted,
-            crate::actor::Caller::User(actor) => {
-                !self.restricted
-                    || self.groups.is_empty()
-                    || self.groups.iter().any(|g| actor.in_group(g))
-                    || self.is_host(&actor.id)
-                    || actor.is_admin()
-            }
-        }
-    }
-
-    pub fn is_owner(&self, person_id: &str) -> bool {
-        self.owner.as_ref().is_some_and(|o| o.id == person_id)
+        crate::policy::may_see(caller, self)
     }
 
     fn details_change(&self, change: DetailsChange) -> Option<WebinarEvent> {
@@ -322,6 +302,25 @@ impl Webinar {
             }
         })
     }
+}
+
+impl WebinarAccess for Webinar {
+    fn owner_id(&self) -> Option<&str> {
+        self.owner.as_ref().map(|o| o.id.as_str())
+    }
+    fn presenters(&self) -> &[Person] {
+        &self.presenters
+    }
+    fn restricted(&self) -> bool {
+        self.restricted
+    }
+    fn groups(&self) -> &[String] {
+        &self.groups
+    }
+}
+
+impl Identified for Webinar {
+    type Id = WebinarId;
 }
 
 impl Aggregate for Webinar {

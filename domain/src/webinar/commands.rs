@@ -1,8 +1,6 @@
 //! What may be asked of a webinar. Values are already parsed; permissions were checked by the
 //! application service (the aggregate enforces only state rules).
 
-use serde::{Deserialize, Serialize};
-
 use crate::ids::GatewayId;
 use crate::schedule::TimeSlot;
 use crate::values::{Description, Person, Title};
@@ -31,18 +29,18 @@ pub struct DetailsChange {
     pub groups: Option<Vec<String>>,
 }
 
-/// Why a meeting ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum EndReason {
-    /// The owner or an administrator ended it.
-    Presenter,
-    /// BBB called our end callback.
-    BbbCallback,
-    /// `isMeetingRunning` said no, twice in a row.
-    Poll,
-    /// The slot ended long enough ago.
-    SlotOver,
+crate::named_enum! {
+    /// Why a meeting ended.
+    pub enum EndReason {
+        /// The owner or an administrator ended it.
+        Presenter = "PRESENTER",
+        /// BBB called our end callback.
+        BbbCallback = "BBB_CALLBACK",
+        /// `isMeetingRunning` said no, twice in a row.
+        Poll = "POLL",
+        /// The slot ended long enough ago.
+        SlotOver = "SLOT_OVER",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

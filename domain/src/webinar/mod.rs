@@ -14,52 +14,59 @@ pub use aggregate::{Webinar, WebinarError};
 pub use commands::{DetailsChange, EndReason, WebinarCommand, WebinarDetails};
 pub use events::WebinarEvent;
 
-use serde::{Deserialize, Serialize};
+use crate::ids::WebinarId;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum WebinarStatus {
-    #[default]
-    Scheduled,
-    Live,
-    Ended,
-    Cancelled,
+crate::named_enum! {
+    /// Where a webinar is in its life.
+    #[derive(Default)]
+    pub enum WebinarStatus {
+        #[default]
+        Scheduled = "SCHEDULED",
+        Live = "LIVE",
+        Ended = "ENDED",
+        Cancelled = "CANCELLED",
+    }
 }
 
-impl WebinarStatus {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            WebinarStatus::Scheduled => "SCHEDULED",
-            WebinarStatus::Live => "LIVE",
-            WebinarStatus::Ended => "ENDED",
-            WebinarStatus::Cancelled => "CANCELLED",
+crate::named_enum! {
+    /// Where a webinar's stream is.
+    #[derive(Default)]
+    pub enum StreamState {
+        #[default]
+        Idle = "IDLE",
+        Starting = "STARTING",
+        Live = "LIVE",
+        Stopping = "STOPPING",
+        Stopped = "STOPPED",
+        Failed = "FAILED",
+    }
+}
+
+crate::named_enum! {
+    /// A webinar as the live page shows it.
+    pub enum LiveEventStatus {
+        Upcoming = "UPCOMING",
+        Live = "LIVE",
+        Ended = "ENDED",
+        Cancelled = "CANCELLED",
+    }
+}
+
+impl From<WebinarStatus> for LiveEventStatus {
+    fn from(status: WebinarStatus) -> Self {
+        match status {
+            WebinarStatus::Scheduled => LiveEventStatus::Upcoming,
+            WebinarStatus::Live => LiveEventStatus::Live,
+            WebinarStatus::Ended => LiveEventStatus::Ended,
+            WebinarStatus::Cancelled => LiveEventStatus::Cancelled,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum StreamState {
-    #[default]
-    Idle,
-    Starting,
-    Live,
-    Stopping,
-    Stopped,
-    Failed,
-}
-
-impl StreamState {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            StreamState::Idle => "IDLE",
-            StreamState::Starting => "STARTING",
-            StreamState::Live => "LIVE",
-            StreamState::Stopping => "STOPPING",
-            StreamState::Stopped => "STOPPED",
-            StreamState::Failed => "FAILED",
-        }
-    }
+/// The BBB meeting id of a webinar: derived from its id, so a repeated start finds the same
+/// meeting (BBB's `create` is idempotent on it). Built here and nowhere else.
+pub fn meeting_id(webinar: WebinarId) -> String {
+    format!("webinar-{webinar}")
 }
 
 #[cfg(test)]

@@ -4,10 +4,11 @@
 use async_trait::async_trait;
 use webinar_domain::chat::{ChatCommand, ChatEvent, ChatStatus};
 use webinar_domain::ids::ChatMessageId;
+use webinar_domain::webinar::Webinar;
 
 use super::Outside;
 use crate::config::ChatRelay;
-use crate::consumer::Reactor;
+use crate::consumer::{Reaction, Reactor, ReactorError};
 use crate::event_log::StoredEvent;
 use crate::event_store::CommandMetadata;
 
@@ -23,31 +24,27 @@ impl ChatRelayReactor {
         Self { outside }
     }
 
-    async fn relay_once(
-        &self,
-        webinar: &webinar_domain::webinar::Webinar,
-        text: &str,
-        author: &str,
-    ) -> Result<(), String> {
+    async fn relay_once(&self, webinar: &Webinar, text: &str, author: &str) -> Result<(), String> {
         match self.outside.chat_relay {
             ChatRelay::Sipmediagw => {
                 let (Some(gateway), Some(room)) = (webinar.gateway_id, webinar.room.as_deref())
                 else {
                     return Err("the webinar has no gateway".into());
                 };
-                let (target, _) = self.outside.target(gateway).await?;
                 self.outside
-                    .sip
-                    .post_chat(&target, room, &format!("({author}) {text}"))
+                    .streams
+                    .post_chat(gateway, room, &format!("({author}) {text}"))
                     .await
                     .map_err(|e| e.to_string())
             }
             ChatRelay::Bbb => {
-                let (Some(bbb), Some(meeting)) = (&self.outside.bbb, webinar.meeting_id.as_deref())
+                let (Some(meetings), Some(meeting)) =
+                    (&self.outside.meetings, webinar.meeting_id.as_deref())
                 else {
                     return Err("BigBlueButton is not configured".into());
                 };
-                bbb.send_chat_message(meeting, text, author)
+                meetings
+                    .send_chat_message(meeting, text, author)
                     .await
                     .map_err(|e| e.to_string())
             }
@@ -65,36 +62,25 @@ impl Reactor for ChatRelayReactor {
         Some(&["ChatMessage"])
     }
 
-    async fn react(&self, event: &StoredEvent) -> Result<(), String> {
-        let ChatEvent::Posted { .. } = event.decode::<ChatEvent>().map_err(|e| e.to_string())?
-        else {
-            return Ok(());
+    #[tracing::instrument(name = "chat_relay", skip_all, fields(message = %event.aggregate_id))]
+    async fn react(&self, event: &StoredEvent) -> Result<Reaction, ReactorError> {
+        let Ok(ChatEvent::Posted { .. }) = event.decode::<ChatEvent>() else {
+            return Ok(Reaction::Done);
         };
-        let id: ChatMessageId = event
-            .aggregate_id
-            .parse()
-            .map_err(|_| "bad message id".to_owned())?;
-        let message = self
-            .outside
-            .chat
-            .load(id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let Some(id) = event.aggregate::<ChatMessageId>() else {
+            return Ok(Reaction::GiveUp("the message id is not a UUID".into()));
+        };
+        let message = self.outside.chat.load(id).await?;
         // Relayed (or failed) already, before a restart: never twice.
         if message.status != ChatStatus::Posted {
-            return Ok(());
+            return Ok(Reaction::Done);
         }
         let (Some(webinar_id), Some(author), Some(text)) =
             (message.webinar_id, message.author, message.text)
         else {
-            return Ok(());
+            return Ok(Reaction::Done);
         };
-        let webinar = self
-            .outside
-            .webinars
-            .load(webinar_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let webinar = self.outside.webinars.load(webinar_id).await?;
         let meta = CommandMetadata::caused_by(COMPONENT, event);
         let mut outcome = Err(String::new());
         for attempt in 1..=ATTEMPTS {
@@ -102,7 +88,7 @@ impl Reactor for ChatRelayReactor {
             if outcome.is_ok() || attempt == ATTEMPTS {
                 break;
             }
-            tokio::time::sleep(self.outside.retry * attempt).await;
+            tokio::time::sleep(self.outside.backoff.delay(attempt)).await;
         }
         let command = match outcome {
             Ok(()) => ChatCommand::RecordRelayed,
@@ -111,10 +97,7 @@ impl Reactor for ChatRelayReactor {
                 ChatCommand::RecordRelayFailed { reason }
             }
         };
-        self.outside
-            .chat
-            .record(&meta, id, command)
-            .await
-            .map_err(|e| e.to_string())
+        self.outside.chat.record(&meta, id, command).await?;
+        Ok(Reaction::Done)
     }
 }

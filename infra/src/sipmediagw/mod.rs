@@ -1,14 +1,18 @@
-//! The SIPMediaGW client, for both API generations (PROTOCOLS.md, part A).
+//! The SIPMediaGW client, for both API generations (PROTOCOLS.md, part A), and [`gateways`], the
+//! domain's `StreamGateway` over it.
 //!
 //! Success is `res == "ok"`, never just HTTP 200: v1.6/v1.7 report "No free resources found" and
 //! "The gateway failed to launch" under 200. A response body is never logged or kept whole — the
 //! web.py debug page echoes the Authorization header — only short, known fields are read.
+
+pub mod gateways;
 
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use webinar_domain::gateway::GatewayApi;
+use webinar_domain::ports::{Stopped, StreamGatewayError};
 
 /// Where and how to reach one gateway's SIPMediaGW.
 #[derive(Debug, Clone)]
@@ -18,51 +22,9 @@ pub struct SipTarget {
     pub token: Option<SecretString>,
 }
 
-/// Why a SIPMediaGW call failed, in a few words fit for an event (`StreamFailed.reason`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SipError {
-    #[error("SIPMediaGW unreachable")]
-    Unreachable,
-    #[error("SIPMediaGW timed out")]
-    Timeout,
-    #[error("SIPMediaGW refused the token (401)")]
-    Unauthorized,
-    #[error("SIPMediaGW busy: no free resources")]
-    Busy,
-    #[error("SIPMediaGW: the gateway failed to launch")]
-    LaunchFailed,
-    #[error("SIPMediaGW error {status}{}", .detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
-    Http { status: u16, detail: Option<String> },
-    #[error("SIPMediaGW answered something unexpected")]
-    Protocol,
-}
-
-impl SipError {
-    /// Whether trying again later may work (every start failure is, but a bad token or a refused
-    /// request will fail the same way until someone changes something).
-    pub fn is_transient(&self) -> bool {
-        !matches!(
-            self,
-            SipError::Unauthorized
-                | SipError::Http {
-                    status: 400 | 404 | 422,
-                    ..
-                }
-        )
-    }
-}
-
 /// A short, printable excerpt of a known error field.
 fn short(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(120).collect()
-}
-
-/// Outcome of a stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stopped {
-    Stopped,
-    /// SIPMediaGW had no such stream: stopped already.
-    NotRunning,
 }
 
 #[derive(Clone, Debug)]
@@ -103,38 +65,49 @@ impl SipMediaGwClient {
     }
 
     /// Sends and reads the JSON body, mapping transport and HTTP failures.
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(u16, Value), SipError> {
+    async fn send(
+        &self,
+        call: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, Value), StreamGatewayError> {
+        crate::metrics::outside_call("sipmediagw", call, self.send_untimed(request)).await
+    }
+
+    async fn send_untimed(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, Value), StreamGatewayError> {
         let response = request.send().await.map_err(|e| {
             if e.is_timeout() {
-                SipError::Timeout
+                StreamGatewayError::Timeout
             } else {
-                SipError::Unreachable
+                StreamGatewayError::Unreachable
             }
         })?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(|e| {
             if e.is_timeout() {
-                SipError::Timeout
+                StreamGatewayError::Timeout
             } else {
-                SipError::Protocol
+                StreamGatewayError::Protocol
             }
         })?;
         if status == 401 {
-            return Err(SipError::Unauthorized);
+            return Err(StreamGatewayError::Unauthorized);
         }
         // An HTML page (web.py's debug page) is never parsed, kept or logged.
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Ok((status, body))
     }
 
-    fn http_error(status: u16, body: &Value) -> SipError {
+    fn http_error(status: u16, body: &Value) -> StreamGatewayError {
         let detail = body
             .get("Error")
             .and_then(Value::as_str)
             .or_else(|| body.pointer("/error/detail").and_then(Value::as_str))
             .or_else(|| body.get("error").and_then(Value::as_str))
             .map(short);
-        SipError::Http { status, detail }
+        StreamGatewayError::Http { status, detail }
     }
 
     /// Starts streaming `room` (joined through `domain`) to `rtmp`.
@@ -144,13 +117,13 @@ impl SipMediaGwClient {
         room: &str,
         domain: &str,
         rtmp: &str,
-    ) -> Result<(), SipError> {
+    ) -> Result<(), StreamGatewayError> {
         match target.api {
             GatewayApi::Legacy => {
                 let request = self
                     .request(target, reqwest::Method::GET, "/start")
                     .query(&[("room", room), ("domain", domain), ("rtmpDst", rtmp)]);
-                let (status, body) = self.send(request).await?;
+                let (status, body) = self.send("start", request).await?;
                 if status != 200 {
                     return Err(Self::http_error(status, &body));
                 }
@@ -159,9 +132,9 @@ impl SipMediaGwClient {
                 match details.get("res").and_then(Value::as_str) {
                     Some("ok") => Ok(()),
                     Some(_) => Err(match details.get("type").and_then(Value::as_str) {
-                        Some("No free resources found") => SipError::Busy,
-                        Some("The gateway failed to launch") => SipError::LaunchFailed,
-                        other => SipError::Http {
+                        Some("No free resources found") => StreamGatewayError::Busy,
+                        Some("The gateway failed to launch") => StreamGatewayError::LaunchFailed,
+                        other => StreamGatewayError::Http {
                             status,
                             detail: other.map(short),
                         },
@@ -176,14 +149,14 @@ impl SipMediaGwClient {
                         "room": room, "gw_id": room, "main_app": "streaming",
                         "browsing_name": domain, "rtmp_dst": rtmp,
                     }));
-                let (status, body) = self.send(request).await?;
+                let (status, body) = self.send("start", request).await?;
                 match (
                     status,
                     body.pointer("/data/processing_state")
                         .and_then(Value::as_str),
                 ) {
                     (200, Some("working")) => Ok(()),
-                    (404, _) => Err(SipError::LaunchFailed),
+                    (404, _) => Err(StreamGatewayError::LaunchFailed),
                     _ => Err(Self::http_error(status, &body)),
                 }
             }
@@ -191,10 +164,15 @@ impl SipMediaGwClient {
     }
 
     /// Stops `room`; a room that is not running counts as stopped.
-    pub async fn stop(&self, target: &SipTarget, room: &str) -> Result<Stopped, SipError> {
+    pub async fn stop(
+        &self,
+        target: &SipTarget,
+        room: &str,
+    ) -> Result<Stopped, StreamGatewayError> {
         let (status, body) = match target.api {
             GatewayApi::Legacy => {
                 self.send(
+                    "stop",
                     self.request(target, reqwest::Method::GET, "/stop")
                         .query(&[("room", room)]),
                 )
@@ -202,6 +180,7 @@ impl SipMediaGwClient {
             }
             GatewayApi::Gateway => {
                 self.send(
+                    "stop",
                     self.request(target, reqwest::Method::POST, "/gateway/stop")
                         .json(&json!({ "gw_id": room })),
                 )
@@ -211,7 +190,7 @@ impl SipMediaGwClient {
         let detail = Self::http_error(status, &body);
         match status {
             200 => Ok(Stopped::Stopped),
-            400 | 404 if matches!(&detail, SipError::Http { detail: Some(d), .. } if d.starts_with("no running container")) => {
+            400 | 404 if matches!(&detail, StreamGatewayError::Http { detail: Some(d), .. } if d.starts_with("no running container")) => {
                 Ok(Stopped::NotRunning)
             }
             _ => Err(detail),
@@ -219,11 +198,16 @@ impl SipMediaGwClient {
     }
 
     /// Whether `room` is streaming now (to make a repeated start idempotent).
-    pub async fn is_streaming(&self, target: &SipTarget, room: &str) -> Result<bool, SipError> {
+    pub async fn is_streaming(
+        &self,
+        target: &SipTarget,
+        room: &str,
+    ) -> Result<bool, StreamGatewayError> {
         match target.api {
             GatewayApi::Legacy => {
                 let (status, body) = self
                     .send(
+                        "status",
                         self.request(target, reqwest::Method::GET, "/progress")
                             .query(&[("room", room)]),
                     )
@@ -237,6 +221,7 @@ impl SipMediaGwClient {
             GatewayApi::Gateway => {
                 let (status, body) = self
                     .send(
+                        "status",
                         self.request(target, reqwest::Method::GET, "/gateway/status")
                             .query(&[("gw_id", room)]),
                     )
@@ -251,17 +236,22 @@ impl SipMediaGwClient {
     }
 
     /// Shows or hides the BBB chat in the stream.
-    pub async fn toggle_chat(&self, target: &SipTarget, room: &str) -> Result<(), SipError> {
+    pub async fn toggle_chat(
+        &self,
+        target: &SipTarget,
+        room: &str,
+    ) -> Result<(), StreamGatewayError> {
         let (status, body) = match target.api {
             GatewayApi::Legacy => {
                 self.send(
+                    "toggle_chat",
                     self.request(target, reqwest::Method::GET, "/chat")
                         .query(&[("room", room), ("toggle", "True")]),
                 )
                 .await?
             }
             GatewayApi::Gateway => {
-                self.send(self.request(target, reqwest::Method::POST, "/gateway/command").json(&json!({
+                self.send("toggle_chat", self.request(target, reqwest::Method::POST, "/gateway/command").json(&json!({
                     "gw_id": room, "payload": { "command": "sendKey", "param1": "chat-toggle" }
                 })))
                 .await?
@@ -282,11 +272,12 @@ impl SipMediaGwClient {
         target: &SipTarget,
         room: &str,
         message: &str,
-    ) -> Result<(), SipError> {
+    ) -> Result<(), StreamGatewayError> {
         let (status, body) = match target.api {
             GatewayApi::Legacy => {
                 // web.py's POST /chat takes no token; sending one does no harm.
                 self.send(
+                    "post_chat",
                     self.request(target, reqwest::Method::POST, "/chat")
                         .json(&json!({ "room": room, "msg": message })),
                 )
@@ -294,6 +285,7 @@ impl SipMediaGwClient {
             }
             GatewayApi::Gateway => {
                 self.send(
+                    "post_chat",
                     self.request(target, reqwest::Method::POST, "/gateway/command")
                         .json(&json!({
                             "gw_id": room, "payload": { "command": "sendChat", "param1": message }

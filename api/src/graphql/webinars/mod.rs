@@ -1,0 +1,14 @@
+//! Webinars and the live page: scheduling, editing, the presenters' controls, the audience's chat,
+//! and what everyone sees — split by concern.
+
+mod chat;
+mod inputs;
+mod mutations;
+mod queries;
+mod subscriptions;
+mod types;
+
+pub use chat::ChatMutation;
+pub use mutations::WebinarMutation;
+pub use queries::WebinarQuery;
+pub use subscriptions::WebinarSubscription;

@@ -1,0 +1,28 @@
+//! Reading old events in their current shape: the one upcasting path every reader of the log
+//! takes (the event store loading an aggregate, the projectors, the replay for auditors, the
+//! export).
+
+use serde_json::Value;
+
+/// Turns one stored version of one event type into the next.
+pub trait Upcaster {
+    fn applies_to(&self, event_type: &str, event_version: &str) -> bool;
+    /// Rewrites `payload` in place and returns the version it now has.
+    fn upcast(&self, payload: &mut Value) -> &'static str;
+}
+
+fn upcasters(aggregate_type: &str) -> &'static [&'static (dyn Upcaster + Sync)] {
+    match aggregate_type {
+        "Webinar" => crate::webinar::upcasters::UPCASTERS,
+        _ => &[],
+    }
+}
+
+/// Brings a stored event (`version`, `payload`) up to the current version of its type.
+pub fn upcast(aggregate_type: &str, event_type: &str, version: &mut String, payload: &mut Value) {
+    for upcaster in upcasters(aggregate_type) {
+        if upcaster.applies_to(event_type, version) {
+            *version = upcaster.upcast(payload).to_owned();
+        }
+    }
+}

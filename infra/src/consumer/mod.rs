@@ -1,0 +1,86 @@
+//! The checkpointed consumer runtime that projectors and reactors run on.
+//!
+//! - [`Projector`]s build read models: a [`ProjectorRunner`] reads a batch from the log, applies
+//!   it and moves the checkpoint in **one transaction**, so each event's effect lands exactly once.
+//! - [`Reactor`]s act on the outside world: a [`ReactorRunner`] hands them one event at a time and
+//!   moves the checkpoint past an event once its [`Reaction`] says the effect is done (or given
+//!   up); a reactor asks to see an event again later with [`Reaction::RetryAt`].
+//! - One instance leads each consumer across the cluster ([`leader`]); the others follow.
+//! - [`progress`] lets a request wait until the read models include its own writes.
+//! - [`rebuild`] replays the log into a projector's tables.
+
+mod checkpoint;
+pub mod leader;
+pub mod progress;
+mod projector;
+mod reactor;
+pub mod rebuild;
+
+use async_trait::async_trait;
+use sqlx::PgConnection;
+
+pub use checkpoint::{checkpoint, checkpoints, Checkpoint};
+pub use leader::{LeaderLock, RunnerOptions};
+pub use progress::{CatchUpTimeout, ProjectionProgress};
+pub use projector::ProjectorRunner;
+pub use reactor::{Reaction, Reactor, ReactorError, ReactorRunner};
+pub use rebuild::rebuild;
+
+use crate::event_log::StoredEvent;
+
+/// Why applying events failed. The batch is rolled back and retried: a projector stalls on an
+/// event it cannot apply rather than skipping it.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("cannot decode {event_type} at position {position}: {source}")]
+    Decode {
+        event_type: String,
+        position: i64,
+        source: serde_json::Error,
+    },
+}
+
+impl ProjectionError {
+    pub fn decode(event: &StoredEvent, source: serde_json::Error) -> Self {
+        ProjectionError::Decode {
+            event_type: event.event_type.clone(),
+            position: event.global_position,
+            source,
+        }
+    }
+}
+
+/// A read model built from the log.
+#[async_trait]
+pub trait Projector: Send + Sync + 'static {
+    /// Stable name: the checkpoint key, and what `projections rebuild NAME` takes.
+    fn name(&self) -> &'static str;
+    /// The aggregate types whose events it reads (`None`: all of them).
+    fn aggregate_types(&self) -> Option<&'static [&'static str]>;
+    /// The tables it owns; a rebuild empties them.
+    fn tables(&self) -> &'static [&'static str];
+    /// Applies one event inside the batch's transaction.
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+    ) -> Result<(), ProjectionError>;
+}
+
+/// Whether `consumer` reads events of `event`'s aggregate type.
+fn wants(types: Option<&[&str]>, event: &StoredEvent) -> bool {
+    types.is_none_or(|types| types.contains(&event.aggregate_type.as_str()))
+}
+
+/// Why a batch of a consumer failed (it is retried after a pause).
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    #[error(transparent)]
+    Reactor(#[from] ReactorError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}

@@ -1,0 +1,143 @@
+//! Runs a projector: a batch of events applied and the checkpoint moved in one transaction.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::leader::{run_led, Led, RunnerOptions, Step};
+use super::{checkpoint, wants, ConsumerError, ProjectionError, ProjectionProgress, Projector};
+use crate::event_log::{self, Position, StoredEvent};
+use crate::metrics;
+
+pub struct ProjectorRunner {
+    pool: PgPool,
+    projector: Arc<dyn Projector>,
+    options: RunnerOptions,
+    progress: ProjectionProgress,
+    /// Whether the checkpoint row is known to exist (created once, not on every poll).
+    checkpoint_ready: AtomicBool,
+}
+
+/// Applies `events` (already read) through `projector`, skipping the types it does not want.
+pub(super) async fn apply_events(
+    projector: &dyn Projector,
+    conn: &mut PgConnection,
+    events: &[StoredEvent],
+) -> Result<(), ProjectionError> {
+    let types = projector.aggregate_types();
+    for event in events.iter().filter(|event| wants(types, event)) {
+        projector.apply(conn, event).await?;
+    }
+    Ok(())
+}
+
+impl ProjectorRunner {
+    pub fn new(
+        pool: PgPool,
+        projector: Arc<dyn Projector>,
+        options: RunnerOptions,
+        progress: ProjectionProgress,
+    ) -> Self {
+        Self {
+            pool,
+            projector,
+            options,
+            progress,
+            checkpoint_ready: AtomicBool::new(false),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.projector.name()
+    }
+
+    fn publish(&self, at: Position) {
+        self.progress.publish(self.name(), at);
+        ::metrics::gauge!(metrics::PROJECTOR_POSITION, "projector" => self.name())
+            .set(at.global_position as f64);
+    }
+
+    /// Reads, applies and checkpoints one batch in one transaction. Returns how many events it
+    /// read (those of unwanted types included): fewer than the batch size means "caught up".
+    #[tracing::instrument(name = "projector_batch", skip_all, fields(projector = self.name()))]
+    pub async fn run_batch(&self) -> Result<usize, ProjectionError> {
+        let name = self.name();
+        let started = Instant::now();
+        if !self.checkpoint_ready.load(Ordering::Relaxed) {
+            checkpoint::ensure(&self.pool, name).await?;
+            self.checkpoint_ready.store(true, Ordering::Relaxed);
+        }
+        let mut tx = self.pool.begin().await?;
+        let from = checkpoint::lock(&mut tx, name).await?;
+        let events = event_log::read_after(
+            &mut *tx,
+            from,
+            self.projector.aggregate_types(),
+            self.options.batch_size,
+        )
+        .await?;
+        let Some(last) = events.last().map(StoredEvent::position) else {
+            tx.rollback().await?;
+            self.publish(from);
+            return Ok(0);
+        };
+        apply_events(self.projector.as_ref(), &mut tx, &events).await?;
+        checkpoint::save(&mut *tx, name, last, events.len() as i64, false).await?;
+        tx.commit().await?;
+        ::metrics::counter!(metrics::PROJECTOR_EVENTS, "projector" => name)
+            .increment(events.len() as u64);
+        ::metrics::histogram!(metrics::PROJECTOR_BATCH_DURATION, "projector" => name)
+            .record(started.elapsed().as_secs_f64());
+        self.publish(last);
+        Ok(events.len())
+    }
+
+    /// Runs batches until the log's final prefix is exhausted.
+    pub async fn catch_up(&self) -> Result<usize, ProjectionError> {
+        let mut total = 0;
+        loop {
+            let read = self.run_batch().await?;
+            total += read;
+            if read < self.options.batch_size as usize {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Leads when it can, follows otherwise, until `cancel`; stops only between batches.
+    pub async fn run(self, wake: watch::Receiver<u64>, cancel: CancellationToken) {
+        run_led(&self, wake, cancel).await;
+    }
+}
+
+#[async_trait]
+impl Led for ProjectorRunner {
+    fn name(&self) -> &'static str {
+        self.projector.name()
+    }
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+    fn poll(&self) -> std::time::Duration {
+        self.options.poll
+    }
+    async fn step(&self) -> Result<Step, ConsumerError> {
+        let read = self.run_batch().await?;
+        Ok(if read >= self.options.batch_size as usize {
+            Step::More
+        } else {
+            Step::CaughtUp
+        })
+    }
+    /// Publishes the leader's checkpoint, so that read-your-writes waits work here too.
+    async fn follow(&self) {
+        if let Ok(at) = checkpoint::checkpoint(&self.pool, self.name()).await {
+            self.publish(at);
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The webinar use cases. Each asks the permission policy once, then runs commands:
+//!
+//! - [`scheduling`]: schedule, update, cancel — the saga that holds a gateway for the slot;
+//! - [`live`]: start (the BBB meeting and the moderator's join URL), the live controls, and the
+//!   commands our own components issue;
+//! - [`history`]: a webinar as it was at a moment, replayed for auditors.
+
+mod history;
+mod live;
+mod scheduling;
+
+use std::sync::Arc;
+
+use rand::Rng;
+use sqlx::PgPool;
+use webinar_domain::ports::MeetingService;
+use webinar_domain::webinar::{Webinar, WebinarCommand, WebinarError};
+use webinar_domain::{Action, Caller, PermissionPolicy, SlotRules, WebinarId};
+
+pub use history::Replayed;
+pub use live::{LiveControl, StartedWebinar};
+pub use scheduling::WebinarUpdate;
+
+use crate::callbacks::CallbackSigner;
+use crate::error::{from_aggregate, CommandError};
+use crate::event_store::{CommandBus, CommandMetadata, Written};
+use crate::gateways::GatewayService;
+
+/// A random SIPMediaGW room key: lowercase letters and digits, valid as a compose project name.
+pub fn new_room_key() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    // A letter first: compose project names must start with a letter or digit; a letter also
+    // keeps it from looking like a number.
+    let mut key = String::with_capacity(16);
+    key.push(ALPHABET[rng.gen_range(0..26)] as char);
+    for _ in 1..16 {
+        key.push(ALPHABET[rng.gen_range(0..ALPHABET.len())] as char);
+    }
+    key
+}
+
+/// How BigBlueButton reaches us back: the logout page and the signed end callback.
+#[derive(Clone)]
+pub struct MeetingLinks {
+    pub public_url: String,
+    pub signer: CallbackSigner,
+}
+
+pub struct WebinarService {
+    bus: CommandBus<Webinar>,
+    policy: PermissionPolicy,
+    rules: SlotRules,
+    gateways: Arc<GatewayService>,
+    meetings: Option<Arc<dyn MeetingService>>,
+    links: MeetingLinks,
+    pool: PgPool,
+}
+
+impl WebinarService {
+    pub fn new(
+        bus: CommandBus<Webinar>,
+        policy: PermissionPolicy,
+        rules: SlotRules,
+        gateways: Arc<GatewayService>,
+        meetings: Option<Arc<dyn MeetingService>>,
+        links: MeetingLinks,
+        pool: PgPool,
+    ) -> Self {
+        Self {
+            bus,
+            policy,
+            rules,
+            gateways,
+            meetings,
+            links,
+            pool,
+        }
+    }
+
+    /// The aggregate's state (an unscheduled default when it has no event).
+    pub async fn load(&self, id: WebinarId) -> Result<Webinar, CommandError> {
+        self.bus.load(id).await.map_err(from_aggregate)
+    }
+
+    /// Webinar `id`, when `caller` may do `action` with it. A webinar that does not exist is
+    /// `NotFound` to anyone signed in (and the sign-in is asked for first).
+    async fn authorized(
+        &self,
+        caller: &Caller,
+        id: WebinarId,
+        action: impl FnOnce(&Webinar) -> Action<'_>,
+    ) -> Result<Webinar, CommandError> {
+        self.policy.require_sign_in(caller)?;
+        let webinar = self.load(id).await?;
+        if !webinar.scheduled {
+            return Err(WebinarError::NotFound.into());
+        }
+        self.policy.authorize(caller, action(&webinar))?;
+        Ok(webinar)
+    }
+
+    async fn execute(
+        &self,
+        id: WebinarId,
+        command: WebinarCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<Written<WebinarId>, CommandError> {
+        self.bus
+            .execute(id, command, metadata)
+            .await
+            .map_err(from_aggregate)
+    }
+
+    /// Runs a command on behalf of a component (reactors, the meeting watcher): the command is
+    /// theirs to issue.
+    pub async fn execute_system(
+        &self,
+        metadata: &CommandMetadata,
+        id: WebinarId,
+        command: WebinarCommand,
+    ) -> Result<Written<WebinarId>, CommandError> {
+        self.execute(id, command, metadata).await
+    }
+}
