@@ -118,7 +118,7 @@ impl GatewayService {
         result
     }
 
-    #[tracing::instrument(name = "set_gateway_enabled", skip_all, fields(gateway = %id, enabled))]
+    #[tracing::instrument(name = "set_gateway_enabled", skip_all, fields(gateway = %id, enabled = enabled))]
     pub async fn set_enabled(
         &self,
         caller: &Caller,

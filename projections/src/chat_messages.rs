@@ -10,7 +10,7 @@ use webinar_domain::{Person, WebinarId};
 use webinar_infra::consumer::{ProjectionError, Projector};
 use webinar_infra::event_log::StoredEvent;
 
-use crate::webinars::aggregate_uuid;
+use crate::events::decoded;
 
 pub struct ChatMessagesProjector;
 
@@ -31,10 +31,7 @@ impl Projector for ChatMessagesProjector {
         conn: &mut PgConnection,
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
-        let payload: ChatEvent = event
-            .decode()
-            .map_err(|e| ProjectionError::decode(event, e))?;
-        let id = aggregate_uuid(event)?;
+        let (id, payload): (_, ChatEvent) = decoded(event)?;
         let version = event.sequence;
         match payload {
             ChatEvent::Posted {

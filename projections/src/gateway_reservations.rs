@@ -12,7 +12,7 @@ use webinar_domain::{GatewayId, TimeSlot, WebinarId};
 use webinar_infra::consumer::{ProjectionError, Projector};
 use webinar_infra::event_log::StoredEvent;
 
-use crate::webinars::aggregate_uuid;
+use crate::events::decoded;
 
 pub struct GatewayReservationsProjector;
 
@@ -33,10 +33,7 @@ impl Projector for GatewayReservationsProjector {
         conn: &mut PgConnection,
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
-        let payload: GatewayEvent = event
-            .decode()
-            .map_err(|e| ProjectionError::decode(event, e))?;
-        let gateway = aggregate_uuid(event)?;
+        let (gateway, payload): (_, GatewayEvent) = decoded(event)?;
         match payload {
             GatewayEvent::SlotReserved { webinar_id, slot } => {
                 sqlx::query(

@@ -30,10 +30,7 @@ impl Projector for GatewaysProjector {
         conn: &mut PgConnection,
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
-        let payload: GatewayEvent = event
-            .decode()
-            .map_err(|e| ProjectionError::decode(event, e))?;
-        let id = crate::webinars::aggregate_uuid(event)?;
+        let (id, payload): (_, GatewayEvent) = crate::events::decoded(event)?;
         let at = event.recorded_at;
         let version = event.sequence;
         // Each statement is guarded by `version < $n`, so re-applying an event changes nothing.

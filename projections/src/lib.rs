@@ -5,6 +5,7 @@
 
 pub mod audit_log;
 pub mod chat_messages;
+mod events;
 pub mod gateway_reservations;
 pub mod gateways;
 pub mod live_events;

@@ -12,7 +12,8 @@ use webinar_domain::{Caller, Person, WebinarId};
 use webinar_infra::consumer::{ProjectionError, Projector};
 use webinar_infra::event_log::StoredEvent;
 
-use crate::webinars::{aggregate_uuid, details_patch};
+use crate::events::{self, decoded};
+use crate::webinars::details_patch;
 
 /// Channel on which a changed live event's id is announced at commit.
 pub const LIVE_EVENT_CHANGED: &str = "live_event_changed";
@@ -75,12 +76,7 @@ impl LiveEventsProjector {
 }
 
 async fn notify(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("select pg_notify($1, $2) where current_setting('webinar.rebuilding', true) is distinct from 'on'")
-        .bind(LIVE_EVENT_CHANGED)
-        .bind(id.to_string())
-        .execute(conn)
-        .await?;
-    Ok(())
+    events::announce(conn, LIVE_EVENT_CHANGED, id).await
 }
 
 #[async_trait]
@@ -100,17 +96,12 @@ impl Projector for LiveEventsProjector {
         conn: &mut PgConnection,
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
-        let id = aggregate_uuid(event)?;
         if event.aggregate_type == "Gateway" {
-            let payload: GatewayEvent = event
-                .decode()
-                .map_err(|e| ProjectionError::decode(event, e))?;
+            let (id, payload): (_, GatewayEvent) = decoded(event)?;
             return self.gateway_event(conn, id, payload).await;
         }
         use WebinarEvent::*;
-        let payload: WebinarEvent = event
-            .decode()
-            .map_err(|e| ProjectionError::decode(event, e))?;
+        let (id, payload): (_, WebinarEvent) = decoded(event)?;
         let (version, at) = (event.sequence, event.recorded_at);
         let (assignments, value): (&str, serde_json::Value) = match payload {
             Scheduled {

@@ -35,6 +35,11 @@ impl ReadModels {
         Self { pool, policy }
     }
 
+    /// Whether the caller may schedule webinars (for the client to show the button).
+    pub fn may_create_webinars(&self, caller: &Caller) -> bool {
+        self.policy.allows(caller, Action::CreateWebinar)
+    }
+
     /// The live page: the events the caller may see, in start order.
     pub async fn live_events(
         &self,

@@ -17,7 +17,7 @@ use webinar_domain::{GatewayId, WebinarId};
 use webinar_infra::consumer::{ProjectionError, Projector};
 use webinar_infra::event_log::StoredEvent;
 
-use crate::webinars::aggregate_uuid;
+use crate::events::aggregate_uuid;
 
 pub struct StatsProjector;
 

@@ -14,17 +14,7 @@ use webinar_domain::{GatewayId, Person, TimeSlot, WebinarAccess, WebinarId};
 use webinar_infra::consumer::{ProjectionError, Projector};
 use webinar_infra::event_log::StoredEvent;
 
-/// The aggregate id of `event` as a UUID.
-pub(crate) fn aggregate_uuid(event: &StoredEvent) -> Result<Uuid, ProjectionError> {
-    event
-        .aggregate_id
-        .parse()
-        .map_err(|_| ProjectionError::Decode {
-            event_type: event.event_type.clone(),
-            position: event.global_position,
-            source: serde::de::Error::custom("aggregate id is not a UUID"),
-        })
-}
+use crate::events::{announce, decoded};
 
 /// The changed fields of `DetailsUpdated` as a JSON object: the key is present only when the field
 /// changed (a removed description is present and null).
@@ -77,10 +67,7 @@ impl Projector for WebinarsProjector {
         event: &StoredEvent,
     ) -> Result<(), ProjectionError> {
         use WebinarEvent::*;
-        let payload: WebinarEvent = event
-            .decode()
-            .map_err(|e| ProjectionError::decode(event, e))?;
-        let id = aggregate_uuid(event)?;
+        let (id, payload): (_, WebinarEvent) = decoded(event)?;
         let (version, at) = (event.sequence, event.recorded_at);
         if let Scheduled {
             title,
@@ -198,11 +185,7 @@ impl Projector for WebinarsProjector {
             .execute(&mut *conn)
             .await?;
         }
-        sqlx::query("select pg_notify($1, $2) where current_setting('webinar.rebuilding', true) is distinct from 'on'")
-            .bind(WEBINAR_CHANGED)
-            .bind(id.to_string())
-            .execute(conn)
-            .await?;
+        announce(conn, WEBINAR_CHANGED, id).await?;
         Ok(())
     }
 }

@@ -24,4 +24,6 @@ mod server;
 #[cfg(test)]
 mod subscriptions;
 #[cfg(test)]
+mod visibility;
+#[cfg(test)]
 mod webinar_api;

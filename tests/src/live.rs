@@ -832,3 +832,71 @@ async fn statistics_follow_a_live_webinar_and_the_documented_queries_run() {
         assert!(!rows.is_empty(), "no rows from:\n{sql}");
     }
 }
+
+/// The value of the sample `series` (name and labels, as rendered) in a scrape; 0 when absent.
+fn sample(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn requests_commands_projector_batches_and_outside_calls_are_histograms_on_metrics() {
+    let app = TestApp::spawn().await;
+    let (_sim, url, _stop) = sipmediagw(Api::Legacy, Some("1234")).await;
+    register(&app, "Histograms", &url, Some("1234"), "LEGACY").await;
+    let scrape = || async {
+        let response = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(response.status().as_u16(), 200);
+        response.text().await.expect("body")
+    };
+    // (histogram, labels): one per kind the issue names, the outside call for both systems.
+    let series = [
+        (
+            "webinar_graphql_request_duration_seconds",
+            "operation=\"startWebinar\"",
+        ),
+        ("webinar_command_duration_seconds", "aggregate=\"Webinar\""),
+        (
+            "webinar_projector_batch_duration_seconds",
+            "projector=\"live_events\"",
+        ),
+        (
+            "webinar_outside_call_duration_seconds",
+            "system=\"sipmediagw\",call=\"start\",outcome=\"ok\"",
+        ),
+        (
+            "webinar_outside_call_duration_seconds",
+            "system=\"bbb\",call=\"create\",outcome=\"ok\"",
+        ),
+    ];
+    let count = |scrape: &str, (name, labels): (&str, &str)| {
+        sample(scrape, &format!("{name}_count{{{labels}}}"))
+    };
+    let before = scrape().await;
+    let (id, _) = schedule_and_start(&app, false).await;
+    wait_until(&app, &id, Duration::from_secs(10), stream("LIVE")).await;
+    let after = scrape().await;
+    for (name, labels) in series {
+        let bucket = format!("{name}_bucket{{{labels},le=\"+Inf\"}}");
+        assert!(
+            sample(&after, &bucket) >= 1.0,
+            "{bucket} missing from:\n{after}"
+        );
+        let (was, is) = (
+            count(&before, (name, labels)),
+            count(&after, (name, labels)),
+        );
+        assert!(
+            is > was,
+            "{name}{{{labels}}}: count {was} before, {is} after"
+        );
+    }
+}

@@ -1,7 +1,6 @@
 //! `me`: who the caller is and what they may do.
 
 use async_graphql::{Context, Object, ResultExt, SimpleObject};
-use webinar_domain::Action;
 
 use super::context::parts;
 
@@ -31,10 +30,7 @@ impl ViewerQuery {
             affiliations: actor.affiliations.clone(),
             groups: actor.groups.clone(),
             roles: actor.roles.clone(),
-            can_create_webinar: state
-                .services()
-                .policy
-                .allows(&request.caller, Action::CreateWebinar),
+            can_create_webinar: state.reads().may_create_webinars(&request.caller),
         }))
     }
 }

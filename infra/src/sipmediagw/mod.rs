@@ -235,6 +235,17 @@ impl SipMediaGwClient {
         }
     }
 
+    /// A command's answer: `{"res": "ok"}` (web.py) or `{"ack": true}` (the gateway API).
+    fn acknowledged(status: u16, body: &Value) -> Result<(), StreamGatewayError> {
+        let ok = body.get("res").and_then(Value::as_str) == Some("ok")
+            || body.get("ack") == Some(&Value::Bool(true));
+        if status == 200 && ok {
+            Ok(())
+        } else {
+            Err(Self::http_error(status, body))
+        }
+    }
+
     /// Shows or hides the BBB chat in the stream.
     pub async fn toggle_chat(
         &self,
@@ -257,13 +268,7 @@ impl SipMediaGwClient {
                 .await?
             }
         };
-        let ok = body.get("res").and_then(Value::as_str) == Some("ok")
-            || body.get("ack") == Some(&Value::Bool(true));
-        if status == 200 && ok {
-            Ok(())
-        } else {
-            Err(Self::http_error(status, &body))
-        }
+        Self::acknowledged(status, &body)
     }
 
     /// Types `message` into the meeting's public chat (Pod-compatible relay).
@@ -294,12 +299,6 @@ impl SipMediaGwClient {
                 .await?
             }
         };
-        let ok = body.get("res").and_then(Value::as_str) == Some("ok")
-            || body.get("ack") == Some(&Value::Bool(true));
-        if status == 200 && ok {
-            Ok(())
-        } else {
-            Err(Self::http_error(status, &body))
-        }
+        Self::acknowledged(status, &body)
     }
 }
