@@ -1,9 +1,11 @@
 //! The webinar backend's API: the axum server, the GraphQL schema, and the command-line interface.
 //!
-//! Requests flow one way: a GraphQL resolver checks input and calls an application service
-//! (`webinar_infra`), which runs a command on an aggregate; the events it writes reach the read
-//! models through the projector runners; the resolver waits for them (read-your-writes) and answers
-//! from the read models.
+//! Requests flow one way: a GraphQL resolver parses its input into domain values and calls one
+//! application service (`webinar_infra`), which asks the permission policy and runs commands on
+//! aggregates; the events reach the read models through the projector runners; the resolver waits
+//! for them (read-your-writes) and answers from the read models (`webinar_projections`'
+//! `ReadModels`, which ask the policy for reads). No resolver decides a right or calls BBB or
+//! SIPMediaGW.
 
 pub mod cli;
 pub mod demo;

@@ -1,4 +1,5 @@
-//! HTTP routes: GraphQL over HTTP and WebSocket, health, readiness and metrics.
+//! HTTP routes: GraphQL over HTTP and WebSocket, health, readiness and metrics, and what BBB and
+//! SIPMediaGW call (the end callback, the join page).
 
 mod graphql;
 mod health;
