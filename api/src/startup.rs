@@ -17,10 +17,12 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use webinar_infra::config::Settings;
 use webinar_infra::consumer::{
-    ProjectionProgress, ProjectorRunner, Reactor, ReactorRunner, RunnerOptions,
+    Leadership, ProjectionProgress, ProjectorRunner, Reactor, ReactorOptions, ReactorRunner,
+    RunnerOptions,
 };
 use webinar_infra::event_log;
 use webinar_infra::reactors::chat::ChatRelayReactor;
+use webinar_infra::reactors::reservations::ReservationReactor;
 use webinar_infra::reactors::stream::StreamReactor;
 
 use crate::feed::ChangeFeed;
@@ -137,33 +139,53 @@ impl Application {
             batch_size: settings.projection_batch_size,
             poll: settings.projection_poll(),
         };
+        // Every consumer this instance may lead, its lock held on one connection.
+        let mut leadership = Leadership::new(pool.clone(), settings.projection_poll());
         let mut runners = Vec::new();
         for projector in webinar_projections::all() {
+            let leads = leadership.seat(projector.name());
             let runner = ProjectorRunner::new(
                 pool.clone(),
                 Arc::clone(&projector),
                 options,
                 self.state.progress().clone(),
             );
-            runners.push(tokio::spawn(runner.run(wake.clone(), cancel.clone())));
+            runners.push(tokio::spawn(runner.run(
+                leads,
+                wake.clone(),
+                cancel.clone(),
+            )));
         }
         if settings.run_reactors {
             let outside = self.state.outside().clone();
             let reactors: Vec<Arc<dyn Reactor>> = vec![
                 Arc::new(StreamReactor::new(outside.clone())),
-                Arc::new(ChatRelayReactor::new(outside)),
+                Arc::new(ChatRelayReactor::new(outside.clone())),
+                Arc::new(ReservationReactor::new(outside)),
             ];
+            let options = ReactorOptions {
+                batch_size: settings.projection_batch_size,
+                poll: settings.projection_poll(),
+                max_in_flight: settings.reactor_max_in_flight.max(1),
+                ..ReactorOptions::default()
+            };
             for reactor in reactors {
+                let leads = leadership.seat(reactor.name());
                 let runner = ReactorRunner::new(pool.clone(), reactor, options);
-                runners.push(tokio::spawn(runner.run(wake.clone(), cancel.clone())));
+                runners.push(tokio::spawn(runner.run(
+                    leads,
+                    wake.clone(),
+                    cancel.clone(),
+                )));
             }
-            runners.push(tokio::spawn(
-                self.state
-                    .watcher()
-                    .clone()
-                    .run(wake.clone(), cancel.clone()),
-            ));
+            let leads = leadership.seat("meeting_watcher");
+            runners.push(tokio::spawn(self.state.watcher().clone().run(
+                leads,
+                wake.clone(),
+                cancel.clone(),
+            )));
         }
+        runners.push(tokio::spawn(leadership.run(cancel.clone())));
         let trigger = cancel.clone();
         tokio::spawn(async move {
             tokio::select! {
@@ -181,7 +203,7 @@ impl Application {
                 .await
                 .is_err()
             {
-                tracing::warn!("a projector runner did not stop within 30 s");
+                tracing::warn!("a consumer did not stop within 30 s");
             }
         }
         tracing::info!("stopped");

@@ -62,8 +62,16 @@ pub struct Settings {
     pub bbb_timeout_seconds: u64,
     /// Start attempts on one gateway before the stream fails over.
     pub stream_start_attempts: u32,
-    /// First pause between start attempts; doubles each time.
+    /// First pause between attempts of an outside call (start, stop, relay); doubles each time,
+    /// with jitter, up to 30 s.
     pub stream_retry_ms: u64,
+    /// Stop attempts before the stream is recorded as `StreamStopFailed`.
+    pub stream_stop_attempts: u32,
+    /// Events one reactor handles at once (different webinars; one webinar's are in order).
+    pub reactor_max_in_flight: usize,
+    /// A reservation whose webinar was never scheduled on its gateway is released this long after
+    /// it was made (a request that crashed between its two steps).
+    pub reservation_grace_seconds: u64,
     /// How often live meetings are checked with BBB, in milliseconds.
     pub meeting_poll_ms: u64,
     /// A live webinar still running this long after its slot ends is ended.
@@ -121,6 +129,9 @@ impl Default for Settings {
             bbb_timeout_seconds: 10,
             stream_start_attempts: 3,
             stream_retry_ms: 1_000,
+            stream_stop_attempts: 5,
+            reactor_max_in_flight: 32,
+            reservation_grace_seconds: 120,
             meeting_poll_ms: 15_000,
             end_grace_minutes: 15,
             chat_relay: ChatRelay::Sipmediagw,

@@ -161,6 +161,22 @@ pub async fn aggregate_events_until(
     .map(|events| events.into_iter().map(StoredEvent::upcast).collect())
 }
 
+/// The events at these global positions, in log order.
+pub async fn events_at(pool: &PgPool, positions: &[i64]) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    if positions.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as::<_, StoredEvent>(concat!(
+        "select ",
+        columns!(),
+        " from events where global_position = any($1) order by tx_id, global_position"
+    ))
+    .bind(positions)
+    .fetch_all(pool)
+    .await
+    .map(|events| events.into_iter().map(StoredEvent::upcast).collect())
+}
+
 /// Which events [`stream`] and [`count`] cover.
 #[derive(Debug, Clone, Default)]
 pub struct LogRange {

@@ -117,6 +117,8 @@ impl Services {
             streams,
             meetings: meetings.clone(),
             start_attempts: settings.stream_start_attempts.max(1),
+            stop_attempts: settings.stream_stop_attempts.max(1),
+            reservation_grace: Duration::from_secs(settings.reservation_grace_seconds),
             backoff: Backoff {
                 first: retry,
                 max: (retry * 30).max(Duration::from_secs(30)),
@@ -126,7 +128,6 @@ impl Services {
         let watcher = Arc::new(MeetingWatcher::new(
             outside.clone(),
             reads.live_webinars,
-            pool,
             Duration::from_millis(settings.meeting_poll_ms),
             settings.end_grace_minutes,
         ));

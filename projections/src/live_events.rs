@@ -189,6 +189,8 @@ impl Projector for LiveEventsProjector {
             ),
             StreamStopRequested => ("stream_state = 'STOPPING'", json!(null)),
             StreamStopped => ("stream_state = 'STOPPED'", json!(null)),
+            // It may still run: the audience may still be watching.
+            StreamStopFailed { .. } => ("stream_state = 'LIVE'", json!(null)),
             GatewayReassigned { to, .. } => (
                 "gateway_id = ($3->>'to')::uuid,
                  hls_url = coalesce((select g.hls_url from live_event_gateways g

@@ -166,6 +166,10 @@ impl Projector for WebinarsProjector {
                 ),
                 StreamStopRequested => ("stream_state = 'STOPPING'", json!(null)),
                 StreamStopped => ("stream_state = 'STOPPED'", json!(null)),
+                StreamStopFailed { reason, .. } => (
+                    "stream_state = 'LIVE', stream_error = $3->>'reason'",
+                    json!({ "reason": reason }),
+                ),
                 GatewayReassigned { to, .. } => (
                     "gateway_id = ($3->>'to')::uuid",
                     json!({"to": to.as_uuid()}),

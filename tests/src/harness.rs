@@ -310,6 +310,12 @@ impl TestApp {
         Self::launch(db, settings, bbb, bbb_secret, sims).await
     }
 
+    /// Runs the reservation saga's reactor here until it has nothing due (for tests whose server
+    /// runs no reactors): the gateways of ended, cancelled and moved webinars are freed.
+    pub async fn run_reservations_until_idle(&self) {
+        run_reservations_until_idle(&self.db.pool, self.state.outside()).await;
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
@@ -384,4 +390,23 @@ pub async fn wait_for_final_log(pool: &sqlx::PgPool) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Drives the reservation saga's reactor over `pool` until nothing is due.
+pub async fn run_reservations_until_idle(
+    pool: &sqlx::PgPool,
+    outside: &webinar_infra::reactors::Outside,
+) {
+    use webinar_infra::consumer::{ReactorOptions, ReactorRunner};
+    use webinar_infra::reactors::reservations::ReservationReactor;
+    wait_for_final_log(pool).await;
+    let runner = ReactorRunner::new(
+        pool.clone(),
+        std::sync::Arc::new(ReservationReactor::new(outside.clone())),
+        ReactorOptions::default(),
+    );
+    runner
+        .run_until_idle(Duration::ZERO)
+        .await
+        .expect("the reservation reactor runs");
 }

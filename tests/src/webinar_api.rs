@@ -58,6 +58,27 @@ async fn aggregate_reservations(app: &TestApp, gateways: &[String]) -> Vec<(Stri
     out
 }
 
+/// Waits until the gateways' reservations satisfy `done` (the saga's reactions run after the
+/// request); returns them.
+async fn reservations_until(
+    app: &TestApp,
+    gateways: &[String],
+    done: impl Fn(&[(String, Gateway)]) -> bool,
+) -> Vec<(String, Gateway)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let held = aggregate_reservations(app, gateways).await;
+        if done(&held) {
+            return held;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reservations not as expected within 10 s: {held:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 fn assert_no_overlap(gateway: &Gateway) {
     let slots: Vec<_> = gateway.reservations.values().collect();
     for (i, a) in slots.iter().enumerate() {
@@ -195,12 +216,11 @@ async fn moving_into_a_taken_slot_changes_gateway_or_fails_leaving_everything_as
         .await;
     assert!(body["errors"].is_null(), "{body}");
     assert_eq!(body["data"]["updateWebinar"]["gateway"]["id"], json!(g2));
-    let held = aggregate_reservations(&app, &[g1.clone(), g2.clone()]).await;
-    assert_eq!(
-        held[0].1.reservations.len(),
-        1,
-        "the old gateway released it"
-    );
+    // The old gateway is freed by the reaction to `GatewayReassigned`.
+    let held = reservations_until(&app, &[g1.clone(), g2.clone()], |held| {
+        held[0].1.reservations.len() == 1
+    })
+    .await;
     assert_eq!(held[1].1.reservations.len(), 1, "the new gateway holds it");
     for (_, gateway) in &held {
         assert_no_overlap(gateway);
@@ -575,11 +595,12 @@ async fn the_presenters_controls_move_the_lifecycle_and_refuse_what_makes_no_sen
         json!("ENDED"),
         "{live}"
     );
-    let held = aggregate_reservations(&app, std::slice::from_ref(&gateway)).await;
-    assert!(
-        held[0].1.reservations.is_empty(),
-        "ending released the reservation"
-    );
+    // Ending releases the reservation (a reaction to `Ended`; no reactor runs on this server).
+    app.run_reservations_until_idle().await;
+    reservations_until(&app, std::slice::from_ref(&gateway), |held| {
+        held[0].1.reservations.is_empty()
+    })
+    .await;
     let types: Vec<String> = sqlx::query_scalar(
         "select event_type from events where aggregate_id = $1 order by sequence",
     )

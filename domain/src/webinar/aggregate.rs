@@ -95,6 +95,14 @@ impl Webinar {
         }
     }
 
+    /// The slot this webinar should hold on `gateway`: its own slot while it is scheduled or live
+    /// there, nothing otherwise (ended, cancelled, moved elsewhere, never scheduled).
+    pub fn reservation_on(&self, gateway: GatewayId) -> Option<TimeSlot> {
+        let active = matches!(self.status, WebinarStatus::Scheduled | WebinarStatus::Live);
+        self.slot
+            .filter(|_| self.scheduled && active && self.gateway_id == Some(gateway))
+    }
+
     /// Whether `caller` may see this webinar's live event (the policy's rule).
     pub fn visible_to(&self, caller: &crate::actor::Caller) -> bool {
         crate::policy::may_see(caller, self)
@@ -237,7 +245,11 @@ impl Webinar {
             }
             WebinarCommand::End { reason } => {
                 if self.scheduled && self.status == StatusEnded {
-                    return Ok(vec![]);
+                    // Ending again retries a stop that failed; otherwise it changes nothing.
+                    return Ok(match self.stream {
+                        S::Starting | S::Live => vec![StreamStopRequested],
+                        _ => vec![],
+                    });
                 }
                 self.in_status(&[Live], "ending it (cancel a webinar that has not started)")?;
                 let mut events = vec![MeetingEnded { reason }];
@@ -291,6 +303,15 @@ impl Webinar {
                     return Ok(vec![]);
                 }
                 vec![GatewayReassigned { from, to }, StreamStartRequested]
+            }
+            WebinarCommand::RecordStreamStopFailed { reason, attempts } => {
+                self.in_status(&[Live, StatusEnded], "recording a failed stop")?;
+                match self.stream {
+                    S::Stopping => vec![StreamStopFailed { reason, attempts }],
+                    // Recorded already (a repeated delivery), or superseded.
+                    S::Live => vec![],
+                    _ => return Err(self.stream_error("recording a failed stop")),
+                }
             }
             WebinarCommand::RecordStreamStopped => {
                 self.in_status(&[Live, StatusEnded], "recording a stopped stream")?;
@@ -429,6 +450,11 @@ impl Aggregate for Webinar {
             }
             StreamStopRequested => self.stream = StreamState::Stopping,
             StreamStopped => self.stream = StreamState::Stopped,
+            StreamStopFailed { reason, .. } => {
+                // It may still be running: it is live as far as anyone knows.
+                self.stream = StreamState::Live;
+                self.stream_error = Some(reason);
+            }
             GatewayReassigned { to, .. } => self.gateway_id = Some(to),
             MeetingEnded { reason } => self.end_reason = Some(reason),
             Ended => self.status = WebinarStatus::Ended,

@@ -84,6 +84,11 @@ pub enum WebinarCommand {
     },
     /// Reactor: SIPMediaGW stopped the stream.
     RecordStreamStopped,
+    /// Reactor: the stream could not be stopped after `attempts` tries.
+    RecordStreamStopFailed {
+        reason: String,
+        attempts: u32,
+    },
     /// Reactor: the stream failed for good on its gateway; move to `to` (already reserved) and
     /// start again there.
     FailOver {

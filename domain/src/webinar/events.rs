@@ -57,6 +57,12 @@ pub enum WebinarEvent {
     },
     StreamStopRequested,
     StreamStopped,
+    /// The stream could not be stopped after `attempts` tries: it may still run. Asking to stop
+    /// (or end) again tries again.
+    StreamStopFailed {
+        reason: String,
+        attempts: u32,
+    },
     StreamRestartRequested,
     GatewayReassigned {
         from: GatewayId,
@@ -83,6 +89,7 @@ impl DomainEvent for WebinarEvent {
             WebinarEvent::StreamFailed { .. } => "StreamFailed",
             WebinarEvent::StreamStopRequested => "StreamStopRequested",
             WebinarEvent::StreamStopped => "StreamStopped",
+            WebinarEvent::StreamStopFailed { .. } => "StreamStopFailed",
             WebinarEvent::StreamRestartRequested => "StreamRestartRequested",
             WebinarEvent::GatewayReassigned { .. } => "GatewayReassigned",
             WebinarEvent::MeetingEnded { .. } => "MeetingEnded",

@@ -98,6 +98,22 @@ fn states() -> Vec<(&'static str, Vec<WebinarEvent>)> {
                 Ended,
             ]),
         ),
+        (
+            "ENDED/LIVE",
+            live(vec![
+                StreamStartRequested,
+                StreamStarted,
+                MeetingEnded {
+                    reason: EndReason::Presenter,
+                },
+                StreamStopRequested,
+                Ended,
+                StreamStopFailed {
+                    reason: "SIPMediaGW error 500".into(),
+                    attempts: 5,
+                },
+            ]),
+        ),
         ("CANCELLED", vec![scheduled(), Cancelled]),
     ]
 }
@@ -177,6 +193,13 @@ fn commands() -> Vec<(&'static str, WebinarCommand)> {
             },
         ),
         ("RecordStreamStopped", WebinarCommand::RecordStreamStopped),
+        (
+            "RecordStreamStopFailed",
+            WebinarCommand::RecordStreamStopFailed {
+                reason: "SIPMediaGW error 500".into(),
+                attempts: 5,
+            },
+        ),
         ("FailOver", WebinarCommand::FailOver { to: gateway(2) }),
     ]
 }
@@ -213,6 +236,8 @@ fn expected(state: &str, command: &str) -> Result<Vec<&'static str>, &'static st
         }
         ("End", _) if live => Ok(vec!["MeetingEnded", "Ended"]),
         ("End", "ENDED") => Ok(vec![]),
+        // Ending again retries a stop that failed.
+        ("End", "ENDED/LIVE") => Ok(vec!["StreamStopRequested"]),
         ("Cancel", "SCHEDULED") => Ok(vec!["Cancelled"]),
         ("Cancel", "CANCELLED") => Ok(vec![]),
         ("RecordStreamStarted", _) if stream == "STARTING" => Ok(vec!["StreamStarted"]),
@@ -224,6 +249,8 @@ fn expected(state: &str, command: &str) -> Result<Vec<&'static str>, &'static st
         ("FailOver", "LIVE/FAILED") => Ok(vec!["GatewayReassigned", "StreamStartRequested"]),
         // An ended webinar's stream is stopping: its reactor may still report.
         ("RecordStreamStopped", "ENDED") => Ok(vec!["StreamStopped"]),
+        ("RecordStreamStopFailed", "LIVE/STOPPING" | "ENDED") => Ok(vec!["StreamStopFailed"]),
+        ("RecordStreamStopFailed", "LIVE/LIVE" | "ENDED/LIVE") => Ok(vec![]),
         _ => IS,
     }
 }
@@ -248,7 +275,7 @@ async fn every_command_in_every_state() {
             cells += 1;
         }
     }
-    assert_eq!(cells, 10 * 15);
+    assert_eq!(cells, 11 * 16);
 }
 
 #[tokio::test]
@@ -298,4 +325,29 @@ async fn a_live_webinar_cannot_move_to_another_gateway() {
             state: "LIVE",
             action: "moving it to another gateway",
         });
+}
+
+#[test]
+fn a_webinar_holds_its_slot_only_on_its_gateway_while_it_is_scheduled_or_live() {
+    use cqrs_es::Aggregate;
+    let replay = |events: Vec<WebinarEvent>| {
+        let mut webinar = Webinar::default();
+        events.into_iter().for_each(|e| webinar.apply(e));
+        webinar
+    };
+    assert_eq!(Webinar::default().reservation_on(gateway(1)), None);
+    let planned = replay(vec![scheduled()]);
+    assert_eq!(planned.reservation_on(gateway(1)), Some(slot(10)));
+    assert_eq!(planned.reservation_on(gateway(2)), None);
+    let moved = replay(vec![
+        scheduled(),
+        WebinarEvent::GatewayReassigned {
+            from: gateway(1),
+            to: gateway(2),
+        },
+    ]);
+    assert_eq!(moved.reservation_on(gateway(1)), None);
+    assert_eq!(moved.reservation_on(gateway(2)), Some(slot(10)));
+    let cancelled = replay(vec![scheduled(), WebinarEvent::Cancelled]);
+    assert_eq!(cancelled.reservation_on(gateway(1)), None);
 }

@@ -1,15 +1,19 @@
 //! One leader per consumer across instances, and the loop every consumer runs in.
 //!
-//! The instance whose session holds a consumer's advisory lock leads it: it does the work, one
-//! [`Led::step`] at a time. The others follow (projectors publish the leader's checkpoint, so that
-//! read-your-writes waits work on every instance) and try to take over when the lock is free. The
-//! lock lives on a connection of its own: losing the connection releases it.
+//! An instance's [`Leadership`] holds, on **one** connection of its own, a session advisory lock
+//! per consumer it leads, and tells each runner whether it leads. The runner that leads does the
+//! work, one [`Led::step`] at a time; the others follow (projectors publish the leader's
+//! checkpoint, so that read-your-writes waits work on every instance) until the lock is free.
+//! Losing the connection releases every lock: the runners learn it at the next check and stop
+//! leading. An instance therefore needs its pool plus this connection (and the two LISTEN
+//! connections of the log and the change feed).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::{PgConnection, PgPool};
-use tokio::sync::watch;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +43,7 @@ pub enum Step {
     More,
     /// Caught up: wait for news (a commit to the log, when the consumer listens) or the poll.
     CaughtUp,
-    /// Nothing to do before this instant (a reactor asked to see an event again later).
+    /// Nothing to do before this instant unless news arrives.
     WaitUntil(Instant),
 }
 
@@ -48,90 +52,146 @@ pub enum Step {
 #[async_trait]
 pub trait Led: Send + Sync {
     fn name(&self) -> &'static str;
-    fn pool(&self) -> &PgPool;
     /// How long to wait when caught up and nothing wakes it.
     fn poll(&self) -> Duration;
     /// Whether a commit to the event log wakes it early.
     fn wakes_on_log(&self) -> bool {
         true
     }
+    /// Woken when its own background work moved on (a reactor's call finished).
+    fn nudge(&self) -> Option<Arc<Notify>> {
+        None
+    }
     /// One unit of work, while this instance leads.
     async fn step(&self) -> Result<Step, ConsumerError>;
     /// Called while another instance leads.
     async fn follow(&self) {}
+    /// This instance no longer leads: forget what only the leader may hold.
+    fn stepped_down(&self) {}
 }
 
-/// A session advisory lock held on a connection of its own (not the pool's: a held lock must not
-/// starve the pool). Closing the connection, or losing it, releases the lock.
-pub struct LeaderLock {
-    conn: PgConnection,
-}
-
-impl LeaderLock {
-    /// Takes the lock named `key` if nobody holds it.
-    pub async fn try_acquire(pool: &PgPool, key: &str) -> Result<Option<LeaderLock>, sqlx::Error> {
-        use sqlx::Connection;
-        let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
-        let locked: bool =
-            sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
-                .bind(key)
-                .fetch_one(&mut conn)
-                .await?;
-        if locked {
-            Ok(Some(LeaderLock { conn }))
-        } else {
-            let _ = conn.close().await;
-            Ok(None)
-        }
-    }
-
-    /// Whether the connection (and so the lock) is still there.
-    pub async fn is_held(&mut self) -> bool {
-        sqlx::query("select 1")
-            .execute(&mut self.conn)
-            .await
-            .is_ok()
-    }
-
-    pub async fn release(self) {
-        use sqlx::Connection;
-        let _ = self.conn.close().await;
-    }
+/// The advisory locks of one instance's consumers, on one connection.
+pub struct Leadership {
+    pool: PgPool,
+    check_every: Duration,
+    seats: Vec<(&'static str, watch::Sender<bool>)>,
 }
 
 fn lock_key(name: &str) -> String {
     format!("webinar:consumer:{name}")
 }
 
-/// Leads `runner` when it can, follows otherwise, until `cancel`; stops only between steps.
-pub async fn run_led(runner: &dyn Led, mut wake: watch::Receiver<u64>, cancel: CancellationToken) {
-    let name = runner.name();
-    let poll = runner.poll();
-    let pool = runner.pool().clone();
-    let mut leader: Option<LeaderLock> = None;
-    let mut failures: u32 = 0;
-    while !cancel.is_cancelled() {
-        if leader.is_none() {
-            match LeaderLock::try_acquire(&pool, &lock_key(name)).await {
-                Ok(Some(lock)) => {
-                    tracing::info!(consumer = name, "runner leads");
-                    leader = Some(lock);
-                }
-                Ok(None) => {
-                    runner.follow().await;
+impl Leadership {
+    /// Checks (and tries to take what it does not hold) every `check_every`.
+    pub fn new(pool: PgPool, check_every: Duration) -> Self {
+        Self {
+            pool,
+            check_every,
+            seats: Vec::new(),
+        }
+    }
+
+    /// Whether this instance leads `name`, as it changes.
+    pub fn seat(&mut self, name: &'static str) -> watch::Receiver<bool> {
+        let (sender, receiver) = watch::channel(false);
+        self.seats.push((name, sender));
+        receiver
+    }
+
+    fn step_down_all(&self) {
+        for (_, seat) in &self.seats {
+            seat.send_if_modified(|leads| std::mem::replace(leads, false));
+        }
+    }
+
+    /// Takes the locks it can, keeps them while the connection lives, until `cancel`.
+    pub async fn run(self, cancel: CancellationToken) {
+        while !cancel.is_cancelled() {
+            let mut conn = match PgConnection::connect_with(&self.pool.connect_options()).await {
+                Ok(conn) => conn,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot open the leadership connection");
                     tokio::select! {
                         _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(poll) => continue,
+                        _ = tokio::time::sleep(self.check_every * 4) => continue,
                     }
                 }
-                Err(error) => {
-                    tracing::warn!(consumer = name, %error, "cannot take the runner lock");
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(poll * 4) => continue,
+            };
+            let lost = self.hold(&mut conn, &cancel).await;
+            self.step_down_all();
+            let _ = conn.close().await;
+            if let Err(error) = lost {
+                tracing::warn!(%error, "lost the leadership connection; every consumer steps down");
+            }
+        }
+        self.step_down_all();
+    }
+
+    /// Until `cancel` (Ok) or the connection fails (Err).
+    async fn hold(
+        &self,
+        conn: &mut PgConnection,
+        cancel: &CancellationToken,
+    ) -> Result<(), sqlx::Error> {
+        loop {
+            for (name, seat) in &self.seats {
+                if !*seat.borrow() {
+                    let taken: bool =
+                        sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
+                            .bind(lock_key(name))
+                            .fetch_one(&mut *conn)
+                            .await?;
+                    if taken {
+                        tracing::info!(consumer = *name, "this instance leads");
+                        seat.send_replace(true);
                     }
                 }
             }
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(self.check_every) => {}
+            }
+            sqlx::query("select 1").execute(&mut *conn).await?;
+        }
+    }
+}
+
+/// Works `runner` while this instance leads it, follows otherwise, until `cancel`; stops only
+/// between steps.
+pub async fn run_led(
+    runner: &dyn Led,
+    mut leads: watch::Receiver<bool>,
+    mut wake: watch::Receiver<u64>,
+    cancel: CancellationToken,
+) {
+    let name = runner.name();
+    let poll = runner.poll();
+    let nudge = runner.nudge();
+    let nudged = || {
+        let nudge = nudge.clone();
+        async move {
+            match nudge {
+                Some(notify) => notify.notified().await,
+                None => std::future::pending().await,
+            }
+        }
+    };
+    let mut failures: u32 = 0;
+    let mut leading = false;
+    while !cancel.is_cancelled() {
+        let now_leads = *leads.borrow_and_update();
+        if leading && !now_leads {
+            runner.stepped_down();
+        }
+        leading = now_leads;
+        if !leading {
+            runner.follow().await;
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = leads.changed() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+            continue;
         }
         // Only a caught-up consumer listens for news: a retry or a back-off waits its time.
         let (until, listens) = match runner.step().await {
@@ -145,7 +205,7 @@ pub async fn run_led(runner: &dyn Led, mut wake: watch::Receiver<u64>, cancel: C
             }
             Ok(Step::WaitUntil(at)) => {
                 failures = 0;
-                (at, false)
+                (at.min(Instant::now() + poll), runner.wakes_on_log())
             }
             Err(error) => {
                 failures += 1;
@@ -157,19 +217,14 @@ pub async fn run_led(runner: &dyn Led, mut wake: watch::Receiver<u64>, cancel: C
         };
         tokio::select! {
             _ = cancel.cancelled() => break,
+            _ = leads.changed() => {}
             _ = wake.changed(), if listens => {}
+            _ = nudged() => {}
             _ = tokio::time::sleep_until(until) => {}
         }
-        // A leader whose lock connection died no longer leads.
-        if let Some(lock) = leader.as_mut() {
-            if !lock.is_held().await {
-                tracing::warn!(consumer = name, "lost the runner lock connection");
-                leader = None;
-            }
-        }
     }
-    if let Some(lock) = leader.take() {
-        lock.release().await;
+    if leading {
+        runner.stepped_down();
     }
     tracing::info!(consumer = name, "runner stopped");
 }

@@ -2,10 +2,12 @@
 //!
 //! - [`Projector`]s build read models: a [`ProjectorRunner`] reads a batch from the log, applies
 //!   it and moves the checkpoint in **one transaction**, so each event's effect lands exactly once.
-//! - [`Reactor`]s act on the outside world: a [`ReactorRunner`] hands them one event at a time and
-//!   moves the checkpoint past an event once its [`Reaction`] says the effect is done (or given
-//!   up); a reactor asks to see an event again later with [`Reaction::RetryAt`].
-//! - One instance leads each consumer across the cluster ([`leader`]); the others follow.
+//! - [`Reactor`]s act on the outside world: a [`ReactorRunner`] takes the events they want into
+//!   durable work, by lane (one webinar's events in order, different webinars concurrently), and
+//!   keeps each until its [`Reaction`] says the effect is done or given up; a reactor asks to see an
+//!   event again later with [`Reaction::RetryAt`], which holds up nobody else.
+//! - One instance leads each consumer across the cluster, its locks on one connection
+//!   ([`leader`]); the others follow.
 //! - [`progress`] lets a request wait until the read models include its own writes.
 //! - [`rebuild`] replays the log into a projector's tables.
 
@@ -20,10 +22,10 @@ use async_trait::async_trait;
 use sqlx::PgConnection;
 
 pub use checkpoint::{checkpoint, checkpoints, Checkpoint};
-pub use leader::{LeaderLock, RunnerOptions};
+pub use leader::{Leadership, RunnerOptions};
 pub use progress::{CatchUpTimeout, ProjectionProgress};
 pub use projector::ProjectorRunner;
-pub use reactor::{Reaction, Reactor, ReactorError, ReactorRunner};
+pub use reactor::{Reaction, Reactor, ReactorError, ReactorOptions, ReactorRunner};
 pub use rebuild::rebuild;
 
 use crate::event_log::StoredEvent;

@@ -109,9 +109,15 @@ impl ProjectorRunner {
         }
     }
 
-    /// Leads when it can, follows otherwise, until `cancel`; stops only between batches.
-    pub async fn run(self, wake: watch::Receiver<u64>, cancel: CancellationToken) {
-        run_led(&self, wake, cancel).await;
+    /// Leads while this instance leads it, follows otherwise, until `cancel`; stops only between
+    /// batches.
+    pub async fn run(
+        self,
+        leads: watch::Receiver<bool>,
+        wake: watch::Receiver<u64>,
+        cancel: CancellationToken,
+    ) {
+        run_led(&self, leads, wake, cancel).await;
     }
 }
 
@@ -119,9 +125,6 @@ impl ProjectorRunner {
 impl Led for ProjectorRunner {
     fn name(&self) -> &'static str {
         self.projector.name()
-    }
-    fn pool(&self) -> &PgPool {
-        &self.pool
     }
     fn poll(&self) -> std::time::Duration {
         self.options.poll

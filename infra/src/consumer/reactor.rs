@@ -1,20 +1,28 @@
-//! Runs a reactor: the events it wants, one at a time, in log order, the checkpoint moved past
-//! each once the reactor says its effect is done (or given up). A restart resumes at the first
-//! event whose effect was not recorded as done; reactors make their effects idempotent.
+//! Runs a reactor, partitioned: the events it wants are taken from the log into `reactor_work`
+//! (the checkpoint moves in the same transaction), then handled by lane — one lane's events one at
+//! a time in log order, different lanes concurrently, at most `max_in_flight` at once. A reactor
+//! answers [`Reaction::RetryAt`] to see an event again later: the row keeps the time and the
+//! attempt count, so the wait holds up nobody else and survives a restart or a change of leader.
+//! A reactor never sleeps.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use rand::Rng;
 use sqlx::PgPool;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::leader::{run_led, Led, RunnerOptions, Step};
+use super::leader::{run_led, Led, Step};
 use super::{checkpoint, wants, ConsumerError};
 use crate::error::CommandError;
-use crate::event_log::{self, Position, StoredEvent};
+use crate::event_log::{self, StoredEvent};
 use crate::metrics;
 
 /// What a reactor made of one event.
@@ -22,14 +30,14 @@ use crate::metrics;
 pub enum Reaction {
     /// The effect is done (or was not needed): move on.
     Done,
-    /// Not yet: show me this event again at `when` (`why` is logged).
+    /// Not yet: show me this event again at `when` (`why` is kept with the work and logged).
     RetryAt(DateTime<Utc>, String),
     /// It cannot be done, and trying again will not help (`why` is logged and counted).
     GiveUp(String),
 }
 
-/// What keeps a reactor from deciding at all (the database, typically): the event is retried after
-/// a pause that grows while the failures last.
+/// What keeps a reactor from deciding at all (the database, typically): the event is tried again
+/// after a pause that grows with its attempts.
 #[derive(Debug, thiserror::Error)]
 pub enum ReactorError {
     #[error(transparent)]
@@ -43,87 +51,382 @@ pub enum ReactorError {
 #[async_trait]
 pub trait Reactor: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+    /// The aggregate types it reads (the others come without payload).
     fn aggregate_types(&self) -> Option<&'static [&'static str]>;
-    async fn react(&self, event: &StoredEvent) -> Result<Reaction, ReactorError>;
+    /// The lane `event` is handled in (usually its aggregate), or `None` when it is of no interest.
+    fn lane(&self, event: &StoredEvent) -> Option<String>;
+    /// Handles `event`; `attempt` counts from 1.
+    async fn react(&self, event: &StoredEvent, attempt: u32) -> Result<Reaction, ReactorError>;
+}
+
+/// Tunables of a reactor runner.
+#[derive(Debug, Clone, Copy)]
+pub struct ReactorOptions {
+    pub batch_size: i64,
+    pub poll: Duration,
+    /// Events handled at once (each in its own lane).
+    pub max_in_flight: usize,
+    /// Events taken from the log but not done, before it stops taking more.
+    pub max_queued: usize,
+}
+
+impl Default for ReactorOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll: Duration::from_millis(500),
+            max_in_flight: 32,
+            max_queued: 10_000,
+        }
+    }
+}
+
+/// One event to handle.
+struct Work {
+    event: Arc<StoredEvent>,
+    /// Attempts made so far.
+    attempts: u32,
+    due: Instant,
+    in_flight: bool,
+}
+
+/// What the leader holds in memory (the rows of `reactor_work` are the truth).
+#[derive(Default)]
+struct Lanes {
+    lanes: HashMap<String, VecDeque<Work>>,
+    queued: usize,
+    in_flight: usize,
+    /// Whether the pending rows were loaded since this instance began to lead.
+    loaded: bool,
 }
 
 pub struct ReactorRunner {
     pool: PgPool,
     reactor: Arc<dyn Reactor>,
-    options: RunnerOptions,
+    options: ReactorOptions,
     checkpoint_ready: AtomicBool,
+    state: Arc<Mutex<Lanes>>,
+    /// Bumped whenever the leader steps down: work finishing for an older generation leaves the
+    /// (reloaded) lanes alone.
+    generation: Arc<AtomicU64>,
+    tasks: Mutex<JoinSet<()>>,
+    finished: Arc<Notify>,
+}
+
+fn lock(state: &Mutex<Lanes>) -> MutexGuard<'_, Lanes> {
+    // A poisoned lock only means a panic elsewhere mid-update; the rows in the table are the truth.
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The pause after `attempts` failures of a reactor that could not even decide: jittered, ≤ 30 s.
+fn error_backoff(attempts: u32) -> Duration {
+    let base = Duration::from_millis(200) * 2u32.pow(attempts.min(7));
+    let jitter = rand::thread_rng().gen_range(0.8..1.2);
+    base.min(Duration::from_secs(30)).mul_f64(jitter)
+}
+
+fn instant_of(when: DateTime<Utc>) -> Instant {
+    Instant::now() + (when - Utc::now()).to_std().unwrap_or_default()
 }
 
 impl ReactorRunner {
-    pub fn new(pool: PgPool, reactor: Arc<dyn Reactor>, options: RunnerOptions) -> Self {
+    pub fn new(pool: PgPool, reactor: Arc<dyn Reactor>, options: ReactorOptions) -> Self {
         Self {
             pool,
             reactor,
             options,
             checkpoint_ready: AtomicBool::new(false),
+            state: Arc::new(Mutex::new(Lanes::default())),
+            generation: Arc::new(AtomicU64::new(0)),
+            tasks: Mutex::new(JoinSet::new()),
+            finished: Arc::new(Notify::new()),
         }
     }
 
-    /// Handles the next batch: how far it got.
-    pub async fn run_batch(&self) -> Result<Step, ConsumerError> {
-        let name = self.reactor.name();
-        if !self.checkpoint_ready.load(Ordering::Relaxed) {
-            checkpoint::ensure(&self.pool, name).await?;
-            self.checkpoint_ready.store(true, Ordering::Relaxed);
+    fn name(&self) -> &'static str {
+        self.reactor.name()
+    }
+
+    /// The rows left by an earlier leader (or an earlier life of this one).
+    async fn load_pending(&self) -> Result<(), sqlx::Error> {
+        let rows: Vec<(String, i32, DateTime<Utc>, i64)> = sqlx::query_as(
+            "select lane, attempts, next_attempt_at, global_position from reactor_work
+              where consumer = $1 order by tx_id, global_position",
+        )
+        .bind(self.name())
+        .fetch_all(&self.pool)
+        .await?;
+        let positions: Vec<i64> = rows.iter().map(|r| r.3).collect();
+        let events: HashMap<i64, StoredEvent> = event_log::events_at(&self.pool, &positions)
+            .await?
+            .into_iter()
+            .map(|e| (e.global_position, e))
+            .collect();
+        let mut state = lock(&self.state);
+        *state = Lanes::default();
+        for (lane, attempts, next, position) in rows {
+            let Some(event) = events.get(&position) else {
+                continue;
+            };
+            state.lanes.entry(lane).or_default().push_back(Work {
+                event: Arc::new(event.clone()),
+                attempts: u32::try_from(attempts).unwrap_or(0),
+                due: instant_of(next),
+                in_flight: false,
+            });
+            state.queued += 1;
         }
+        state.loaded = true;
+        if state.queued > 0 {
+            tracing::info!(
+                reactor = self.name(),
+                pending = state.queued,
+                "resumed pending work"
+            );
+        }
+        Ok(())
+    }
+
+    /// Takes the next batch of the log into `reactor_work`; returns how many events it read.
+    async fn take_from_log(&self) -> Result<usize, sqlx::Error> {
+        let name = self.name();
         let from = checkpoint::checkpoint(&self.pool, name).await?;
         let types = self.reactor.aggregate_types();
         let events =
             event_log::read_after(&self.pool, from, types, self.options.batch_size).await?;
-        // Checkpoint after every event acted on (its effect is done), and once at the end for the
-        // events skipped: catching up over other aggregates' history costs one write per batch.
-        let mut skipped = None;
-        for event in &events {
-            if !wants(types, event) {
-                skipped = Some(event.position());
-                continue;
-            }
-            match self.reactor.react(event).await? {
-                Reaction::Done => {}
-                Reaction::GiveUp(why) => {
-                    ::metrics::counter!(metrics::REACTOR_GIVE_UPS, "reactor" => name).increment(1);
-                    tracing::error!(
-                        reactor = name,
-                        position = event.global_position,
-                        event_type = %event.event_type,
-                        why,
-                        "gave up on an event"
-                    );
-                }
-                Reaction::RetryAt(when, why) => {
-                    if let Some(at) = skipped {
-                        self.save(at).await?;
-                    }
-                    tracing::info!(reactor = name, position = event.global_position, %when, why, "retrying later");
-                    let wait = (when - Utc::now()).to_std().unwrap_or_default();
-                    return Ok(Step::WaitUntil(tokio::time::Instant::now() + wait));
-                }
-            }
-            self.save(event.position()).await?;
-            skipped = None;
+        let Some(last) = events.last().map(StoredEvent::position) else {
+            return Ok(0);
+        };
+        let work: Vec<(String, StoredEvent)> = events
+            .iter()
+            .filter(|event| wants(types, event))
+            .filter_map(|event| Some((self.reactor.lane(event)?, event.clone())))
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        if !work.is_empty() {
+            sqlx::query(
+                "insert into reactor_work (consumer, tx_id, global_position, lane)
+                 select $1, tx::text::xid8, position, lane
+                   from unnest($2::bigint[], $3::bigint[], $4::text[]) as w(tx, position, lane)
+                 on conflict do nothing",
+            )
+            .bind(name)
+            .bind(work.iter().map(|(_, e)| e.tx_id).collect::<Vec<_>>())
+            .bind(
+                work.iter()
+                    .map(|(_, e)| e.global_position)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                work.iter()
+                    .map(|(lane, _)| lane.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *tx)
+            .await?;
         }
-        if let Some(at) = skipped {
-            self.save(at).await?;
+        checkpoint::save(&mut *tx, name, last, events.len() as i64, false).await?;
+        tx.commit().await?;
+        let now = Instant::now();
+        let mut state = lock(&self.state);
+        for (lane, event) in work {
+            state.lanes.entry(lane).or_default().push_back(Work {
+                event: Arc::new(event),
+                attempts: 0,
+                due: now,
+                in_flight: false,
+            });
+            state.queued += 1;
         }
-        Ok(if events.len() >= self.options.batch_size as usize {
-            Step::More
-        } else {
-            Step::CaughtUp
+        Ok(events.len())
+    }
+
+    /// Starts every lane's head that is due, up to the in-flight limit; returns when the next
+    /// waiting head falls due.
+    fn dispatch(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let generation = self.generation.load(Ordering::SeqCst);
+        let mut next: Option<Instant> = None;
+        let mut started = Vec::new();
+        {
+            let mut state = lock(&self.state);
+            let mut budget = self.options.max_in_flight.saturating_sub(state.in_flight);
+            for (lane, queue) in state.lanes.iter_mut() {
+                let Some(head) = queue.front_mut() else {
+                    continue;
+                };
+                if head.in_flight {
+                    continue;
+                }
+                if head.due > now {
+                    next = Some(next.map_or(head.due, |n| n.min(head.due)));
+                    continue;
+                }
+                if budget == 0 {
+                    next = Some(now);
+                    continue;
+                }
+                budget -= 1;
+                head.in_flight = true;
+                started.push((lane.clone(), head.event.clone(), head.attempts));
+            }
+            state.in_flight += started.len();
+        }
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        while tasks.try_join_next().is_some() {}
+        for (lane, event, attempts) in started {
+            tasks.spawn(handle(
+                Handle {
+                    pool: self.pool.clone(),
+                    reactor: self.reactor.clone(),
+                    state: self.state.clone(),
+                    generation: self.generation.clone(),
+                    finished: self.finished.clone(),
+                },
+                generation,
+                lane,
+                event,
+                attempts,
+            ));
+        }
+        next
+    }
+
+    /// Drives the reactor on this task until everything taken from the log is done and nothing
+    /// waits for less than `patience` (for tests and tools: a worker you can run to completion).
+    pub async fn run_until_idle(&self, patience: Duration) -> Result<(), ConsumerError> {
+        loop {
+            let step = self.step().await?;
+            let busy = lock(&self.state).in_flight > 0;
+            match step {
+                Step::More => continue,
+                _ if busy => {
+                    let _ = tokio::time::timeout(patience, self.finished.notified()).await;
+                }
+                Step::WaitUntil(at) if at <= Instant::now() + patience => {
+                    tokio::time::sleep_until(at).await;
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Leads when this instance leads it, until `cancel`; then lets the calls in flight finish
+    /// (briefly) before it returns.
+    pub async fn run(
+        self,
+        leads: watch::Receiver<bool>,
+        wake: watch::Receiver<u64>,
+        cancel: CancellationToken,
+    ) {
+        run_led(&self, leads, wake, cancel).await;
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let drained = tokio::time::timeout(Duration::from_secs(5), async {
+            while tasks.join_next().await.is_some() {}
         })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                reactor = self.name(),
+                "calls still in flight at shutdown were cut off"
+            );
+        }
     }
+}
 
-    async fn save(&self, at: Position) -> Result<(), sqlx::Error> {
-        checkpoint::save(&self.pool, self.reactor.name(), at, 1, false).await
-    }
+/// What a task needs to finish a piece of work.
+struct Handle {
+    pool: PgPool,
+    reactor: Arc<dyn Reactor>,
+    state: Arc<Mutex<Lanes>>,
+    generation: Arc<AtomicU64>,
+    finished: Arc<Notify>,
+}
 
-    pub async fn run(self, wake: watch::Receiver<u64>, cancel: CancellationToken) {
-        run_led(&self, wake, cancel).await;
+/// Handles one event and records the outcome: the row leaves when the work is done, or keeps the
+/// next attempt's time.
+async fn handle(
+    handle: Handle,
+    generation: u64,
+    lane: String,
+    event: Arc<StoredEvent>,
+    attempts: u32,
+) {
+    let name = handle.reactor.name();
+    let outcome = handle.reactor.react(&event, attempts + 1).await;
+    let position = event.global_position;
+    let retry = match outcome {
+        Ok(Reaction::Done) => None,
+        Ok(Reaction::GiveUp(why)) => {
+            ::metrics::counter!(metrics::REACTOR_GIVE_UPS, "reactor" => name).increment(1);
+            tracing::error!(reactor = name, position, event_type = %event.event_type, why, "gave up on an event");
+            None
+        }
+        Ok(Reaction::RetryAt(when, why)) => Some((when, why)),
+        Err(error) => {
+            ::metrics::counter!(metrics::CONSUMER_FAILURES, "consumer" => name).increment(1);
+            let pause = chrono::Duration::from_std(error_backoff(attempts + 1))
+                .unwrap_or(chrono::Duration::seconds(30));
+            Some((Utc::now() + pause, error.to_string()))
+        }
+    };
+    let recorded = match &retry {
+        None => {
+            sqlx::query("delete from reactor_work where consumer = $1 and global_position = $2")
+                .bind(name)
+                .bind(position)
+                .execute(&handle.pool)
+                .await
+                .map(|_| ())
+        }
+        Some((when, why)) => {
+            tracing::info!(reactor = name, position, lane, %when, why, attempt = attempts + 1, "trying again later");
+            let why: String = why.chars().take(500).collect();
+            sqlx::query(
+                "update reactor_work set attempts = $3, next_attempt_at = $4, last_error = $5
+                  where consumer = $1 and global_position = $2",
+            )
+            .bind(name)
+            .bind(position)
+            .bind(i32::try_from(attempts + 1).unwrap_or(i32::MAX))
+            .bind(when)
+            .bind(why)
+            .execute(&handle.pool)
+            .await
+            .map(|_| ())
+        }
+    };
+    if let Err(error) = recorded {
+        // The row stays as it was: the work is done again later (reactors are idempotent).
+        tracing::warn!(reactor = name, position, %error, "cannot record the outcome of a reaction");
     }
+    if handle.generation.load(Ordering::SeqCst) == generation {
+        let mut state = lock(&handle.state);
+        state.in_flight = state.in_flight.saturating_sub(1);
+        let mut emptied = false;
+        if let Some(queue) = state.lanes.get_mut(&lane) {
+            match retry {
+                None => {
+                    queue.pop_front();
+                    emptied = queue.is_empty();
+                }
+                Some((when, _)) => {
+                    if let Some(head) = queue.front_mut() {
+                        head.in_flight = false;
+                        head.attempts += 1;
+                        head.due = instant_of(when);
+                    }
+                }
+            }
+        }
+        if emptied {
+            state.lanes.remove(&lane);
+        }
+        if retry.is_none() {
+            state.queued = state.queued.saturating_sub(1);
+        }
+    }
+    handle.finished.notify_one();
 }
 
 #[async_trait]
@@ -131,13 +434,35 @@ impl Led for ReactorRunner {
     fn name(&self) -> &'static str {
         self.reactor.name()
     }
-    fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-    fn poll(&self) -> std::time::Duration {
+    fn poll(&self) -> Duration {
         self.options.poll
     }
+    fn nudge(&self) -> Option<Arc<Notify>> {
+        Some(self.finished.clone())
+    }
+
     async fn step(&self) -> Result<Step, ConsumerError> {
-        self.run_batch().await
+        if !self.checkpoint_ready.load(Ordering::Relaxed) {
+            checkpoint::ensure(&self.pool, self.name()).await?;
+            self.checkpoint_ready.store(true, Ordering::Relaxed);
+        }
+        if !lock(&self.state).loaded {
+            self.load_pending().await?;
+        }
+        let room = lock(&self.state).queued < self.options.max_queued;
+        let read = if room { self.take_from_log().await? } else { 0 };
+        let next = self.dispatch();
+        Ok(if read >= self.options.batch_size as usize {
+            Step::More
+        } else if let Some(at) = next {
+            Step::WaitUntil(at)
+        } else {
+            Step::CaughtUp
+        })
+    }
+
+    fn stepped_down(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        *lock(&self.state) = Lanes::default();
     }
 }

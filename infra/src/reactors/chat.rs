@@ -1,5 +1,11 @@
 //! The chat relay: audience messages into the meeting's public chat, each recorded as relayed or
-//! failed.
+//! failed. One webinar's messages are relayed in the order they were posted (a lane per webinar);
+//! different webinars' at once.
+//!
+//! Neither SIPMediaGW's `POST /chat` nor BBB's `sendChatMessage` takes an id to de-duplicate on,
+//! so a message whose relay succeeded but whose `Relayed` was not recorded (a crash in between) is
+//! relayed again after the restart. The window is one call: `Relayed` is recorded right after it,
+//! and a message already recorded is never sent again.
 
 use async_trait::async_trait;
 use webinar_domain::chat::{ChatCommand, ChatEvent, ChatStatus};
@@ -17,6 +23,7 @@ pub struct ChatRelayReactor {
 }
 
 const COMPONENT: &str = "chat-relay";
+/// Relay attempts before a message is recorded as failed.
 const ATTEMPTS: u32 = 3;
 
 impl ChatRelayReactor {
@@ -62,11 +69,16 @@ impl Reactor for ChatRelayReactor {
         Some(&["ChatMessage"])
     }
 
-    #[tracing::instrument(name = "chat_relay", skip_all, fields(message = %event.aggregate_id))]
-    async fn react(&self, event: &StoredEvent) -> Result<Reaction, ReactorError> {
-        let Ok(ChatEvent::Posted { .. }) = event.decode::<ChatEvent>() else {
-            return Ok(Reaction::Done);
-        };
+    /// A lane per webinar: its messages in order, other webinars' alongside.
+    fn lane(&self, event: &StoredEvent) -> Option<String> {
+        match event.decode::<ChatEvent>() {
+            Ok(ChatEvent::Posted { webinar_id, .. }) => Some(webinar_id.to_string()),
+            _ => None,
+        }
+    }
+
+    #[tracing::instrument(name = "chat_relay", skip_all, fields(message = %event.aggregate_id, attempt = attempt))]
+    async fn react(&self, event: &StoredEvent, attempt: u32) -> Result<Reaction, ReactorError> {
         let Some(id) = event.aggregate::<ChatMessageId>() else {
             return Ok(Reaction::GiveUp("the message id is not a UUID".into()));
         };
@@ -81,22 +93,17 @@ impl Reactor for ChatRelayReactor {
             return Ok(Reaction::Done);
         };
         let webinar = self.outside.webinars.load(webinar_id).await?;
-        let meta = CommandMetadata::caused_by(COMPONENT, event);
-        let mut outcome = Err(String::new());
-        for attempt in 1..=ATTEMPTS {
-            outcome = self.relay_once(&webinar, text.as_str(), &author.name).await;
-            if outcome.is_ok() || attempt == ATTEMPTS {
-                break;
-            }
-            tokio::time::sleep(self.outside.backoff.delay(attempt)).await;
-        }
-        let command = match outcome {
+        let command = match self.relay_once(&webinar, text.as_str(), &author.name).await {
             Ok(()) => ChatCommand::RecordRelayed,
+            Err(reason) if attempt < ATTEMPTS => {
+                return Ok(self.outside.retry_after(attempt, reason));
+            }
             Err(reason) => {
                 tracing::warn!(message = %id, %reason, "chat relay failed");
                 ChatCommand::RecordRelayFailed { reason }
             }
         };
+        let meta = CommandMetadata::caused_by(COMPONENT, event);
         self.outside.chat.record(&meta, id, command).await?;
         Ok(Reaction::Done)
     }

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use webinar_domain::ports::{LiveWebinars, MeetingError};
@@ -39,7 +38,6 @@ struct Sightings {
 pub struct MeetingWatcher {
     outside: Outside,
     live: Arc<dyn LiveWebinars>,
-    pool: PgPool,
     poll: Duration,
     grace: chrono::Duration,
     sightings: Mutex<Sightings>,
@@ -49,14 +47,12 @@ impl MeetingWatcher {
     pub fn new(
         outside: Outside,
         live: Arc<dyn LiveWebinars>,
-        pool: PgPool,
         poll: Duration,
         grace_minutes: i64,
     ) -> Self {
         Self {
             outside,
             live,
-            pool,
             poll,
             grace: chrono::Duration::minutes(grace_minutes),
             sightings: Mutex::new(Sightings::default()),
@@ -77,9 +73,14 @@ impl MeetingWatcher {
         Ok(true)
     }
 
-    /// Polls until `cancel`, when this instance leads the watcher.
-    pub async fn run(self: Arc<Self>, wake: watch::Receiver<u64>, cancel: CancellationToken) {
-        run_led(self.as_ref(), wake, cancel).await;
+    /// Polls until `cancel`, while this instance leads the watcher.
+    pub async fn run(
+        self: Arc<Self>,
+        leads: watch::Receiver<bool>,
+        wake: watch::Receiver<u64>,
+        cancel: CancellationToken,
+    ) {
+        run_led(self.as_ref(), leads, wake, cancel).await;
     }
 
     fn sightings(&self) -> std::sync::MutexGuard<'_, Sightings> {
@@ -149,9 +150,6 @@ impl MeetingWatcher {
 impl Led for MeetingWatcher {
     fn name(&self) -> &'static str {
         "meeting_watcher"
-    }
-    fn pool(&self) -> &PgPool {
-        &self.pool
     }
     fn poll(&self) -> Duration {
         self.poll

@@ -7,16 +7,21 @@
 //!   BBB `sendChatMessage`).
 //! - [`meetings::MeetingWatcher`]: ends webinars whose BBB meeting ended (callback, polling, slot
 //!   over).
+//! - [`reservations::ReservationReactor`]: the scheduling saga's durable half — frees a gateway
+//!   when its webinar ended, was cancelled or moved, and frees a reservation whose webinar never
+//!   came (a request that crashed between its two steps).
 //!
 //! All are at least once; each makes its effect idempotent by checking the aggregate first.
 
 pub mod chat;
 pub mod meetings;
+pub mod reservations;
 pub mod stream;
 
 use std::sync::Arc;
 
 use chrono::Utc;
+use rand::Rng;
 use webinar_domain::ports::{MeetingService, StreamGateway};
 use webinar_domain::retry::Backoff;
 
@@ -36,15 +41,21 @@ pub struct Outside {
     pub meetings: Option<Arc<dyn MeetingService>>,
     /// Start attempts on one gateway before the stream fails over.
     pub start_attempts: u32,
+    /// Stop attempts before the stream is recorded as `StreamStopFailed`.
+    pub stop_attempts: u32,
+    /// How long a reservation may wait for its webinar before it is freed.
+    pub reservation_grace: std::time::Duration,
     /// Pauses between attempts.
     pub backoff: Backoff,
     pub chat_relay: ChatRelay,
 }
 
 impl Outside {
-    /// "See this event again after the back-off of failed attempt `attempt`."
+    /// "See this event again after the back-off of failed attempt `attempt`" (with ±20 % of
+    /// jitter, so that a gateway coming back is not hit by every webinar at once).
     pub fn retry_after(&self, attempt: u32, why: impl Into<String>) -> Reaction {
-        let pause = chrono::Duration::from_std(self.backoff.delay(attempt))
+        let jitter = rand::thread_rng().gen_range(0.8..1.2);
+        let pause = chrono::Duration::from_std(self.backoff.delay(attempt).mul_f64(jitter))
             .unwrap_or(chrono::Duration::seconds(30));
         Reaction::RetryAt(Utc::now() + pause, why.into())
     }

@@ -1,11 +1,21 @@
 //! The stream reactor: asks the stream gateway (SIPMediaGW) to start and stop streams, and
-//! records what happened. A failed start is recorded and tried again after a back-off (the
-//! runner shows the event again); after the last attempt the stream fails over to a free gateway.
+//! records what happened. Each webinar is its own lane: a slow or dead gateway holds up only the
+//! webinars on it.
+//!
+//! Starting never happens blind: before every attempt, and after a timeout or a "busy" (which, for
+//! our own room, may mean "started by an attempt whose answer we lost"), the gateway is asked
+//! whether the room already streams. A failed attempt is recorded (`StreamFailed`) and tried again
+//! after a back-off; a refusal that will not change (a bad token, a bad request) is not retried on
+//! that gateway. After the last attempt the stream fails over to a free gateway, and the room is
+//! stopped on the old one (in a lane of its own, retried until it answers). A stop that keeps
+//! failing ends in `StreamStopFailed`; asking to stop again tries again.
 
 use async_trait::async_trait;
-use webinar_domain::ports::MeetingError;
-use webinar_domain::webinar::{EndReason, StreamState, WebinarCommand, WebinarEvent};
-use webinar_domain::WebinarId;
+use webinar_domain::ports::{MeetingError, StreamGatewayError};
+use webinar_domain::webinar::{
+    EndReason, StreamState, Webinar, WebinarCommand, WebinarEvent, WebinarStatus,
+};
+use webinar_domain::{GatewayId, WebinarId};
 
 use super::Outside;
 use crate::consumer::{Reaction, Reactor, ReactorError};
@@ -15,12 +25,17 @@ use crate::event_store::CommandMetadata;
 
 const COMPONENT: &str = "stream-reactor";
 
-/// The back-off step used for calls whose attempts are not counted in events (stops, meeting
-/// ends): a few seconds with the default settings.
-const UNCOUNTED_ATTEMPT: u32 = 3;
+/// Attempts to end a BBB meeting before giving up (BBB ends empty meetings itself).
+const MEETING_END_ATTEMPTS: u32 = 8;
 
 pub struct StreamReactor {
     outside: Outside,
+}
+
+/// What one start attempt came to.
+enum Attempt {
+    Started,
+    Failed(StreamGatewayError),
 }
 
 impl StreamReactor {
@@ -46,7 +61,36 @@ impl StreamReactor {
         }
     }
 
-    /// One start attempt (for a restart, the first attempt stops the old stream first).
+    /// One start attempt: never blind, and a lost answer is checked before it counts as failed.
+    async fn attempt(&self, gateway: GatewayId, room: &str, restart: bool) -> Attempt {
+        let streams = &self.outside.streams;
+        if restart {
+            // A stream that is not running is stopped already.
+            if let Err(error) = streams.stop(gateway, room).await {
+                tracing::warn!(%gateway, %error, "stop before restart failed; starting anyway");
+            }
+        } else {
+            match streams.is_streaming(gateway, room).await {
+                Ok(true) => return Attempt::Started,
+                Ok(false) => {}
+                // It cannot say: starting now could start twice.
+                Err(error) => return Attempt::Failed(error),
+            }
+        }
+        match streams.start(gateway, room).await {
+            Ok(()) => Attempt::Started,
+            // Maybe it started and we lost the answer (timeout), or our own earlier attempt holds
+            // the slot (busy): look before concluding.
+            Err(error @ (StreamGatewayError::Timeout | StreamGatewayError::Busy)) => {
+                match streams.is_streaming(gateway, room).await {
+                    Ok(true) => Attempt::Started,
+                    _ => Attempt::Failed(error),
+                }
+            }
+            Err(error) => Attempt::Failed(error),
+        }
+    }
+
     async fn start(
         &self,
         meta: &CommandMetadata,
@@ -60,50 +104,41 @@ impl StreamReactor {
         let (Some(gateway), Some(room)) = (webinar.gateway_id, webinar.room.clone()) else {
             return Ok(Reaction::Done);
         };
-        let streams = &self.outside.streams;
-        if restart && webinar.stream_attempts == 0 {
-            // A stream that is not running is stopped already.
-            if let Err(error) = streams.stop(gateway, &room).await {
-                tracing::warn!(webinar = %id, %error, "stop before restart failed; starting anyway");
-            }
-        } else if streams.is_streaming(gateway, &room).await == Ok(true) {
-            // Started before a crash or a timeout, not yet recorded: do not start twice.
-            self.record(meta, id, WebinarCommand::RecordStreamStarted)
-                .await?;
-            return Ok(Reaction::Done);
-        }
-        match streams.start(gateway, &room).await {
-            Ok(()) => {
-                tracing::info!(webinar = %id, gateway = %gateway, "stream started");
+        let restart = restart && webinar.stream_attempts == 0;
+        let error = match self.attempt(gateway, &room, restart).await {
+            Attempt::Started => {
+                tracing::info!(webinar = %id, %gateway, "stream started");
                 self.record(meta, id, WebinarCommand::RecordStreamStarted)
                     .await?;
-                Ok(Reaction::Done)
+                return Ok(Reaction::Done);
             }
-            Err(error) => {
-                let attempt = webinar.stream_attempts + 1;
-                let final_attempt = attempt >= self.outside.start_attempts;
-                tracing::warn!(webinar = %id, gateway = %gateway, attempt, %error, "stream start failed");
-                let reason = error.to_string();
-                self.record(
-                    meta,
-                    id,
-                    WebinarCommand::RecordStreamFailed {
-                        reason: reason.clone(),
-                        attempt,
-                        final_attempt,
-                    },
-                )
-                .await?;
-                if final_attempt {
-                    self.fail_over(meta, id).await?;
-                    return Ok(Reaction::Done);
-                }
-                Ok(self.outside.retry_after(attempt, reason))
-            }
+            Attempt::Failed(error) => error,
+        };
+        let attempt = webinar.stream_attempts + 1;
+        // A refusal that will not change is not retried on this gateway.
+        let final_attempt = attempt >= self.outside.start_attempts || !error.is_transient();
+        tracing::warn!(webinar = %id, %gateway, attempt, final_attempt, %error, "stream start failed");
+        let reason = error.to_string();
+        self.record(
+            meta,
+            id,
+            WebinarCommand::RecordStreamFailed {
+                reason: reason.clone(),
+                attempt,
+                final_attempt,
+            },
+        )
+        .await?;
+        if final_attempt {
+            self.fail_over(meta, id).await?;
+            return Ok(Reaction::Done);
         }
+        Ok(self.outside.retry_after(attempt, reason))
     }
 
-    /// Moves a failed stream to a gateway that is free for the rest of the slot, if any.
+    /// Moves a failed stream to a gateway that is free for the rest of the slot, if any. The
+    /// reservation on the old gateway is released, and the room stopped there, by reactions to the
+    /// `GatewayReassigned` this records.
     async fn fail_over(&self, meta: &CommandMetadata, id: WebinarId) -> Result<(), ReactorError> {
         let webinar = self.outside.webinars.load(id).await?;
         let (Some(slot), Some(from)) = (webinar.slot, webinar.gateway_id) else {
@@ -115,7 +150,7 @@ impl StreamReactor {
             if gateways.reserve(meta, to, id, slot).await.is_err() {
                 continue;
             }
-            match self
+            return match self
                 .outside
                 .webinars
                 .execute_system(meta, id, WebinarCommand::FailOver { to })
@@ -123,23 +158,23 @@ impl StreamReactor {
             {
                 Ok(_) => {
                     tracing::info!(webinar = %id, %from, %to, "stream failed over");
-                    gateways.release(meta, from, id).await?;
-                    return Ok(());
+                    Ok(())
                 }
-                Err(error) => {
-                    gateways.release(meta, to, id).await?;
-                    return match error {
-                        CommandError::Webinar(_) => Ok(()),
-                        other => Err(other.into()),
-                    };
-                }
-            }
+                // The state moved on: the reservation just made is an orphan the janitor frees.
+                Err(CommandError::Webinar(_)) => Ok(()),
+                Err(other) => Err(other.into()),
+            };
         }
         tracing::error!(webinar = %id, "stream failed for good: no other gateway is free");
         Ok(())
     }
 
-    async fn stop(&self, meta: &CommandMetadata, id: WebinarId) -> Result<Reaction, ReactorError> {
+    async fn stop(
+        &self,
+        meta: &CommandMetadata,
+        id: WebinarId,
+        attempt: u32,
+    ) -> Result<Reaction, ReactorError> {
         let webinar = self.outside.webinars.load(id).await?;
         if webinar.stream != StreamState::Stopping {
             return Ok(Reaction::Done);
@@ -153,10 +188,52 @@ impl StreamReactor {
                     .await?;
                 Ok(Reaction::Done)
             }
-            // The stream must not be left running: try again.
+            Err(error) if attempt >= self.outside.stop_attempts || !error.is_transient() => {
+                tracing::error!(webinar = %id, %gateway, attempt, %error, "the stream could not be stopped");
+                let reason = format!("stopping the stream failed: {error}");
+                self.record(
+                    meta,
+                    id,
+                    WebinarCommand::RecordStreamStopFailed {
+                        reason,
+                        attempts: attempt,
+                    },
+                )
+                .await?;
+                Ok(Reaction::Done)
+            }
+            Err(error) => Ok(self
+                .outside
+                .retry_after(attempt, format!("stopping the stream of {id}: {error}"))),
+        }
+    }
+
+    /// After a fail-over (or any move of a webinar that had a meeting), the room must not stream
+    /// on the gateway it left.
+    async fn stop_on_old_gateway(
+        &self,
+        id: WebinarId,
+        from: GatewayId,
+        attempt: u32,
+    ) -> Result<Reaction, ReactorError> {
+        let webinar: Webinar = self.outside.webinars.load(id).await?;
+        if webinar.status == WebinarStatus::Scheduled || webinar.gateway_id == Some(from) {
+            return Ok(Reaction::Done);
+        }
+        let Some(room) = webinar.room.as_deref() else {
+            return Ok(Reaction::Done);
+        };
+        match self.outside.streams.stop(from, room).await {
+            Ok(_) => {
+                tracing::info!(webinar = %id, gateway = %from, "room stopped on the gateway it left");
+                Ok(Reaction::Done)
+            }
+            Err(error) if !error.is_transient() => Ok(Reaction::GiveUp(format!(
+                "cannot stop the room of {id} on gateway {from}: {error}"
+            ))),
             Err(error) => Ok(self.outside.retry_after(
-                UNCOUNTED_ATTEMPT,
-                format!("stopping the stream of {id}: {error}"),
+                attempt,
+                format!("stopping the room of {id} on the gateway it left: {error}"),
             )),
         }
     }
@@ -176,17 +253,19 @@ impl StreamReactor {
         Ok(Reaction::Done)
     }
 
-    async fn end_meeting(&self, id: WebinarId) -> Result<Reaction, ReactorError> {
+    async fn end_meeting(&self, id: WebinarId, attempt: u32) -> Result<Reaction, ReactorError> {
         let webinar = self.outside.webinars.load(id).await?;
         let (Some(meetings), Some(meeting)) = (&self.outside.meetings, webinar.meeting_id) else {
             return Ok(Reaction::Done);
         };
         match meetings.end(&meeting).await {
             Ok(()) | Err(MeetingError::NotFound) => Ok(Reaction::Done),
-            Err(error) => Ok(self.outside.retry_after(
-                UNCOUNTED_ATTEMPT,
-                format!("ending the BBB meeting of {id}: {error}"),
-            )),
+            Err(error) if attempt >= MEETING_END_ATTEMPTS => Ok(Reaction::GiveUp(format!(
+                "ending the BBB meeting of {id}: {error}"
+            ))),
+            Err(error) => Ok(self
+                .outside
+                .retry_after(attempt, format!("ending the BBB meeting of {id}: {error}"))),
         }
     }
 }
@@ -201,8 +280,25 @@ impl Reactor for StreamReactor {
         Some(&["Webinar"])
     }
 
-    #[tracing::instrument(name = "stream_reactor", skip_all, fields(webinar = %event.aggregate_id, event = %event.event_type))]
-    async fn react(&self, event: &StoredEvent) -> Result<Reaction, ReactorError> {
+    fn lane(&self, event: &StoredEvent) -> Option<String> {
+        match event.event_type.as_str() {
+            "StreamStartRequested"
+            | "StreamRestartRequested"
+            | "StreamStopRequested"
+            | "ChatEnabled"
+            | "ChatDisabled"
+            | "MeetingEnded" => Some(event.aggregate_id.clone()),
+            // Stopping the room on a gateway the webinar left holds up nothing else of it.
+            "GatewayReassigned" => Some(format!(
+                "{}:left:{}",
+                event.aggregate_id, event.global_position
+            )),
+            _ => None,
+        }
+    }
+
+    #[tracing::instrument(name = "stream_reactor", skip_all, fields(webinar = %event.aggregate_id, event = %event.event_type, attempt = attempt))]
+    async fn react(&self, event: &StoredEvent, attempt: u32) -> Result<Reaction, ReactorError> {
         let Some(id) = event.aggregate::<WebinarId>() else {
             return Ok(Reaction::GiveUp("the webinar id is not a UUID".into()));
         };
@@ -214,12 +310,15 @@ impl Reactor for StreamReactor {
         match payload {
             WebinarEvent::StreamStartRequested => self.start(&meta, id, false).await,
             WebinarEvent::StreamRestartRequested => self.start(&meta, id, true).await,
-            WebinarEvent::StreamStopRequested => self.stop(&meta, id).await,
+            WebinarEvent::StreamStopRequested => self.stop(&meta, id, attempt).await,
+            WebinarEvent::GatewayReassigned { from, .. } => {
+                self.stop_on_old_gateway(id, from, attempt).await
+            }
             WebinarEvent::ChatEnabled | WebinarEvent::ChatDisabled => self.toggle_chat(id).await,
             // The presenter ended it here: end the BBB meeting too (BBB's own end needs nothing).
             WebinarEvent::MeetingEnded {
                 reason: EndReason::Presenter,
-            } => self.end_meeting(id).await,
+            } => self.end_meeting(id, attempt).await,
             _ => Ok(Reaction::Done),
         }
     }

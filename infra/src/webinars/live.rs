@@ -99,12 +99,12 @@ impl WebinarService {
         };
         let written = self.execute(id, command, metadata).await?;
         if control == LiveControl::End {
-            return self.release_gateway(metadata, &webinar, written).await;
+            self.free_now(metadata, webinar.gateway_id, id).await;
         }
         Ok(written)
     }
 
-    /// Ends a live webinar for `reason` (BBB callback, poll, slot over) and frees its gateway.
+    /// Ends a live webinar for `reason` (BBB callback, poll, slot over), and frees its gateway.
     #[tracing::instrument(name = "end_webinar", skip_all, fields(webinar = %id, ?reason))]
     pub async fn end_system(
         &self,
@@ -120,6 +120,7 @@ impl WebinarService {
         let written = self
             .execute(id, WebinarCommand::End { reason }, metadata)
             .await?;
-        self.release_gateway(metadata, &webinar, written).await
+        self.free_now(metadata, webinar.gateway_id, id).await;
+        Ok(written)
     }
 }

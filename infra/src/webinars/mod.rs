@@ -7,6 +7,7 @@
 
 mod history;
 mod live;
+mod reservations;
 mod scheduling;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use webinar_domain::{Action, Caller, PermissionPolicy, SlotRules, WebinarId};
 
 pub use history::Replayed;
 pub use live::{LiveControl, StartedWebinar};
+pub use reservations::Reconciled;
 pub use scheduling::WebinarUpdate;
 
 use crate::callbacks::CallbackSigner;

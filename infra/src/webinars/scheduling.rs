@@ -170,10 +170,12 @@ impl WebinarService {
             gateway: target,
         };
         match self.bus.execute(id, command, metadata).await {
-            Ok(written) if target != current => Ok(written
-                .and(self.gateways.release(metadata, current, id).await?.position)
-                .position),
-            Ok(written) => Ok(written.position),
+            Ok(written) => {
+                if target != current {
+                    self.free_now(metadata, Some(current), id).await;
+                }
+                Ok(written.position)
+            }
             Err(error) => {
                 // Put the gateways back as they were.
                 if target == current {
@@ -202,24 +204,7 @@ impl WebinarService {
             .authorized(caller, id, |w| Action::OperateWebinar(w))
             .await?;
         let written = self.execute(id, WebinarCommand::Cancel, metadata).await?;
-        self.release_gateway(metadata, &webinar, written).await
-    }
-
-    /// Frees what the webinar holds on its gateway (after it ended or was cancelled).
-    pub(super) async fn release_gateway(
-        &self,
-        metadata: &CommandMetadata,
-        webinar: &Webinar,
-        written: Written<WebinarId>,
-    ) -> Result<Written<WebinarId>, CommandError> {
-        match webinar.gateway_id {
-            Some(gateway) => Ok(written.and(
-                self.gateways
-                    .release(metadata, gateway, written.id)
-                    .await?
-                    .position,
-            )),
-            None => Ok(written),
-        }
+        self.free_now(metadata, webinar.gateway_id, id).await;
+        Ok(written)
     }
 }
