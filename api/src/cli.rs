@@ -128,6 +128,14 @@ pub enum SimCommand {
         /// The bearer token it requires (legacy default: SIPMediaGW's "1234").
         #[arg(long)]
         token: Option<String>,
+        /// Streams it holds at once (SIPMediaGW: nproc / CPU_PER_GW; 1 on a 4-vCPU host).
+        #[arg(long, default_value_t = 1)]
+        slots: usize,
+        /// Misbehave: launch-failed, html-500, busy, stop-error, latency=D, start-latency=D,
+        /// stop-latency=D, chat-latency=D (D like 35s or 20ms). Repeatable; also settable at
+        /// run time with `POST /_sim/faults`.
+        #[arg(long = "fault", value_parser = parse_fault)]
+        faults: Vec<webinar_infra::sim::sipmediagw::Fault>,
     },
 }
 
@@ -175,6 +183,10 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn parse_fault(text: &str) -> Result<webinar_infra::sim::sipmediagw::Fault, String> {
+    text.parse()
 }
 
 fn jwt_secret(settings: &Settings) -> anyhow::Result<SecretString> {
@@ -254,17 +266,21 @@ async fn simulate(settings: Settings, which: SimCommand) -> anyhow::Result<()> {
                 "BigBlueButton API at /bigbluebutton/api",
             )
         }
-        SimCommand::Sipmediagw { api, listen, token } => {
+        SimCommand::Sipmediagw {
+            api,
+            listen,
+            token,
+            slots,
+            faults,
+        } => {
             let (api, default_token) = match api {
                 SimApi::Legacy => (Api::Legacy, Some("1234".to_owned())),
                 SimApi::Gateway => (Api::Gateway, None),
             };
             let token = token.or(default_token);
-            (
-                SipMediaGwSim::new(api, token.as_deref()).router(),
-                listen,
-                "SIPMediaGW launcher",
-            )
+            let sim = SipMediaGwSim::new(api, token.as_deref()).with_slots(slots);
+            sim.set_faults(&faults);
+            (sim.router(), listen, "SIPMediaGW launcher")
         }
     };
     let address = webinar_infra::sim::spawn(router, listen, cancel.clone()).await?;

@@ -118,6 +118,7 @@ impl Services {
             meetings: meetings.clone(),
             start_attempts: settings.stream_start_attempts.max(1),
             stop_attempts: settings.stream_stop_attempts.max(1),
+            start_timeout: Duration::from_secs(settings.sipmediagw_timeout_seconds),
             reservation_grace: Duration::from_secs(settings.reservation_grace_seconds),
             backoff: Backoff {
                 first: retry,

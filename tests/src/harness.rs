@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -15,6 +15,7 @@ use webinar_api::{AppState, Application};
 use webinar_infra::auth::{claims, JwtKeys};
 use webinar_infra::config::{LogFormat, Settings};
 use webinar_infra::sim::bbb::BbbSim;
+use webinar_infra::sim::sipmediagw::{Api, SipMediaGwSim};
 
 /// The server that holds the test databases; `TEST_DATABASE_URL` overrides it.
 fn admin_url() -> String {
@@ -184,7 +185,12 @@ impl TestApp {
 
     pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         capture_logs();
-        let db = TestDb::create().await;
+        Self::spawn_over(TestDb::create().await, configure).await
+    }
+
+    /// The server over an existing database (another instance may already serve it).
+    pub async fn spawn_over(db: TestDb, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        capture_logs();
         let mut settings = test_settings(&db);
         let shutdown = CancellationToken::new();
         let bbb_secret = format!("bbb-{}", uuid::Uuid::new_v4().simple());
@@ -409,4 +415,149 @@ pub async fn run_reservations_until_idle(
         .run_until_idle(Duration::ZERO)
         .await
         .expect("the reservation reactor runs");
+}
+
+/// A server on a runtime of its own, in a thread of its own, that a test can kill the hard way:
+/// its runtime is dropped at once, calls in flight and connections cut as a SIGKILL would.
+pub struct KillableServer {
+    pub address: SocketAddr,
+    /// Signs tokens its server accepts.
+    pub keys: JwtKeys,
+    kill: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KillableServer {
+    /// Builds and serves with `settings` (its database must exist and be migrated).
+    pub fn start(settings: Settings) -> KillableServer {
+        capture_logs();
+        let secret = SecretString::from(format!("killable-{}", uuid::Uuid::new_v4()));
+        let keys = JwtKeys::new(&secret);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (kill_tx, kill_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime for the killable server");
+            let app = runtime
+                .block_on(Application::build(settings, secret))
+                .expect("build the killable server");
+            let address = app.local_addr();
+            runtime.spawn(app.run_until(std::future::pending()));
+            let _ = ready_tx.send(address);
+            let _ = kill_rx.recv();
+            runtime.shutdown_background();
+        });
+        let address = ready_rx.recv().expect("the killable server starts");
+        KillableServer {
+            address,
+            keys,
+            kill: Some(kill_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// A token for `sub` with these roles and affiliations, for this server.
+    pub fn token(&self, sub: &str, affiliations: &[&str], roles: &[&str]) -> String {
+        let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        self.keys
+            .issue(&claims(
+                sub,
+                &format!("User {sub}"),
+                &own(affiliations),
+                &[],
+                &own(roles),
+                600,
+            ))
+            .expect("sign a token")
+    }
+
+    /// Drops its runtime at once.
+    pub fn kill(mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for KillableServer {
+    fn drop(&mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+    }
+}
+
+/// A SIPMediaGW simulator on its own port.
+pub async fn sipmediagw(
+    api: Api,
+    token: Option<&str>,
+) -> (SipMediaGwSim, String, CancellationToken) {
+    let sim = SipMediaGwSim::new(api, token);
+    let cancel = CancellationToken::new();
+    let address = webinar_infra::sim::spawn(
+        sim.router(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        cancel.clone(),
+    )
+    .await
+    .expect("start SIPMediaGW");
+    (sim, format!("http://{address}"), cancel)
+}
+
+pub async fn register_live_gateway(
+    app: &TestApp,
+    name: &str,
+    url: &str,
+    token: Option<&str>,
+    api: &str,
+) -> String {
+    let body = app
+        .gql(
+            Some(&app.admin()),
+            "mutation($input: RegisterGatewayInput!) { registerGateway(input: $input) { id } }",
+            json!({ "input": { "name": name, "rtmpUrl": format!("rtmp://live.example.org/live/{name}"),
+                "hlsUrl": format!("https://live.example.org/{name}.m3u8"), "broadcaster": name,
+                "sipmediagwUrl": url, "sipmediagwToken": token, "api": api } }),
+        )
+        .await;
+    body["data"]["registerGateway"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned()
+}
+
+pub const WEBINAR: &str =
+    "query($id: ID!) { webinar(id: $id) { status streamState streamError gateway { id } } }";
+
+pub async fn webinar(app: &TestApp, id: &str) -> Value {
+    app.gql(Some(&app.admin()), WEBINAR, json!({ "id": id }))
+        .await["data"]["webinar"]
+        .clone()
+}
+
+/// Polls until `done` holds (or fails after `within`); returns the state and the time it took.
+pub async fn wait_until(
+    app: &TestApp,
+    id: &str,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> (Value, Duration) {
+    let started = Instant::now();
+    loop {
+        let state = webinar(app, id).await;
+        if done(&state) {
+            return (state, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < within,
+            "not reached within {within:?}: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }

@@ -14,11 +14,15 @@ mod event_log;
 #[cfg(test)]
 mod gateway_api;
 #[cfg(test)]
+mod isolation;
+#[cfg(test)]
 mod live;
 #[cfg(test)]
 mod permissions;
 #[cfg(test)]
 mod projectors;
+#[cfg(test)]
+mod sagas;
 #[cfg(test)]
 mod server;
 #[cfg(test)]

@@ -1,45 +1,15 @@
 //! Going live for real, end to end: the server, PostgreSQL, and the BBB and SIPMediaGW simulators
 //! over HTTP on loopback.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
-use webinar_infra::sim::sipmediagw::{Api, Fault, SipMediaGwSim};
+use webinar_infra::sim::sipmediagw::{Api, Fault};
 
-use crate::harness::{error_code, TestApp};
-
-/// A SIPMediaGW simulator on its own port.
-async fn sipmediagw(api: Api, token: Option<&str>) -> (SipMediaGwSim, String, CancellationToken) {
-    let sim = SipMediaGwSim::new(api, token);
-    let cancel = CancellationToken::new();
-    let address = webinar_infra::sim::spawn(
-        sim.router(),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        cancel.clone(),
-    )
-    .await
-    .expect("start SIPMediaGW");
-    (sim, format!("http://{address}"), cancel)
-}
-
-async fn register(app: &TestApp, name: &str, url: &str, token: Option<&str>, api: &str) -> String {
-    let body = app
-        .gql(
-            Some(&app.admin()),
-            "mutation($input: RegisterGatewayInput!) { registerGateway(input: $input) { id } }",
-            json!({ "input": { "name": name, "rtmpUrl": format!("rtmp://live.example.org/live/{name}"),
-                "hlsUrl": format!("https://live.example.org/{name}.m3u8"), "broadcaster": name,
-                "sipmediagwUrl": url, "sipmediagwToken": token, "api": api } }),
-        )
-        .await;
-    body["data"]["registerGateway"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{body}"))
-        .to_owned()
-}
+use crate::harness::{
+    error_code, register_live_gateway as register, sipmediagw, wait_until, webinar, TestApp,
+};
 
 const OWNER: (&str, &[&str]) = ("owner", &["faculty"]);
 
@@ -74,36 +44,6 @@ async fn schedule_and_start(app: &TestApp, chat: bool) -> (String, String) {
         .unwrap_or_else(|| panic!("{body}"))
         .to_owned();
     (id, join)
-}
-
-const WEBINAR: &str =
-    "query($id: ID!) { webinar(id: $id) { status streamState streamError gateway { id } } }";
-
-async fn webinar(app: &TestApp, id: &str) -> Value {
-    app.gql(Some(&app.admin()), WEBINAR, json!({ "id": id }))
-        .await["data"]["webinar"]
-        .clone()
-}
-
-/// Polls until `done` holds (or fails after `within`); returns the state and the time it took.
-async fn wait_until(
-    app: &TestApp,
-    id: &str,
-    within: Duration,
-    done: impl Fn(&Value) -> bool,
-) -> (Value, Duration) {
-    let started = Instant::now();
-    loop {
-        let state = webinar(app, id).await;
-        if done(&state) {
-            return (state, started.elapsed());
-        }
-        assert!(
-            started.elapsed() < within,
-            "not reached within {within:?}: {state}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 fn stream(state: &str) -> impl Fn(&Value) -> bool + '_ {
@@ -458,18 +398,22 @@ async fn every_sipmediagw_fault_fails_retries_and_fails_over_to_a_working_gatewa
             events.iter().any(|(t, _)| t == "GatewayReassigned"),
             "{name}: {events:?}"
         );
-        let reservations: Vec<(uuid::Uuid,)> = sqlx::query_as(
-            "select gateway_id from gateway_reservations where webinar_id = $1::uuid",
-        )
-        .bind(&id)
-        .fetch_all(&app.db.pool)
-        .await
-        .expect("reservations");
-        assert_eq!(
-            reservations.len(),
-            1,
-            "{name}: only the new gateway holds the webinar"
-        );
+        // Only the new gateway holds the webinar, once the old one is freed.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let reservations = loop {
+            let held: Vec<(uuid::Uuid,)> = sqlx::query_as(
+                "select gateway_id from gateway_reservations where webinar_id = $1::uuid",
+            )
+            .bind(&id)
+            .fetch_all(&app.db.pool)
+            .await
+            .expect("reservations");
+            if held.len() == 1 || Instant::now() > deadline {
+                break held;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(reservations.len(), 1, "{name}: {reservations:?}");
         assert_eq!(reservations[0].0.to_string(), second);
     }
 }

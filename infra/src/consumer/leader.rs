@@ -47,6 +47,15 @@ pub enum Step {
     WaitUntil(Instant),
 }
 
+/// Why a step runs: whether the log may have news for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// A commit to the log, the poll, a retry falling due, or the first step: read the log.
+    News,
+    /// Only its own background work moved on (a call finished): no need to read the log.
+    Nudge,
+}
+
 /// Something the leadership loop drives: a projector runner, a reactor runner, the meeting
 /// watcher.
 #[async_trait]
@@ -63,7 +72,7 @@ pub trait Led: Send + Sync {
         None
     }
     /// One unit of work, while this instance leads.
-    async fn step(&self) -> Result<Step, ConsumerError>;
+    async fn step(&self, cause: Cause) -> Result<Step, ConsumerError>;
     /// Called while another instance leads.
     async fn follow(&self) {}
     /// This instance no longer leads: forget what only the leader may hold.
@@ -156,6 +165,11 @@ impl Leadership {
     }
 }
 
+/// Under a stream of commits, a consumer woken by each would read one event per step: it waits
+/// this long after its last step instead, so that its steps take what arrived meanwhile in one go.
+/// An idle consumer (its last step longer ago) steps at once: a lone mutation waits for nothing.
+const COALESCE: Duration = Duration::from_millis(10);
+
 /// Works `runner` while this instance leads it, follows otherwise, until `cancel`; stops only
 /// between steps.
 pub async fn run_led(
@@ -178,6 +192,8 @@ pub async fn run_led(
     };
     let mut failures: u32 = 0;
     let mut leading = false;
+    let mut cause = Cause::News;
+    let mut last_step = Instant::now() - COALESCE;
     while !cancel.is_cancelled() {
         let now_leads = *leads.borrow_and_update();
         if leading && !now_leads {
@@ -193,8 +209,15 @@ pub async fn run_led(
             }
             continue;
         }
+        if cause == Cause::News && last_step.elapsed() < COALESCE {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep_until(last_step + COALESCE) => {}
+            }
+        }
+        last_step = Instant::now();
         // Only a caught-up consumer listens for news: a retry or a back-off waits its time.
-        let (until, listens) = match runner.step().await {
+        let (until, listens) = match runner.step(cause).await {
             Ok(Step::More) => {
                 failures = 0;
                 continue;
@@ -215,13 +238,13 @@ pub async fn run_led(
                 (Instant::now() + backoff.min(Duration::from_secs(30)), false)
             }
         };
-        tokio::select! {
+        cause = tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = leads.changed() => {}
-            _ = wake.changed(), if listens => {}
-            _ = nudged() => {}
-            _ = tokio::time::sleep_until(until) => {}
-        }
+            _ = leads.changed() => Cause::News,
+            _ = wake.changed(), if listens => Cause::News,
+            _ = nudged() => Cause::Nudge,
+            _ = tokio::time::sleep_until(until) => Cause::News,
+        };
     }
     if leading {
         runner.stepped_down();

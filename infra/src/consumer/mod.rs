@@ -25,7 +25,7 @@ pub use checkpoint::{checkpoint, checkpoints, Checkpoint};
 pub use leader::{Leadership, RunnerOptions};
 pub use progress::{CatchUpTimeout, ProjectionProgress};
 pub use projector::ProjectorRunner;
-pub use reactor::{Reaction, Reactor, ReactorError, ReactorOptions, ReactorRunner};
+pub use reactor::{Delivery, Reaction, Reactor, ReactorError, ReactorOptions, ReactorRunner};
 pub use rebuild::rebuild;
 
 use crate::event_log::StoredEvent;

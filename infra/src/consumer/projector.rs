@@ -9,7 +9,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::leader::{run_led, Led, RunnerOptions, Step};
+use super::leader::{run_led, Cause, Led, RunnerOptions, Step};
 use super::{checkpoint, wants, ConsumerError, ProjectionError, ProjectionProgress, Projector};
 use crate::event_log::{self, Position, StoredEvent};
 use crate::metrics;
@@ -129,7 +129,7 @@ impl Led for ProjectorRunner {
     fn poll(&self) -> std::time::Duration {
         self.options.poll
     }
-    async fn step(&self) -> Result<Step, ConsumerError> {
+    async fn step(&self, _cause: Cause) -> Result<Step, ConsumerError> {
         let read = self.run_batch().await?;
         Ok(if read >= self.options.batch_size as usize {
             Step::More

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::leader::{run_led, Led, Step};
+use super::leader::{run_led, Cause, Led, Step};
 use super::{checkpoint, wants, ConsumerError};
 use crate::error::CommandError;
 use crate::event_log::{self, StoredEvent};
@@ -46,6 +46,17 @@ pub enum ReactorError {
     Database(#[from] sqlx::Error),
 }
 
+/// One handing of an event to a reactor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// Counts from 1.
+    pub attempt: u32,
+    /// Taken from the log by this leader and never tried: nobody can have acted on it yet, so a
+    /// reactor may skip its "done already?" check. (A retry, or work resumed after a restart or a
+    /// change of leader, is not fresh.)
+    pub fresh: bool,
+}
+
 /// Something that acts on the outside world for events: calls SIPMediaGW, BBB, … At least once:
 /// `react` must make its effect idempotent (typically by checking the aggregate's state first).
 #[async_trait]
@@ -55,8 +66,11 @@ pub trait Reactor: Send + Sync + 'static {
     fn aggregate_types(&self) -> Option<&'static [&'static str]>;
     /// The lane `event` is handled in (usually its aggregate), or `None` when it is of no interest.
     fn lane(&self, event: &StoredEvent) -> Option<String>;
-    /// Handles `event`; `attempt` counts from 1.
-    async fn react(&self, event: &StoredEvent, attempt: u32) -> Result<Reaction, ReactorError>;
+    async fn react(
+        &self,
+        event: &StoredEvent,
+        delivery: Delivery,
+    ) -> Result<Reaction, ReactorError>;
 }
 
 /// Tunables of a reactor runner.
@@ -86,6 +100,8 @@ struct Work {
     event: Arc<StoredEvent>,
     /// Attempts made so far.
     attempts: u32,
+    /// Taken from the log in this term of leadership (not resumed from an earlier one).
+    fresh: bool,
     due: Instant,
     in_flight: bool,
 }
@@ -100,20 +116,7 @@ struct Lanes {
     loaded: bool,
 }
 
-pub struct ReactorRunner {
-    pool: PgPool,
-    reactor: Arc<dyn Reactor>,
-    options: ReactorOptions,
-    checkpoint_ready: AtomicBool,
-    state: Arc<Mutex<Lanes>>,
-    /// Bumped whenever the leader steps down: work finishing for an older generation leaves the
-    /// (reloaded) lanes alone.
-    generation: Arc<AtomicU64>,
-    tasks: Mutex<JoinSet<()>>,
-    finished: Arc<Notify>,
-}
-
-fn lock(state: &Mutex<Lanes>) -> MutexGuard<'_, Lanes> {
+fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock only means a panic elsewhere mid-update; the rows in the table are the truth.
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -129,114 +132,165 @@ fn instant_of(when: DateTime<Utc>) -> Instant {
     Instant::now() + (when - Utc::now()).to_std().unwrap_or_default()
 }
 
+/// What the runner and its tasks share.
+struct Shared {
+    pool: PgPool,
+    reactor: Arc<dyn Reactor>,
+    lanes: Mutex<Lanes>,
+    /// Bumped whenever the leader steps down: work finishing for an older generation leaves the
+    /// (reloaded) lanes alone.
+    generation: AtomicU64,
+    /// Work done whose rows are still to be deleted (in one statement, at the next step).
+    done: Mutex<Vec<i64>>,
+    finished: Arc<Notify>,
+}
+
+pub struct ReactorRunner {
+    shared: Arc<Shared>,
+    options: ReactorOptions,
+    checkpoint_ready: AtomicBool,
+    tasks: Mutex<JoinSet<()>>,
+}
+
 impl ReactorRunner {
     pub fn new(pool: PgPool, reactor: Arc<dyn Reactor>, options: ReactorOptions) -> Self {
         Self {
-            pool,
-            reactor,
+            shared: Arc::new(Shared {
+                pool,
+                reactor,
+                lanes: Mutex::new(Lanes::default()),
+                generation: AtomicU64::new(0),
+                done: Mutex::new(Vec::new()),
+                finished: Arc::new(Notify::new()),
+            }),
             options,
             checkpoint_ready: AtomicBool::new(false),
-            state: Arc::new(Mutex::new(Lanes::default())),
-            generation: Arc::new(AtomicU64::new(0)),
             tasks: Mutex::new(JoinSet::new()),
-            finished: Arc::new(Notify::new()),
         }
     }
 
     fn name(&self) -> &'static str {
-        self.reactor.name()
+        self.shared.reactor.name()
     }
 
     /// The rows left by an earlier leader (or an earlier life of this one).
     async fn load_pending(&self) -> Result<(), sqlx::Error> {
+        let pool = &self.shared.pool;
         let rows: Vec<(String, i32, DateTime<Utc>, i64)> = sqlx::query_as(
             "select lane, attempts, next_attempt_at, global_position from reactor_work
               where consumer = $1 order by tx_id, global_position",
         )
         .bind(self.name())
-        .fetch_all(&self.pool)
+        .fetch_all(pool)
         .await?;
         let positions: Vec<i64> = rows.iter().map(|r| r.3).collect();
-        let events: HashMap<i64, StoredEvent> = event_log::events_at(&self.pool, &positions)
+        let mut events: HashMap<i64, StoredEvent> = event_log::events_at(pool, &positions)
             .await?
             .into_iter()
             .map(|e| (e.global_position, e))
             .collect();
-        let mut state = lock(&self.state);
-        *state = Lanes::default();
+        let mut lanes = Lanes::default();
         for (lane, attempts, next, position) in rows {
-            let Some(event) = events.get(&position) else {
+            let Some(event) = events.remove(&position) else {
                 continue;
             };
-            state.lanes.entry(lane).or_default().push_back(Work {
-                event: Arc::new(event.clone()),
+            lanes.lanes.entry(lane).or_default().push_back(Work {
+                event: Arc::new(event),
                 attempts: u32::try_from(attempts).unwrap_or(0),
+                fresh: false,
                 due: instant_of(next),
                 in_flight: false,
             });
-            state.queued += 1;
+            lanes.queued += 1;
         }
-        state.loaded = true;
-        if state.queued > 0 {
+        lanes.loaded = true;
+        if lanes.queued > 0 {
             tracing::info!(
                 reactor = self.name(),
-                pending = state.queued,
+                pending = lanes.queued,
                 "resumed pending work"
             );
+        }
+        *lock(&self.shared.lanes) = lanes;
+        Ok(())
+    }
+
+    /// Deletes the rows of the work done since the last step.
+    async fn forget_done(&self) -> Result<(), sqlx::Error> {
+        let done = std::mem::take(&mut *lock(&self.shared.done));
+        if done.is_empty() {
+            return Ok(());
+        }
+        let deleted = sqlx::query(
+            "delete from reactor_work where consumer = $1 and global_position = any($2)",
+        )
+        .bind(self.name())
+        .bind(&done)
+        .execute(&self.shared.pool)
+        .await;
+        if let Err(error) = deleted {
+            // Kept for the next step: until then, a restart would do the work again, and the
+            // reactor's own check would find it done.
+            lock(&self.shared.done).extend(done);
+            return Err(error);
         }
         Ok(())
     }
 
     /// Takes the next batch of the log into `reactor_work`; returns how many events it read.
     async fn take_from_log(&self) -> Result<usize, sqlx::Error> {
-        let name = self.name();
-        let from = checkpoint::checkpoint(&self.pool, name).await?;
-        let types = self.reactor.aggregate_types();
-        let events =
-            event_log::read_after(&self.pool, from, types, self.options.batch_size).await?;
+        let (name, pool) = (self.name(), &self.shared.pool);
+        let reactor = &self.shared.reactor;
+        let from = checkpoint::checkpoint(pool, name).await?;
+        let types = reactor.aggregate_types();
+        let events = event_log::read_after(pool, from, types, self.options.batch_size).await?;
         let Some(last) = events.last().map(StoredEvent::position) else {
             return Ok(0);
         };
         let work: Vec<(String, StoredEvent)> = events
             .iter()
             .filter(|event| wants(types, event))
-            .filter_map(|event| Some((self.reactor.lane(event)?, event.clone())))
+            .filter_map(|event| Some((reactor.lane(event)?, event.clone())))
             .collect();
-        let mut tx = self.pool.begin().await?;
-        if !work.is_empty() {
-            sqlx::query(
+        let mut tx = pool.begin().await?;
+        // Only what this statement wrote is ours: should another instance briefly believe it
+        // leads too, it does not take the same work.
+        let taken: Vec<i64> = if work.is_empty() {
+            Vec::new()
+        } else {
+            let txs: Vec<i64> = work.iter().map(|(_, e)| e.tx_id).collect();
+            let positions: Vec<i64> = work.iter().map(|(_, e)| e.global_position).collect();
+            let lanes: Vec<&str> = work.iter().map(|(lane, _)| lane.as_str()).collect();
+            sqlx::query_scalar(
                 "insert into reactor_work (consumer, tx_id, global_position, lane)
                  select $1, tx::text::xid8, position, lane
                    from unnest($2::bigint[], $3::bigint[], $4::text[]) as w(tx, position, lane)
-                 on conflict do nothing",
+                 on conflict do nothing
+                 returning global_position",
             )
             .bind(name)
-            .bind(work.iter().map(|(_, e)| e.tx_id).collect::<Vec<_>>())
-            .bind(
-                work.iter()
-                    .map(|(_, e)| e.global_position)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                work.iter()
-                    .map(|(lane, _)| lane.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .execute(&mut *tx)
-            .await?;
-        }
+            .bind(txs)
+            .bind(positions)
+            .bind(lanes)
+            .fetch_all(&mut *tx)
+            .await?
+        };
         checkpoint::save(&mut *tx, name, last, events.len() as i64, false).await?;
         tx.commit().await?;
         let now = Instant::now();
-        let mut state = lock(&self.state);
+        let mut lanes = lock(&self.shared.lanes);
         for (lane, event) in work {
-            state.lanes.entry(lane).or_default().push_back(Work {
+            if !taken.contains(&event.global_position) {
+                continue;
+            }
+            lanes.lanes.entry(lane).or_default().push_back(Work {
                 event: Arc::new(event),
                 attempts: 0,
+                fresh: true,
                 due: now,
                 in_flight: false,
             });
-            state.queued += 1;
+            lanes.queued += 1;
         }
         Ok(events.len())
     }
@@ -245,13 +299,13 @@ impl ReactorRunner {
     /// waiting head falls due.
     fn dispatch(&self) -> Option<Instant> {
         let now = Instant::now();
-        let generation = self.generation.load(Ordering::SeqCst);
+        let generation = self.shared.generation.load(Ordering::SeqCst);
         let mut next: Option<Instant> = None;
         let mut started = Vec::new();
         {
-            let mut state = lock(&self.state);
-            let mut budget = self.options.max_in_flight.saturating_sub(state.in_flight);
-            for (lane, queue) in state.lanes.iter_mut() {
+            let mut lanes = lock(&self.shared.lanes);
+            let mut budget = self.options.max_in_flight.saturating_sub(lanes.in_flight);
+            for (lane, queue) in lanes.lanes.iter_mut() {
                 let Some(head) = queue.front_mut() else {
                     continue;
                 };
@@ -268,25 +322,23 @@ impl ReactorRunner {
                 }
                 budget -= 1;
                 head.in_flight = true;
-                started.push((lane.clone(), head.event.clone(), head.attempts));
+                let delivery = Delivery {
+                    attempt: head.attempts + 1,
+                    fresh: head.fresh && head.attempts == 0,
+                };
+                started.push((lane.clone(), head.event.clone(), delivery));
             }
-            state.in_flight += started.len();
+            lanes.in_flight += started.len();
         }
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tasks = lock(&self.tasks);
         while tasks.try_join_next().is_some() {}
-        for (lane, event, attempts) in started {
+        for (lane, event, delivery) in started {
             tasks.spawn(handle(
-                Handle {
-                    pool: self.pool.clone(),
-                    reactor: self.reactor.clone(),
-                    state: self.state.clone(),
-                    generation: self.generation.clone(),
-                    finished: self.finished.clone(),
-                },
+                self.shared.clone(),
                 generation,
                 lane,
                 event,
-                attempts,
+                delivery,
             ));
         }
         next
@@ -296,17 +348,17 @@ impl ReactorRunner {
     /// waits for less than `patience` (for tests and tools: a worker you can run to completion).
     pub async fn run_until_idle(&self, patience: Duration) -> Result<(), ConsumerError> {
         loop {
-            let step = self.step().await?;
-            let busy = lock(&self.state).in_flight > 0;
+            let step = self.step(Cause::News).await?;
+            let busy = lock(&self.shared.lanes).in_flight > 0;
             match step {
                 Step::More => continue,
                 _ if busy => {
-                    let _ = tokio::time::timeout(patience, self.finished.notified()).await;
+                    let _ = tokio::time::timeout(patience, self.shared.finished.notified()).await;
                 }
                 Step::WaitUntil(at) if at <= Instant::now() + patience => {
                     tokio::time::sleep_until(at).await;
                 }
-                _ => return Ok(()),
+                _ => return Ok(self.forget_done().await?),
             }
         }
     }
@@ -320,7 +372,7 @@ impl ReactorRunner {
         cancel: CancellationToken,
     ) {
         run_led(&self, leads, wake, cancel).await;
-        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut tasks = std::mem::take(&mut *lock(&self.tasks));
         let drained = tokio::time::timeout(Duration::from_secs(5), async {
             while tasks.join_next().await.is_some() {}
         })
@@ -331,31 +383,24 @@ impl ReactorRunner {
                 "calls still in flight at shutdown were cut off"
             );
         }
+        if let Err(error) = self.forget_done().await {
+            tracing::warn!(reactor = self.name(), %error, "cannot record finished work at shutdown");
+        }
     }
 }
 
-/// What a task needs to finish a piece of work.
-struct Handle {
-    pool: PgPool,
-    reactor: Arc<dyn Reactor>,
-    state: Arc<Mutex<Lanes>>,
-    generation: Arc<AtomicU64>,
-    finished: Arc<Notify>,
-}
-
-/// Handles one event and records the outcome: the row leaves when the work is done, or keeps the
-/// next attempt's time.
+/// Handles one event and records the outcome: done work is deleted (at the next step), a retry
+/// keeps the next attempt's time.
 async fn handle(
-    handle: Handle,
+    shared: Arc<Shared>,
     generation: u64,
     lane: String,
     event: Arc<StoredEvent>,
-    attempts: u32,
+    delivery: Delivery,
 ) {
-    let name = handle.reactor.name();
-    let outcome = handle.reactor.react(&event, attempts + 1).await;
+    let name = shared.reactor.name();
     let position = event.global_position;
-    let retry = match outcome {
+    let retry = match shared.reactor.react(&event, delivery).await {
         Ok(Reaction::Done) => None,
         Ok(Reaction::GiveUp(why)) => {
             ::metrics::counter!(metrics::REACTOR_GIVE_UPS, "reactor" => name).increment(1);
@@ -365,47 +410,39 @@ async fn handle(
         Ok(Reaction::RetryAt(when, why)) => Some((when, why)),
         Err(error) => {
             ::metrics::counter!(metrics::CONSUMER_FAILURES, "consumer" => name).increment(1);
-            let pause = chrono::Duration::from_std(error_backoff(attempts + 1))
+            let pause = chrono::Duration::from_std(error_backoff(delivery.attempt))
                 .unwrap_or(chrono::Duration::seconds(30));
             Some((Utc::now() + pause, error.to_string()))
         }
     };
-    let recorded = match &retry {
-        None => {
-            sqlx::query("delete from reactor_work where consumer = $1 and global_position = $2")
-                .bind(name)
-                .bind(position)
-                .execute(&handle.pool)
-                .await
-                .map(|_| ())
-        }
+    match &retry {
+        None => lock(&shared.done).push(position),
         Some((when, why)) => {
-            tracing::info!(reactor = name, position, lane, %when, why, attempt = attempts + 1, "trying again later");
+            tracing::info!(reactor = name, position, lane, %when, why, attempt = delivery.attempt, "trying again later");
             let why: String = why.chars().take(500).collect();
-            sqlx::query(
+            let recorded = sqlx::query(
                 "update reactor_work set attempts = $3, next_attempt_at = $4, last_error = $5
                   where consumer = $1 and global_position = $2",
             )
             .bind(name)
             .bind(position)
-            .bind(i32::try_from(attempts + 1).unwrap_or(i32::MAX))
+            .bind(i32::try_from(delivery.attempt).unwrap_or(i32::MAX))
             .bind(when)
             .bind(why)
-            .execute(&handle.pool)
-            .await
-            .map(|_| ())
+            .execute(&shared.pool)
+            .await;
+            if let Err(error) = recorded {
+                // The row keeps its earlier due time: the work comes back sooner, that is all.
+                tracing::warn!(reactor = name, position, %error, "cannot record a retry");
+            }
         }
-    };
-    if let Err(error) = recorded {
-        // The row stays as it was: the work is done again later (reactors are idempotent).
-        tracing::warn!(reactor = name, position, %error, "cannot record the outcome of a reaction");
     }
-    if handle.generation.load(Ordering::SeqCst) == generation {
-        let mut state = lock(&handle.state);
-        state.in_flight = state.in_flight.saturating_sub(1);
+    if shared.generation.load(Ordering::SeqCst) == generation {
+        let mut lanes = lock(&shared.lanes);
+        lanes.in_flight = lanes.in_flight.saturating_sub(1);
         let mut emptied = false;
-        if let Some(queue) = state.lanes.get_mut(&lane) {
-            match retry {
+        if let Some(queue) = lanes.lanes.get_mut(&lane) {
+            match &retry {
                 None => {
                     queue.pop_front();
                     emptied = queue.is_empty();
@@ -413,44 +450,50 @@ async fn handle(
                 Some((when, _)) => {
                     if let Some(head) = queue.front_mut() {
                         head.in_flight = false;
-                        head.attempts += 1;
-                        head.due = instant_of(when);
+                        head.attempts = delivery.attempt;
+                        head.due = instant_of(*when);
                     }
                 }
             }
         }
         if emptied {
-            state.lanes.remove(&lane);
+            lanes.lanes.remove(&lane);
         }
         if retry.is_none() {
-            state.queued = state.queued.saturating_sub(1);
+            lanes.queued = lanes.queued.saturating_sub(1);
         }
     }
-    handle.finished.notify_one();
+    shared.finished.notify_one();
 }
 
 #[async_trait]
 impl Led for ReactorRunner {
     fn name(&self) -> &'static str {
-        self.reactor.name()
+        self.shared.reactor.name()
     }
     fn poll(&self) -> Duration {
         self.options.poll
     }
     fn nudge(&self) -> Option<Arc<Notify>> {
-        Some(self.finished.clone())
+        Some(self.shared.finished.clone())
     }
 
-    async fn step(&self) -> Result<Step, ConsumerError> {
+    async fn step(&self, cause: Cause) -> Result<Step, ConsumerError> {
         if !self.checkpoint_ready.load(Ordering::Relaxed) {
-            checkpoint::ensure(&self.pool, self.name()).await?;
+            checkpoint::ensure(&self.shared.pool, self.name()).await?;
             self.checkpoint_ready.store(true, Ordering::Relaxed);
         }
-        if !lock(&self.state).loaded {
+        self.forget_done().await?;
+        if !lock(&self.shared.lanes).loaded {
             self.load_pending().await?;
         }
-        let room = lock(&self.state).queued < self.options.max_queued;
-        let read = if room { self.take_from_log().await? } else { 0 };
+        // A finished call only frees its lane: the log is read on news (or the poll).
+        let room = lock(&self.shared.lanes).queued < self.options.max_queued;
+        let read = if room && cause == Cause::News {
+            self.take_from_log().await?
+        } else {
+            0
+        };
         let next = self.dispatch();
         Ok(if read >= self.options.batch_size as usize {
             Step::More
@@ -462,7 +505,7 @@ impl Led for ReactorRunner {
     }
 
     fn stepped_down(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        *lock(&self.state) = Lanes::default();
+        self.shared.generation.fetch_add(1, Ordering::SeqCst);
+        *lock(&self.shared.lanes) = Lanes::default();
     }
 }

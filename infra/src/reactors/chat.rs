@@ -7,19 +7,37 @@
 //! relayed again after the restart. The window is one call: `Relayed` is recorded right after it,
 //! and a message already recorded is never sent again.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use async_trait::async_trait;
 use webinar_domain::chat::{ChatCommand, ChatEvent, ChatStatus};
 use webinar_domain::ids::ChatMessageId;
-use webinar_domain::webinar::Webinar;
+use webinar_domain::{GatewayId, WebinarId};
 
 use super::Outside;
 use crate::config::ChatRelay;
-use crate::consumer::{Reaction, Reactor, ReactorError};
+use crate::consumer::{Delivery, Reaction, Reactor, ReactorError};
 use crate::event_log::StoredEvent;
 use crate::event_store::CommandMetadata;
 
+/// Where a webinar's messages go: its gateway's room, or its BBB meeting.
+#[derive(Debug, Clone)]
+struct Route {
+    gateway: Option<GatewayId>,
+    room: Option<String>,
+    meeting_id: Option<String>,
+}
+
+/// How long a webinar's route is reused: a lecture hall posting hundreds of messages a second
+/// needs it read once, not each time; a fail-over is followed within this long (a message sent to
+/// the old room fails, and is tried again).
+const ROUTE_TTL: Duration = Duration::from_secs(1);
+
 pub struct ChatRelayReactor {
     outside: Outside,
+    routes: Mutex<HashMap<WebinarId, (Instant, Route)>>,
 }
 
 const COMPONENT: &str = "chat-relay";
@@ -28,14 +46,39 @@ const ATTEMPTS: u32 = 3;
 
 impl ChatRelayReactor {
     pub fn new(outside: Outside) -> Self {
-        Self { outside }
+        Self {
+            outside,
+            routes: Mutex::new(HashMap::new()),
+        }
     }
 
-    async fn relay_once(&self, webinar: &Webinar, text: &str, author: &str) -> Result<(), String> {
+    async fn route(&self, webinar: WebinarId) -> Result<Route, ReactorError> {
+        let cached = {
+            let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+            routes
+                .get(&webinar)
+                .filter(|(at, _)| at.elapsed() < ROUTE_TTL)
+                .map(|(_, route)| route.clone())
+        };
+        if let Some(route) = cached {
+            return Ok(route);
+        }
+        let state = self.outside.webinars.load(webinar).await?;
+        let route = Route {
+            gateway: state.gateway_id,
+            room: state.room,
+            meeting_id: state.meeting_id,
+        };
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        routes.retain(|_, (at, _)| at.elapsed() < ROUTE_TTL);
+        routes.insert(webinar, (Instant::now(), route.clone()));
+        Ok(route)
+    }
+
+    async fn relay_once(&self, route: &Route, text: &str, author: &str) -> Result<(), String> {
         match self.outside.chat_relay {
             ChatRelay::Sipmediagw => {
-                let (Some(gateway), Some(room)) = (webinar.gateway_id, webinar.room.as_deref())
-                else {
+                let (Some(gateway), Some(room)) = (route.gateway, route.room.as_deref()) else {
                     return Err("the webinar has no gateway".into());
                 };
                 self.outside
@@ -46,7 +89,7 @@ impl ChatRelayReactor {
             }
             ChatRelay::Bbb => {
                 let (Some(meetings), Some(meeting)) =
-                    (&self.outside.meetings, webinar.meeting_id.as_deref())
+                    (&self.outside.meetings, route.meeting_id.as_deref())
                 else {
                     return Err("BigBlueButton is not configured".into());
                 };
@@ -77,26 +120,38 @@ impl Reactor for ChatRelayReactor {
         }
     }
 
-    #[tracing::instrument(name = "chat_relay", skip_all, fields(message = %event.aggregate_id, attempt = attempt))]
-    async fn react(&self, event: &StoredEvent, attempt: u32) -> Result<Reaction, ReactorError> {
+    #[tracing::instrument(name = "chat_relay", skip_all, fields(message = %event.aggregate_id, attempt = delivery.attempt))]
+    async fn react(
+        &self,
+        event: &StoredEvent,
+        delivery: Delivery,
+    ) -> Result<Reaction, ReactorError> {
         let Some(id) = event.aggregate::<ChatMessageId>() else {
             return Ok(Reaction::GiveUp("the message id is not a UUID".into()));
         };
-        let message = self.outside.chat.load(id).await?;
-        // Relayed (or failed) already, before a restart: never twice.
-        if message.status != ChatStatus::Posted {
-            return Ok(Reaction::Done);
-        }
-        let (Some(webinar_id), Some(author), Some(text)) =
-            (message.webinar_id, message.author, message.text)
+        let Ok(ChatEvent::Posted {
+            webinar_id,
+            author,
+            text,
+            ..
+        }) = event.decode::<ChatEvent>()
         else {
             return Ok(Reaction::Done);
         };
-        let webinar = self.outside.webinars.load(webinar_id).await?;
-        let command = match self.relay_once(&webinar, text.as_str(), &author.name).await {
+        // Relayed (or failed) already, before a restart: never twice. (Nobody has acted on a
+        // fresh delivery yet.)
+        if !delivery.fresh && self.outside.chat.load(id).await?.status != ChatStatus::Posted {
+            return Ok(Reaction::Done);
+        }
+        let route = self.route(webinar_id).await?;
+        let command = match self.relay_once(&route, text.as_str(), &author.name).await {
             Ok(()) => ChatCommand::RecordRelayed,
-            Err(reason) if attempt < ATTEMPTS => {
-                return Ok(self.outside.retry_after(attempt, reason));
+            Err(reason) if delivery.attempt < ATTEMPTS => {
+                self.routes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&webinar_id);
+                return Ok(self.outside.retry_after(delivery.attempt, reason));
             }
             Err(reason) => {
                 tracing::warn!(message = %id, %reason, "chat relay failed");

@@ -19,7 +19,7 @@ use webinar_domain::webinar::{EndReason, WebinarStatus};
 use webinar_domain::WebinarId;
 
 use super::Outside;
-use crate::consumer::leader::{run_led, Led, Step};
+use crate::consumer::leader::{run_led, Cause, Led, Step};
 use crate::consumer::{ConsumerError, ReactorError};
 use crate::error::CommandError;
 use crate::event_store::CommandMetadata;
@@ -158,7 +158,7 @@ impl Led for MeetingWatcher {
     fn wakes_on_log(&self) -> bool {
         false
     }
-    async fn step(&self) -> Result<Step, ConsumerError> {
+    async fn step(&self, _cause: Cause) -> Result<Step, ConsumerError> {
         self.poll_once().await?;
         Ok(Step::CaughtUp)
     }

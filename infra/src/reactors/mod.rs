@@ -43,6 +43,9 @@ pub struct Outside {
     pub start_attempts: u32,
     /// Stop attempts before the stream is recorded as `StreamStopFailed`.
     pub stop_attempts: u32,
+    /// The longest a start call may take: after a start that may have happened, the next attempt
+    /// waits at least this long, so that the gateway can tell for sure.
+    pub start_timeout: std::time::Duration,
     /// How long a reservation may wait for its webinar before it is freed.
     pub reservation_grace: std::time::Duration,
     /// Pauses between attempts.
@@ -54,9 +57,19 @@ impl Outside {
     /// "See this event again after the back-off of failed attempt `attempt`" (with ±20 % of
     /// jitter, so that a gateway coming back is not hit by every webinar at once).
     pub fn retry_after(&self, attempt: u32, why: impl Into<String>) -> Reaction {
+        self.retry_after_at_least(attempt, std::time::Duration::ZERO, why)
+    }
+
+    /// The same, but never sooner than `floor`.
+    pub fn retry_after_at_least(
+        &self,
+        attempt: u32,
+        floor: std::time::Duration,
+        why: impl Into<String>,
+    ) -> Reaction {
         let jitter = rand::thread_rng().gen_range(0.8..1.2);
-        let pause = chrono::Duration::from_std(self.backoff.delay(attempt).mul_f64(jitter))
-            .unwrap_or(chrono::Duration::seconds(30));
+        let pause = self.backoff.delay(attempt).mul_f64(jitter).max(floor);
+        let pause = chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::seconds(30));
         Reaction::RetryAt(Utc::now() + pause, why.into())
     }
 }

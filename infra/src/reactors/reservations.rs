@@ -16,7 +16,7 @@ use webinar_domain::webinar::WebinarEvent;
 use webinar_domain::{GatewayId, WebinarId};
 
 use super::Outside;
-use crate::consumer::{Reaction, Reactor, ReactorError};
+use crate::consumer::{Delivery, Reaction, Reactor, ReactorError};
 use crate::error::CommandError;
 use crate::event_log::StoredEvent;
 use crate::event_store::CommandMetadata;
@@ -84,7 +84,11 @@ impl Reactor for ReservationReactor {
     }
 
     #[tracing::instrument(name = "reservations", skip_all, fields(aggregate = %event.aggregate_id, event = %event.event_type))]
-    async fn react(&self, event: &StoredEvent, _attempt: u32) -> Result<Reaction, ReactorError> {
+    async fn react(
+        &self,
+        event: &StoredEvent,
+        _delivery: Delivery,
+    ) -> Result<Reaction, ReactorError> {
         let meta = CommandMetadata::caused_by(COMPONENT, event);
         if event.aggregate_type == "Gateway" {
             let Some(gateway) = event.aggregate::<GatewayId>() else {

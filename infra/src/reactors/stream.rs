@@ -18,7 +18,7 @@ use webinar_domain::webinar::{
 use webinar_domain::{GatewayId, WebinarId};
 
 use super::Outside;
-use crate::consumer::{Reaction, Reactor, ReactorError};
+use crate::consumer::{Delivery, Reaction, Reactor, ReactorError};
 use crate::error::CommandError;
 use crate::event_log::StoredEvent;
 use crate::event_store::CommandMetadata;
@@ -115,6 +115,11 @@ impl StreamReactor {
             Attempt::Failed(error) => error,
         };
         let attempt = webinar.stream_attempts + 1;
+        // Busy or timed out: maybe our own earlier call is still starting the room.
+        let maybe_started = matches!(
+            error,
+            StreamGatewayError::Timeout | StreamGatewayError::Busy
+        );
         // A refusal that will not change is not retried on this gateway.
         let final_attempt = attempt >= self.outside.start_attempts || !error.is_transient();
         tracing::warn!(webinar = %id, %gateway, attempt, final_attempt, %error, "stream start failed");
@@ -133,12 +138,21 @@ impl StreamReactor {
             self.fail_over(meta, id).await?;
             return Ok(Reaction::Done);
         }
+        if maybe_started {
+            // Long enough for any start call still under way to have finished: then the gateway
+            // can say for sure whether the room streams.
+            return Ok(self.outside.retry_after_at_least(
+                attempt,
+                self.outside.start_timeout,
+                reason,
+            ));
+        }
         Ok(self.outside.retry_after(attempt, reason))
     }
 
-    /// Moves a failed stream to a gateway that is free for the rest of the slot, if any. The
-    /// reservation on the old gateway is released, and the room stopped there, by reactions to the
-    /// `GatewayReassigned` this records.
+    /// Moves a failed stream to a gateway that is free for the rest of the slot, if any. The room
+    /// is stopped on the old gateway, and (should freeing it now fail) its reservation released, by
+    /// reactions to the `GatewayReassigned` this records.
     async fn fail_over(&self, meta: &CommandMetadata, id: WebinarId) -> Result<(), ReactorError> {
         let webinar = self.outside.webinars.load(id).await?;
         let (Some(slot), Some(from)) = (webinar.slot, webinar.gateway_id) else {
@@ -158,6 +172,7 @@ impl StreamReactor {
             {
                 Ok(_) => {
                     tracing::info!(webinar = %id, %from, %to, "stream failed over");
+                    self.outside.webinars.free_now(meta, Some(from), id).await;
                     Ok(())
                 }
                 // The state moved on: the reservation just made is an orphan the janitor frees.
@@ -297,8 +312,13 @@ impl Reactor for StreamReactor {
         }
     }
 
-    #[tracing::instrument(name = "stream_reactor", skip_all, fields(webinar = %event.aggregate_id, event = %event.event_type, attempt = attempt))]
-    async fn react(&self, event: &StoredEvent, attempt: u32) -> Result<Reaction, ReactorError> {
+    #[tracing::instrument(name = "stream_reactor", skip_all, fields(webinar = %event.aggregate_id, event = %event.event_type, attempt = delivery.attempt))]
+    async fn react(
+        &self,
+        event: &StoredEvent,
+        delivery: Delivery,
+    ) -> Result<Reaction, ReactorError> {
+        let attempt = delivery.attempt;
         let Some(id) = event.aggregate::<WebinarId>() else {
             return Ok(Reaction::GiveUp("the webinar id is not a UUID".into()));
         };

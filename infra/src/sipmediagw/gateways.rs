@@ -2,7 +2,9 @@
 //! generation, RTMP destination and bearer token (read from the Gateway aggregate and the secret
 //! store at each call, so that an administrator's change applies to the next call).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::PgPool;
@@ -13,12 +15,17 @@ use super::{SipMediaGwClient, SipTarget};
 use crate::gateways::GatewayService;
 use crate::secrets::gateway_token;
 
+/// How long a gateway's settings are reused for chat messages (a burst of them must not read the
+/// gateway and its token each time). Starts, stops and status checks always read them afresh.
+const CHAT_TARGET_TTL: Duration = Duration::from_secs(1);
+
 pub struct SipMediaGwGateways {
     client: SipMediaGwClient,
     gateways: Arc<GatewayService>,
     pool: PgPool,
     /// What SIPMediaGW gets as `domain`: our join page, without a scheme.
     join_domain: String,
+    chat_targets: Mutex<HashMap<GatewayId, (Instant, SipTarget)>>,
 }
 
 impl SipMediaGwGateways {
@@ -33,7 +40,27 @@ impl SipMediaGwGateways {
             gateways,
             pool,
             join_domain,
+            chat_targets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The target for chat messages, reused for a moment.
+    async fn chat_target(&self, gateway: GatewayId) -> Result<SipTarget, StreamGatewayError> {
+        let cached = {
+            let targets = self.chat_targets.lock().unwrap_or_else(|e| e.into_inner());
+            targets
+                .get(&gateway)
+                .filter(|(at, _)| at.elapsed() < CHAT_TARGET_TTL)
+                .map(|(_, target)| target.clone())
+        };
+        if let Some(target) = cached {
+            return Ok(target);
+        }
+        let (target, _) = self.target(gateway).await?;
+        let mut targets = self.chat_targets.lock().unwrap_or_else(|e| e.into_inner());
+        targets.retain(|_, (at, _)| at.elapsed() < CHAT_TARGET_TTL);
+        targets.insert(gateway, (Instant::now(), target.clone()));
+        Ok(target)
     }
 
     /// How to reach `gateway`'s launcher, and where it pushes the stream.
@@ -97,7 +124,7 @@ impl StreamGateway for SipMediaGwGateways {
         room: &str,
         message: &str,
     ) -> Result<(), StreamGatewayError> {
-        let (target, _) = self.target(gateway).await?;
+        let target = self.chat_target(gateway).await?;
         self.client.post_chat(&target, room, message).await
     }
 }

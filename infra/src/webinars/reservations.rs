@@ -49,8 +49,9 @@ impl WebinarService {
         }
     }
 
-    /// The fast path after a request that freed `gateway`: best effort, never an error.
-    pub(super) async fn free_now(
+    /// The fast path after a request (or a fail-over) that freed `gateway`: best effort, never
+    /// an error.
+    pub async fn free_now(
         &self,
         metadata: &CommandMetadata,
         gateway: Option<GatewayId>,

@@ -1,0 +1,368 @@
+//! A SIPMediaGW launcher: the web.py API of v1.6/v1.7 ([`legacy`]) or the FastAPI `/gateway/*`
+//! API of v1.8+ ([`gateway`]). It holds `slots` streams at once (SIPMediaGW's
+//! `floor(nproc / CPU_PER_GW)`: one on a 4-vCPU host), answers with the shapes the real launchers
+//! return (see PROTOCOLS.md, A.2 to A.6), and misbehaves on demand: faults are set in code, from
+//! the command line (`--fault start-latency=35s`), or over `POST /_sim/faults`; per-room counters
+//! are read over `GET /_sim/counters`.
+//!
+//! A start or stop runs to completion even when the caller has gone (as the launcher's script
+//! does), and holds its slot from the moment it begins (as the script's `flock` does).
+
+// Handlers return a finished response as their error: boxing it would only add noise here.
+#![allow(clippy::result_large_err)]
+
+mod control;
+mod gateway;
+mod legacy;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Which API the simulator speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Legacy,
+    Gateway,
+}
+
+/// Injectable faults. The text form (`FromStr`) is what `--fault` and the control endpoint take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `launch-failed`: a start answers "The gateway failed to launch" (after a delay, like v1.7).
+    LaunchFailed,
+    /// `html-500`: a start answers web.py's HTML debug page with status 500 (which echoes the
+    /// Authorization header).
+    Html500,
+    /// `busy`: every slot is taken by another room: "No free resources found".
+    Busy,
+    /// `latency=2s`: every call waits this long before it is handled.
+    Latency(Duration),
+    /// `start-latency=35s`: a start takes this long (a hang, when longer than the client's
+    /// timeout); it completes even if the caller gave up.
+    StartLatency(Duration),
+    /// `stop-latency=20s`: a stop takes this long (compose's stop grace period).
+    StopLatency(Duration),
+    /// `stop-error`: a stop fails with a 500 (the container runtime is gone).
+    StopError,
+    /// `chat-latency=20ms`: typing a chat message takes this long.
+    ChatLatency(Duration),
+}
+
+/// A duration as `35s`, `1.5s` or `20ms`.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let (number, unit) = match text.strip_suffix("ms") {
+        Some(n) => (n, 0.001),
+        None => (text.strip_suffix('s')?, 1.0),
+    };
+    let value: f64 = number.trim().parse().ok()?;
+    (value.is_finite() && value >= 0.0).then(|| Duration::from_secs_f64(value * unit))
+}
+
+impl FromStr for Fault {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (name, value) = match text.split_once('=') {
+            Some((name, value)) => (name.trim(), Some(value.trim())),
+            None => (text.trim(), None),
+        };
+        let duration = || {
+            value
+                .and_then(parse_duration)
+                .ok_or_else(|| format!("{name} takes a duration, like {name}=2s or {name}=20ms"))
+        };
+        Ok(match name {
+            "launch-failed" => Fault::LaunchFailed,
+            "html-500" => Fault::Html500,
+            "busy" => Fault::Busy,
+            "stop-error" => Fault::StopError,
+            "latency" => Fault::Latency(duration()?),
+            "start-latency" => Fault::StartLatency(duration()?),
+            "stop-latency" => Fault::StopLatency(duration()?),
+            "chat-latency" => Fault::ChatLatency(duration()?),
+            other => {
+                return Err(format!(
+                    "unknown fault {other:?}: one of launch-failed, html-500, busy, stop-error, \
+                     latency=D, start-latency=D, stop-latency=D, chat-latency=D"
+                ))
+            }
+        })
+    }
+}
+
+/// One room's calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RoomCounters {
+    pub starts: u32,
+    pub successful_starts: u32,
+    pub stops: u32,
+    pub successful_stops: u32,
+}
+
+/// What the simulator saw, for assertions.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counters {
+    pub starts: u32,
+    pub successful_starts: u32,
+    pub stops: u32,
+    pub toggles: u32,
+    pub unauthorized: u32,
+    /// (room, message), in arrival order.
+    pub chats: Vec<(String, String)>,
+    /// Every (room, domain, rtmpDst) a successful start received.
+    pub started_with: Vec<(String, String, String)>,
+    pub rooms: BTreeMap<String, RoomCounters>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    token: Option<String>,
+    slots: usize,
+    /// Rooms streaming.
+    running: BTreeSet<String>,
+    /// Rooms whose start is under way (their slot is held already).
+    starting: BTreeSet<String>,
+    faults: Vec<Fault>,
+    counters: Counters,
+}
+
+/// A handle on a running simulator: set faults, read counters.
+#[derive(Debug, Clone)]
+pub struct SipMediaGwSim {
+    api: Api,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl SipMediaGwSim {
+    /// One slot; `token`: the bearer token it requires (`None`: none, as the v1.8 launcher).
+    pub fn new(api: Api, token: Option<&str>) -> Self {
+        Self {
+            api,
+            inner: Arc::new(Mutex::new(Inner {
+                token: token.map(str::to_owned),
+                slots: 1,
+                ..Inner::default()
+            })),
+        }
+    }
+
+    /// Holds `slots` streams at once.
+    pub fn with_slots(self, slots: usize) -> Self {
+        self.with(|i| i.slots = slots.max(1));
+        self
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn set_faults(&self, faults: &[Fault]) {
+        self.with(|i| i.faults = faults.to_vec());
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.with(|i| i.counters.clone())
+    }
+
+    /// One room's counters.
+    pub fn room(&self, room: &str) -> RoomCounters {
+        self.with(|i| i.counters.rooms.get(room).cloned().unwrap_or_default())
+    }
+
+    /// A room streaming now, if any.
+    pub fn running(&self) -> Option<String> {
+        self.with(|i| i.running.iter().next().cloned())
+    }
+
+    pub fn is_running(&self, room: &str) -> bool {
+        self.with(|i| i.running.contains(room))
+    }
+
+    pub fn router(&self) -> Router {
+        let routes = match self.api {
+            Api::Legacy => Router::new()
+                .route("/start", get(legacy::start))
+                .route("/stop", get(legacy::stop))
+                .route("/progress", get(legacy::progress))
+                .route("/chat", get(legacy::toggle).post(legacy::chat)),
+            Api::Gateway => Router::new()
+                .route("/gateway/start", post(gateway::start))
+                .route("/gateway/stop", post(gateway::stop))
+                .route("/gateway/status", get(gateway::status))
+                .route("/gateway/command", post(gateway::command)),
+        };
+        routes
+            .route("/_sim/faults", post(control::set_faults))
+            .route("/_sim/counters", get(control::counters))
+            .fallback(|| async {
+                (
+                    StatusCode::NOT_FOUND,
+                    [(header::CONTENT_TYPE, "text/html")],
+                    "not found",
+                )
+            })
+            .with_state(self.clone())
+    }
+
+    fn fault_duration(&self, pick: impl Fn(&Fault) -> Option<Duration>) -> Option<Duration> {
+        self.with(|i| i.faults.iter().find_map(&pick))
+    }
+
+    async fn delay(&self) {
+        if let Some(latency) = self.fault_duration(|f| match f {
+            Fault::Latency(d) => Some(*d),
+            _ => None,
+        }) {
+            tokio::time::sleep(latency).await;
+        }
+    }
+
+    fn has(&self, fault: Fault) -> bool {
+        self.with(|i| i.faults.contains(&fault))
+    }
+
+    fn count(&self, room: &str, update: impl FnOnce(&mut Counters, &mut RoomCounters)) {
+        self.with(|i| {
+            let mut room_counters = i.counters.rooms.remove(room).unwrap_or_default();
+            update(&mut i.counters, &mut room_counters);
+            i.counters.rooms.insert(room.to_owned(), room_counters);
+        });
+    }
+
+    /// Takes a slot for `room`, or says the launcher is full ("No free resources found").
+    fn take_slot(&self, room: &str) -> bool {
+        let busy = self.has(Fault::Busy);
+        self.with(|i| {
+            let full = i.running.len() + i.starting.len() >= i.slots;
+            if busy || full {
+                return false;
+            }
+            i.starting.insert(room.to_owned());
+            true
+        })
+    }
+
+    /// Finishes a start that took its slot: the room streams (or, with `launch-failed`, not).
+    /// Runs to completion on its own task: the launcher's script does not stop when the client
+    /// hangs up.
+    async fn finish_start(&self, room: String, domain: String, rtmp: String) -> bool {
+        let sim = self.clone();
+        let latency = self.fault_duration(|f| match f {
+            Fault::StartLatency(d) => Some(*d),
+            _ => None,
+        });
+        let launch_fails = self.has(Fault::LaunchFailed);
+        detached(async move {
+            if let Some(latency) = latency {
+                tokio::time::sleep(latency).await;
+            }
+            if launch_fails {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                sim.with(|i| i.starting.remove(&room));
+                return false;
+            }
+            sim.with(|i| {
+                i.starting.remove(&room);
+                i.running.insert(room.clone());
+            });
+            sim.count(&room, |all, one| {
+                all.successful_starts += 1;
+                one.successful_starts += 1;
+                all.started_with.push((room.clone(), domain, rtmp));
+            });
+            true
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Stops `room`: `Ok(true)` stopped, `Ok(false)` not running, `Err(())` the runtime failed.
+    async fn stop_room(&self, room: String) -> Result<bool, ()> {
+        let sim = self.clone();
+        let latency = self.fault_duration(|f| match f {
+            Fault::StopLatency(d) => Some(*d),
+            _ => None,
+        });
+        let fails = self.has(Fault::StopError);
+        self.count(&room, |all, one| {
+            all.stops += 1;
+            one.stops += 1;
+        });
+        detached(async move {
+            if !sim.is_running(&room) {
+                return Ok(false);
+            }
+            if let Some(latency) = latency {
+                tokio::time::sleep(latency).await;
+            }
+            if fails {
+                return Err(());
+            }
+            sim.with(|i| i.running.remove(&room));
+            sim.count(&room, |_, one| one.successful_stops += 1);
+            Ok(true)
+        })
+        .await
+        .unwrap_or(Err(()))
+    }
+
+    async fn chat_delay(&self) {
+        if let Some(latency) = self.fault_duration(|f| match f {
+            Fault::ChatLatency(d) => Some(*d),
+            _ => None,
+        }) {
+            tokio::time::sleep(latency).await;
+        }
+    }
+}
+
+/// Runs `work` on a task of its own and waits for it: dropping the wait (the client went away)
+/// does not stop the work.
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    tokio::spawn(work).await
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_parse_from_their_text_form() {
+        assert_eq!("busy".parse(), Ok(Fault::Busy));
+        assert_eq!(
+            "start-latency=35s".parse(),
+            Ok(Fault::StartLatency(Duration::from_secs(35)))
+        );
+        assert_eq!(
+            "chat-latency=20ms".parse(),
+            Ok(Fault::ChatLatency(Duration::from_millis(20)))
+        );
+        assert_eq!(
+            "latency=1.5s".parse(),
+            Ok(Fault::Latency(Duration::from_millis(1500)))
+        );
+        assert!("start-latency".parse::<Fault>().is_err());
+        assert!("start-latency=soon".parse::<Fault>().is_err());
+        assert!("explode".parse::<Fault>().is_err());
+    }
+}
