@@ -201,3 +201,92 @@ fn audit_export_streams_one_line_per_event_without_secrets() {
         }
     });
 }
+
+/// One HTTP/1.1 exchange over a fresh connection; returns the whole response.
+fn http(address: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the simulator");
+    stream
+        .write_all(request.as_bytes())
+        .expect("send the request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    response
+}
+
+#[test]
+fn the_sipmediagw_simulator_takes_faults_from_the_command_line_and_its_control_endpoint() {
+    use std::io::BufRead;
+    let mut child = webinar()
+        .args([
+            "sim",
+            "sipmediagw",
+            "--listen",
+            "127.0.0.1:0",
+            "--slots",
+            "2",
+            "--fault",
+            "busy",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run webinar sim sipmediagw");
+    // Killed however the test ends.
+    struct Reaper(std::process::Child);
+    impl Drop for Reaper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().expect("stdout");
+    let _child = Reaper(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("the simulator says where it listens");
+    let address = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let start = format!(
+        "GET /start?room=r1&rtmpDst=rtmp://h/x HTTP/1.1\r\nHost: {address}\r\n\
+         Authorization: Bearer 1234\r\nConnection: close\r\n\r\n"
+    );
+    let busy = http(&address, &start);
+    assert!(busy.contains("No free resources found"), "{busy}");
+    let heal = r#"{"faults": []}"#;
+    let healed = http(
+        &address,
+        &format!(
+            "POST /_sim/faults HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{heal}",
+            heal.len()
+        ),
+    );
+    assert!(healed.starts_with("HTTP/1.1 200"), "{healed}");
+    let started = http(&address, &start);
+    assert!(started.contains(r#""res":"ok""#), "{started}");
+    let counters = http(
+        &address,
+        &format!("GET /_sim/counters HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"),
+    );
+    let body: serde_json::Value = counters
+        .split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or_else(|| panic!("counters are JSON: {counters}"));
+    assert_eq!(
+        body["rooms"]["r1"]["starts"],
+        serde_json::json!(2),
+        "{body}"
+    );
+    assert_eq!(
+        body["rooms"]["r1"]["successful_starts"],
+        serde_json::json!(1),
+        "{body}"
+    );
+}

@@ -98,3 +98,35 @@ async fn shutdown_is_graceful() {
         "the port is closed after shutdown"
     );
 }
+
+#[tokio::test]
+async fn an_instance_holds_its_pool_plus_three_connections() {
+    let app = TestApp::spawn().await;
+    register_gateway(&app, "conn", None).await;
+    // Busy enough that the pool opens every connection it may.
+    let admin = app.admin();
+    let queries = (0..40).map(|_| {
+        app.gql(
+            Some(&admin),
+            "{ gateways { id } liveEvents { edges { node { id } } } }",
+            json!({}),
+        )
+    });
+    futures::future::join_all(queries).await;
+    // Every consumer led: the leadership connection holds all their locks.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let pool_size = app.db.pool.options().get_max_connections() as i64;
+    let (connections, locks): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from pg_stat_activity where datname = current_database()),
+                (select count(*) from pg_locks where locktype = 'advisory'
+                    and database = (select oid from pg_database where datname = current_database()))",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .expect("count connections");
+    assert!(locks >= 10, "every consumer's lock is held ({locks})");
+    assert!(
+        connections <= pool_size + 3,
+        "{connections} connections for a pool of {pool_size}"
+    );
+}
