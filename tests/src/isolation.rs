@@ -134,6 +134,7 @@ async fn a_gateway_that_hangs_and_fails_holds_up_only_its_own_webinars() {
     for (id, asked) in on_y.iter().zip(&asked[3..]) {
         wait_until(&app, id, Duration::from_secs(10), stream("LIVE")).await;
         let took = asked.elapsed();
+        eprintln!("a webinar on the healthy gateway: LIVE {took:?} after its start");
         assert!(
             took < Duration::from_secs(2),
             "a webinar on the healthy gateway went LIVE {took:?} after its start"
@@ -143,6 +144,10 @@ async fn a_gateway_that_hangs_and_fails_holds_up_only_its_own_webinars() {
     let body = control(&app, &token, "stopLive", &on_y[0]).await;
     assert!(body["errors"].is_null(), "{body}");
     wait_until(&app, &on_y[0], Duration::from_secs(10), stream("STOPPED")).await;
+    eprintln!(
+        "stopLive on the healthy gateway: STOPPED in {:?}",
+        stopped.elapsed()
+    );
     assert!(
         stopped.elapsed() < Duration::from_secs(2),
         "stopLive took {:?}",
@@ -294,6 +299,7 @@ async fn a_stream_reactor_leader_killed_during_a_start_call_starts_the_room_exac
     let killed = Instant::now();
     wait_until(&app, &id, Duration::from_secs(10), stream("LIVE")).await;
     let took = killed.elapsed();
+    eprintln!("leader killed mid-start: LIVE {took:?} after the kill");
     assert!(
         took < Duration::from_secs(5),
         "LIVE {took:?} after the kill"
