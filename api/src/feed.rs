@@ -1,5 +1,5 @@
 //! Change notifications for subscriptions. The `webinars` and `live_events` projectors announce
-//! each row they change with `pg_notify` inside their batch transaction, so a notification arrives
+//! the rows each batch changed with `pg_notify` inside their batch transaction, so a notification arrives
 //! exactly when the change is visible, on every instance, whoever ran the projector.
 
 use sqlx::postgres::PgListener;
@@ -64,16 +64,20 @@ impl ChangeFeed {
                     };
                     match notification {
                         Ok(n) => {
-                            let Ok(id) = n.payload().parse::<WebinarId>() else {
-                                continue;
-                            };
-                            let change = if n.channel() == LIVE_EVENT_CHANGED {
-                                Change::LiveEvent(id)
-                            } else {
-                                Change::Webinar(id)
-                            };
-                            // No subscriber is not an error.
-                            let _ = sender.send(change);
+                            // One notification per projector batch: the changed ids, comma-separated.
+                            let live = n.channel() == LIVE_EVENT_CHANGED;
+                            for id in n.payload().split(',') {
+                                let Ok(id) = id.parse::<WebinarId>() else {
+                                    continue;
+                                };
+                                let change = if live {
+                                    Change::LiveEvent(id)
+                                } else {
+                                    Change::Webinar(id)
+                                };
+                                // No subscriber is not an error.
+                                let _ = sender.send(change);
+                            }
                         }
                         Err(error) => {
                             tracing::warn!(%error, "change feed connection lost");

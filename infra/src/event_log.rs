@@ -2,12 +2,14 @@
 //!
 //! `global_position` is handed out at INSERT, not at COMMIT, so "everything after the last position
 //! I saw" skips an event whose transaction commits late. The reader therefore orders by the writing
-//! transaction (`tx_id`) first and reads only below `pg_snapshot_xmin`, the oldest transaction
-//! still running: no transaction that could still add rows there exists, so that prefix of the log
-//! is final. The checkpoint is the pair `(tx_id, global_position)`.
-//!
-//! The price: xmin is cluster-wide, so any long *writing* transaction anywhere holds readers back
-//! until it ends. The lag is exported as a metric.
+//! transaction (`tx_id`) first and reads only below a *watermark*: the oldest transaction that is
+//! appending events right now (every appender holds a shared advisory lock, taken before its first
+//! write by a trigger on `events`), or, when none is, the snapshot's xmax. No transaction that could
+//! still add rows below it exists, so that prefix of the log is final. The watermark is computed in
+//! a statement of its own, and the events are read in a later one: an appender that commits in
+//! between is then seen by the read. Transactions that append nothing — rebuilds, analysts, other
+//! databases of the cluster — hold nobody back. The checkpoint is the pair
+//! `(tx_id, global_position)`.
 //!
 //! This module is the only reader of the `events` table besides the event store itself, and every
 //! event it returns has been brought to its current shape by the domain's one upcasting path.
@@ -110,9 +112,47 @@ macro_rules! in_range {
 /// Up to `limit` events after `after`, in log order, from the final prefix of the log. Events of
 /// aggregate types outside `wanted` (when given) come with a `Null` payload: the consumer still
 /// sees their positions, so its checkpoint moves past them.
-pub async fn read_after<'e>(
+pub async fn read_after(
+    pool: &PgPool,
+    after: Position,
+    wanted: Option<&[&str]>,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let below = watermark(pool).await?;
+    read_below(pool, after, below, wanted, limit).await
+}
+
+/// Where the final prefix of the log ends now: no running appender can add an event below it.
+/// Read below it only in a *later* statement.
+pub async fn watermark<'e>(executor: impl PgExecutor<'e>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(WATERMARK).fetch_one(executor).await
+}
+
+/// The oldest transaction among the sessions that hold the append lock (taken by the trigger of
+/// migration 0007 before an appender's first write), or this statement's snapshot xmax when none
+/// does. `backend_xid` is 32 bits: it is placed back in the epoch of xmax (running transactions
+/// lie within 2^31 of it). A prepared statement: planned once per connection.
+const WATERMARK: &str = "
+    with snapshot as (
+        select pg_snapshot_xmax(pg_current_snapshot())::text::bigint as xmax
+    ),
+    appenders as (
+        select s.xmax + ((((a.backend_xid::text::bigint - s.xmax) % 4294967296)
+                          + 4294967296 + 2147483648) % 4294967296) - 2147483648 as xid
+          from snapshot s, pg_locks l, lateral pg_stat_get_activity(l.pid) a
+         where l.locktype = 'advisory'
+           and l.database = (select oid from pg_database where datname = current_database())
+           and l.classid = 0 and l.objid = 1296000001 and l.objsubid = 1
+           and l.granted
+           and a.backend_xid is not null
+    )
+    select least((select xmax from snapshot), (select min(xid) from appenders))";
+
+/// Up to `limit` events after `after` and below the watermark `below` (see [`read_after`]).
+pub async fn read_below<'e>(
     executor: impl PgExecutor<'e>,
     after: Position,
+    below: i64,
     wanted: Option<&[&str]>,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
@@ -126,7 +166,7 @@ pub async fn read_after<'e>(
                 metadata
            from events
           where (tx_id, global_position) > ($1::text::xid8, $2)
-            and tx_id < (select pg_snapshot_xmin(pg_current_snapshot()))
+            and tx_id < $5::text::xid8
           -- Qualified: the bare name would sort by the bigint alias above, not the indexed column.
           order by events.tx_id, events.global_position
           limit $4",
@@ -135,6 +175,7 @@ pub async fn read_after<'e>(
     .bind(after.global_position)
     .bind(wanted)
     .bind(limit)
+    .bind(below.to_string())
     .fetch_all(executor)
     .await
     .map(|events| events.into_iter().map(StoredEvent::upcast).collect())
@@ -268,13 +309,15 @@ pub async fn total<'e>(executor: impl PgExecutor<'e>) -> Result<i64, sqlx::Error
 }
 
 /// The newest position in the final prefix of the log (for lag metrics and waiting).
-pub async fn head<'e>(executor: impl PgExecutor<'e>) -> Result<Position, sqlx::Error> {
+pub async fn head(pool: &PgPool) -> Result<Position, sqlx::Error> {
+    let below = watermark(pool).await?;
     let row: Option<(i64, i64)> = sqlx::query_as(
         "select tx_id::text::bigint, global_position from events
-          where tx_id < (select pg_snapshot_xmin(pg_current_snapshot()))
+          where tx_id < $1::text::xid8
           order by tx_id desc, global_position desc limit 1",
     )
-    .fetch_optional(executor)
+    .bind(below.to_string())
+    .fetch_optional(pool)
     .await?;
     Ok(
         row.map_or(Position::START, |(tx_id, global_position)| Position {

@@ -1,20 +1,22 @@
 //! The event store: cqrs-es over postgres-es's tables, plus what they lack.
 //!
-//! - [`PgEventStore`] loads from the latest snapshot and writes one every `snapshot_every` events.
-//!   It replaces cqrs-es's `PersistedEventStore`, whose snapshot path applies the new events a
-//!   second time to an aggregate that `EventSink::write` has already applied them to (cqrs-es
-//!   0.5.0, `update_snapshot_with_events`): snapshots of any non-idempotent `apply` would be wrong.
+//! - [`PgEventStore`] loads from the latest snapshot (through postgres-es's repository) and writes
+//!   the new events in one multi-row `INSERT … RETURNING` (their log positions come back with it),
+//!   with a snapshot every `snapshot_every` events. It replaces cqrs-es's `PersistedEventStore`,
+//!   whose snapshot path applies the new events a second time to an aggregate that
+//!   `EventSink::write` has already applied them to (cqrs-es 0.5.0, `update_snapshot_with_events`).
 //! - [`CommandMetadata`] puts the contract's keys on every event.
-//! - [`CommandBus`] retries a command that lost an optimistic-lock race (the aggregate is reloaded
-//!   and the pure `handle` decides again), and reports the log position of the aggregate's newest
-//!   event so that callers can wait for the read models to catch up.
+//! - [`CommandBus`] loads, decides (the aggregate's pure `handle`) and commits; it retries a command
+//!   that lost an optimistic-lock race, and returns the log position of what it wrote so that
+//!   callers can wait for the read models to catch up.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, SerializedEvent};
-use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventEnvelope, EventStore};
+use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use postgres_es::PostgresEventRepository;
 use rand::Rng;
 use sqlx::PgPool;
@@ -27,6 +29,7 @@ use crate::metrics;
 /// An event store over the `events` and `snapshots` tables.
 pub struct PgEventStore<A> {
     repo: PostgresEventRepository,
+    pool: PgPool,
     snapshot_every: usize,
     _aggregate: PhantomData<fn() -> A>,
 }
@@ -34,7 +37,8 @@ pub struct PgEventStore<A> {
 impl<A: Aggregate> PgEventStore<A> {
     pub fn new(pool: PgPool, snapshot_every: usize) -> Self {
         Self {
-            repo: PostgresEventRepository::new(pool),
+            repo: PostgresEventRepository::new(pool.clone()),
+            pool,
             snapshot_every: snapshot_every.max(1),
             _aggregate: PhantomData,
         }
@@ -109,8 +113,33 @@ impl<A: Aggregate> EventStore<A> for PgEventStore<A> {
         context: EventStoreAggregateContext<A>,
         metadata: HashMap<String, String>,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        self.write(events, context, metadata)
+            .await
+            .map(|(envelopes, _)| envelopes)
+    }
+}
+
+/// What a write failed with.
+fn write_error<E: std::error::Error>(error: sqlx::Error) -> AggregateError<E> {
+    match &error {
+        sqlx::Error::Database(e) if e.code().as_deref() == Some("23505") => {
+            AggregateError::AggregateConflict
+        }
+        _ => AggregateError::DatabaseConnectionError(Box::new(error)),
+    }
+}
+
+impl<A: Aggregate> PgEventStore<A> {
+    /// Appends `events` after `context` (and a snapshot when one is due) in one transaction;
+    /// returns them with the log position of the last one.
+    pub async fn write(
+        &self,
+        events: Vec<A::Event>,
+        context: EventStoreAggregateContext<A>,
+        metadata: HashMap<String, String>,
+    ) -> Result<(Vec<EventEnvelope<A>>, Option<Position>), AggregateError<A::Error>> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         let first = context.current_sequence + 1;
         let last = context.current_sequence + events.len();
@@ -134,13 +163,74 @@ impl<A: Aggregate> EventStore<A> for PgEventStore<A> {
         let snapshot = if crosses_boundary {
             let payload = serde_json::to_value(&context.aggregate)
                 .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
-            let next = context.current_snapshot.map_or(1, |n| n + 1);
-            Some((context.aggregate_id.clone(), payload, next))
+            Some((payload, context.current_snapshot.map_or(1, |n| n + 1)))
         } else {
             None
         };
-        self.repo.persist::<A>(&serialized, snapshot).await?;
-        Ok(envelopes)
+        let mut tx = self.pool.begin().await.map_err(write_error)?;
+        // One statement: the append lock (its trigger) is taken before anything is written.
+        let positions: Vec<(i64, i64)> = sqlx::query_as(
+            "insert into events (aggregate_type, aggregate_id, sequence, event_type,
+                                 event_version, payload, metadata)
+             select $1, $2, e.sequence, e.event_type, e.event_version, e.payload::json,
+                    e.metadata::json
+               from unnest($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
+                    as e(sequence, event_type, event_version, payload, metadata)
+             returning tx_id::text::bigint, global_position",
+        )
+        .bind(A::TYPE)
+        .bind(&context.aggregate_id)
+        .bind(
+            serialized
+                .iter()
+                .map(|e| e.sequence as i64)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            serialized
+                .iter()
+                .map(|e| e.event_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            serialized
+                .iter()
+                .map(|e| e.event_version.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(serialized.iter().map(|e| &e.payload).collect::<Vec<_>>())
+        .bind(serialized.iter().map(|e| &e.metadata).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(write_error)?;
+        if let Some((payload, current_snapshot)) = snapshot {
+            sqlx::query(
+                "insert into snapshots (aggregate_type, aggregate_id, last_sequence,
+                                        current_snapshot, payload)
+                 values ($1, $2, $3, $4, $5::json)
+                 on conflict (aggregate_type, aggregate_id) do update
+                    set last_sequence = excluded.last_sequence,
+                        current_snapshot = excluded.current_snapshot,
+                        payload = excluded.payload",
+            )
+            .bind(A::TYPE)
+            .bind(&context.aggregate_id)
+            .bind(last as i64)
+            .bind(current_snapshot as i64)
+            .bind(payload)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+        }
+        tx.commit().await.map_err(write_error)?;
+        let position = positions
+            .into_iter()
+            .map(|(tx_id, global_position)| Position {
+                tx_id,
+                global_position,
+            })
+            .max();
+        Ok((envelopes, position))
     }
 }
 
@@ -209,8 +299,6 @@ impl CommandMetadata {
     }
 }
 
-pub type Cqrs<A> = CqrsFramework<A, PgEventStore<A>>;
-
 /// The outcome of a command: which aggregate, and the log position of its newest event (to wait
 /// for before reading the read models; `None` when it has no event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,8 +319,8 @@ impl<Id> Written<Id> {
 
 /// Executes commands against one aggregate type, retrying optimistic-lock conflicts.
 pub struct CommandBus<A: Aggregate> {
-    cqrs: Cqrs<A>,
     store: PgEventStore<A>,
+    services: A::Services,
     pool: PgPool,
     retries: u32,
 }
@@ -244,12 +332,8 @@ where
 {
     pub fn new(pool: PgPool, services: A::Services, snapshot_every: usize, retries: u32) -> Self {
         Self {
-            cqrs: CqrsFramework::new(
-                PgEventStore::new(pool.clone(), snapshot_every),
-                Vec::new(),
-                services,
-            ),
             store: PgEventStore::new(pool.clone(), snapshot_every),
+            services,
             pool,
             retries,
         }
@@ -269,8 +353,7 @@ where
         let mut attempt = 0;
         let result = loop {
             let result = self
-                .cqrs
-                .execute_with_metadata(&aggregate_id, command.clone(), metadata.to_map())
+                .decide_and_write(&aggregate_id, command.clone(), metadata)
                 .await;
             match result {
                 Err(AggregateError::AggregateConflict) if attempt < self.retries => {
@@ -285,7 +368,7 @@ where
             }
         };
         let outcome = match &result {
-            Ok(()) => "ok",
+            Ok(_) => "ok",
             Err(AggregateError::UserError(_)) => "rejected",
             Err(AggregateError::AggregateConflict) => "conflict",
             Err(_) => "error",
@@ -295,7 +378,7 @@ where
         ::metrics::histogram!(metrics::COMMAND_DURATION, "aggregate" => A::TYPE)
             .record(started.elapsed().as_secs_f64());
         match &result {
-            Ok(()) => tracing::info!(
+            Ok(_) => tracing::info!(
                 correlation_id = %metadata.correlation_id,
                 retries = attempt,
                 "command handled"
@@ -306,11 +389,34 @@ where
                 "command refused"
             ),
         }
-        result?;
-        let position = event_log::latest_position(&self.pool, A::TYPE, &aggregate_id)
-            .await
-            .map_err(|e| AggregateError::DatabaseConnectionError(Box::new(e)))?;
+        let position = match result? {
+            Some(position) => Some(position),
+            // Nothing new (an idempotent repeat): what the read models must show is what the
+            // aggregate already had.
+            None => event_log::latest_position(&self.pool, A::TYPE, &aggregate_id)
+                .await
+                .map_err(|e| AggregateError::DatabaseConnectionError(Box::new(e)))?,
+        };
         Ok(Written { id, position })
+    }
+
+    /// One attempt: load, decide (the aggregate's `handle`), write.
+    async fn decide_and_write(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &CommandMetadata,
+    ) -> Result<Option<Position>, AggregateError<A::Error>> {
+        let mut context = self.store.load_aggregate(aggregate_id).await?;
+        let sink = EventSink::default();
+        context
+            .aggregate
+            .handle(command, &self.services, &sink)
+            .await
+            .map_err(AggregateError::UserError)?;
+        let events = sink.collect().await;
+        let (_, position) = self.store.write(events, context, metadata.to_map()).await?;
+        Ok(position)
     }
 
     /// The aggregate's current state, replayed from its snapshot and events.

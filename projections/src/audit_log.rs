@@ -44,34 +44,69 @@ impl Projector for AuditLogProjector {
         &["audit_log"]
     }
 
-    async fn apply(
+    async fn apply_batch(
         &self,
         conn: &mut PgConnection,
-        event: &StoredEvent,
+        events: &[StoredEvent],
+        _announce: bool,
     ) -> Result<(), ProjectionError> {
-        let mut payload = event.payload.clone();
-        redact(&mut payload);
+        let payloads: Vec<Value> = events
+            .iter()
+            .map(|event| {
+                let mut payload = event.payload.clone();
+                redact(&mut payload);
+                payload
+            })
+            .collect();
+        let meta = |key: &str| events.iter().map(|e| e.meta(key)).collect::<Vec<_>>();
         sqlx::query(
-            "insert into audit_log (global_position, tx_id, recorded_at, aggregate_type, aggregate_id,
-                sequence, event_type, event_version, actor_id, actor_name, correlation_id,
-                causation_id, request_id, payload)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+            "insert into audit_log (global_position, tx_id, recorded_at, aggregate_type,
+                aggregate_id, sequence, event_type, event_version, actor_id, actor_name,
+                correlation_id, causation_id, request_id, payload)
+             select * from unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::text[],
+                                  $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[],
+                                  $10::text[], $11::text[], $12::text[], $13::text[], $14::jsonb[])
              on conflict (global_position) do nothing",
         )
-        .bind(event.global_position)
-        .bind(event.tx_id)
-        .bind(event.recorded_at)
-        .bind(&event.aggregate_type)
-        .bind(&event.aggregate_id)
-        .bind(event.sequence)
-        .bind(&event.event_type)
-        .bind(&event.event_version)
-        .bind(event.meta("actor_id").unwrap_or("unknown"))
-        .bind(event.meta("actor_name"))
-        .bind(event.meta("correlation_id"))
-        .bind(event.meta("causation_id"))
-        .bind(event.meta("request_id"))
-        .bind(payload)
+        .bind(events.iter().map(|e| e.global_position).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.tx_id).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.aggregate_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.aggregate_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|e| e.sequence).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.event_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.event_version.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.meta("actor_id").unwrap_or("unknown"))
+                .collect::<Vec<_>>(),
+        )
+        .bind(meta("actor_name"))
+        .bind(meta("correlation_id"))
+        .bind(meta("causation_id"))
+        .bind(meta("request_id"))
+        .bind(payloads)
         .execute(conn)
         .await?;
         Ok(())

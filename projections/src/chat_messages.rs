@@ -1,5 +1,7 @@
 //! `chat_messages`: what the audience posted and whether it reached the meeting.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -14,6 +16,20 @@ use crate::events::decoded;
 
 pub struct ChatMessagesProjector;
 
+/// A row of `chat_messages`, as folded in memory.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct Record {
+    message_id: Uuid,
+    webinar_id: Uuid,
+    author_id: String,
+    author_name: String,
+    text: String,
+    posted_at: DateTime<Utc>,
+    status: String,
+    failure_reason: Option<String>,
+    version: i64,
+}
+
 #[async_trait]
 impl Projector for ChatMessagesProjector {
     fn name(&self) -> &'static str {
@@ -26,53 +42,105 @@ impl Projector for ChatMessagesProjector {
         &["chat_messages"]
     }
 
-    async fn apply(
+    async fn apply_batch(
         &self,
         conn: &mut PgConnection,
-        event: &StoredEvent,
+        events: &[StoredEvent],
+        _announce: bool,
     ) -> Result<(), ProjectionError> {
-        let (id, payload): (_, ChatEvent) = decoded(event)?;
-        let version = event.sequence;
-        match payload {
-            ChatEvent::Posted {
-                webinar_id,
-                author,
-                text,
-                posted_at,
-            } => {
-                sqlx::query(
-                    "insert into chat_messages (message_id, webinar_id, author_id, author_name, text,
-                        posted_at, status, version)
-                     values ($1, $2, $3, $4, $5, $6, 'POSTED', $7)
-                     on conflict (message_id) do nothing",
-                )
-                .bind(id)
-                .bind(webinar_id.as_uuid())
-                .bind(&author.id)
-                .bind(&author.name)
-                .bind(text.as_str())
-                .bind(posted_at)
-                .bind(version)
-                .execute(conn)
-                .await?;
+        let batch: Vec<(Uuid, ChatEvent, &StoredEvent)> = events
+            .iter()
+            .map(|event| decoded(event).map(|(id, payload)| (id, payload, event)))
+            .collect::<Result<_, _>>()?;
+        // Only outcomes of messages posted before this batch need their row.
+        let earlier: Vec<Uuid> = batch
+            .iter()
+            .filter(|(_, payload, _)| !matches!(payload, ChatEvent::Posted { .. }))
+            .map(|(id, _, _)| *id)
+            .collect();
+        let mut rows: HashMap<Uuid, Record> = sqlx::query_as::<_, Record>(
+            "select message_id, webinar_id, author_id, author_name, text, posted_at, status,
+                    failure_reason, version
+               from chat_messages where message_id = any($1)",
+        )
+        .bind(&earlier)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|row| (row.message_id, row))
+        .collect();
+        let mut changed = Vec::new();
+        for (id, payload, event) in batch {
+            match (rows.get_mut(&id), payload) {
+                (Some(row), _) if row.version >= event.sequence => continue,
+                (
+                    None,
+                    ChatEvent::Posted {
+                        webinar_id,
+                        author,
+                        text,
+                        posted_at,
+                    },
+                ) => {
+                    rows.insert(
+                        id,
+                        Record {
+                            message_id: id,
+                            webinar_id: webinar_id.as_uuid(),
+                            author_id: author.id,
+                            author_name: author.name,
+                            text: text.as_str().to_owned(),
+                            posted_at,
+                            status: ChatStatus::Posted.as_str().to_owned(),
+                            failure_reason: None,
+                            version: event.sequence,
+                        },
+                    );
+                }
+                (Some(row), ChatEvent::Relayed) => {
+                    row.status = ChatStatus::Relayed.as_str().to_owned();
+                    row.failure_reason = None;
+                    row.version = event.sequence;
+                }
+                (Some(row), ChatEvent::RelayFailed { reason }) => {
+                    row.status = ChatStatus::Failed.as_str().to_owned();
+                    row.failure_reason = Some(reason);
+                    row.version = event.sequence;
+                }
+                _ => continue,
             }
-            ChatEvent::Relayed | ChatEvent::RelayFailed { .. } => {
-                let (status, reason) = match payload {
-                    ChatEvent::RelayFailed { reason } => (ChatStatus::Failed, Some(reason)),
-                    _ => (ChatStatus::Relayed, None),
-                };
-                sqlx::query(
-                    "update chat_messages set status = $3, failure_reason = $4, version = $2
-                      where message_id = $1 and version < $2",
-                )
-                .bind(id)
-                .bind(version)
-                .bind(status.as_str())
-                .bind(reason)
-                .execute(conn)
-                .await?;
-            }
+            changed.push(id);
         }
+        changed.sort();
+        changed.dedup();
+        let rows: Vec<&Record> = changed.iter().filter_map(|id| rows.get(id)).collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let text = |f: fn(&Record) -> &str| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+        sqlx::query(
+            "insert into chat_messages (message_id, webinar_id, author_id, author_name, text,
+                posted_at, status, failure_reason, version)
+             select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                                  $6::timestamptz[], $7::text[], $8::text[], $9::bigint[])
+             on conflict (message_id) do update set status = excluded.status,
+                failure_reason = excluded.failure_reason, version = excluded.version",
+        )
+        .bind(rows.iter().map(|r| r.message_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.webinar_id).collect::<Vec<_>>())
+        .bind(text(|r| &r.author_id))
+        .bind(text(|r| &r.author_name))
+        .bind(text(|r| &r.text))
+        .bind(rows.iter().map(|r| r.posted_at).collect::<Vec<_>>())
+        .bind(text(|r| &r.status))
+        .bind(
+            rows.iter()
+                .map(|r| r.failure_reason.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
         Ok(())
     }
 }

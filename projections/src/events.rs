@@ -1,5 +1,6 @@
-//! What every projector does with an event before its own work: decode it (naming the event when
-//! that fails, so the stalled projector says why), and announce a changed row at commit.
+//! What every projector does with a batch before and after its own work: decode the events
+//! (naming the one that fails, so the stalled projector says why), and announce the changed rows
+//! at commit.
 
 use serde::de::DeserializeOwned;
 use sqlx::PgConnection;
@@ -29,20 +30,30 @@ pub(crate) fn decoded<E: DeserializeOwned>(
     Ok((aggregate_uuid(event)?, payload))
 }
 
-/// Tells subscribers, at commit, that the row `id` changed on `channel` — unless this is a
-/// rebuild (a replay is no news, and a million notifications in one transaction are slow).
+/// Ids per notification: a payload stays far below PostgreSQL's 8000 bytes.
+const IDS_PER_NOTIFICATION: usize = 100;
+
+/// Tells subscribers, at commit, which rows changed on `channel`: one notification per batch (per
+/// hundred ids), the ids comma-separated.
 pub(crate) async fn announce(
     conn: &mut PgConnection,
     channel: &str,
-    id: Uuid,
+    ids: impl IntoIterator<Item = Uuid>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "select pg_notify($1, $2)
-          where current_setting('webinar.rebuilding', true) is distinct from 'on'",
-    )
-    .bind(channel)
-    .bind(id.to_string())
-    .execute(conn)
-    .await?;
+    let mut ids: Vec<String> = ids.into_iter().map(|id| id.to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    let payloads: Vec<String> = ids
+        .chunks(IDS_PER_NOTIFICATION)
+        .map(|chunk| chunk.join(","))
+        .collect();
+    if payloads.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("select pg_notify($1, payload) from unnest($2::text[]) as payload")
+        .bind(channel)
+        .bind(payloads)
+        .execute(conn)
+        .await?;
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! likely-free gateways first (the domain's `GatewayDirectory`); the Gateway aggregate remains the
 //! judge of double booking.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -28,37 +30,55 @@ impl Projector for GatewayReservationsProjector {
         &["gateway_reservations"]
     }
 
-    async fn apply(
+    /// Each (gateway, webinar) ends the batch reserved (with its last slot) or released.
+    async fn apply_batch(
         &self,
         conn: &mut PgConnection,
-        event: &StoredEvent,
+        events: &[StoredEvent],
+        _announce: bool,
     ) -> Result<(), ProjectionError> {
-        let (gateway, payload): (_, GatewayEvent) = decoded(event)?;
-        match payload {
-            GatewayEvent::SlotReserved { webinar_id, slot } => {
-                sqlx::query(
-                    "insert into gateway_reservations (gateway_id, webinar_id, starts_at, ends_at)
-                     values ($1, $2, $3, $4)
-                     on conflict (gateway_id, webinar_id)
-                     do update set starts_at = excluded.starts_at, ends_at = excluded.ends_at",
-                )
-                .bind(gateway)
-                .bind(webinar_id.as_uuid())
-                .bind(slot.start())
-                .bind(slot.end())
-                .execute(conn)
-                .await?;
+        let mut last: HashMap<(Uuid, Uuid), Option<TimeSlot>> = HashMap::new();
+        for event in events {
+            let (gateway, payload): (Uuid, GatewayEvent) = decoded(event)?;
+            match payload {
+                GatewayEvent::SlotReserved { webinar_id, slot } => {
+                    last.insert((gateway, webinar_id.as_uuid()), Some(slot));
+                }
+                GatewayEvent::SlotReleased { webinar_id } => {
+                    last.insert((gateway, webinar_id.as_uuid()), None);
+                }
+                _ => {}
             }
-            GatewayEvent::SlotReleased { webinar_id } => {
-                sqlx::query(
-                    "delete from gateway_reservations where gateway_id = $1 and webinar_id = $2",
-                )
-                .bind(gateway)
-                .bind(webinar_id.as_uuid())
-                .execute(conn)
-                .await?;
-            }
-            _ => {}
+        }
+        let (held, released): (Vec<_>, Vec<_>) = last.into_iter().partition(|(_, s)| s.is_some());
+        if !released.is_empty() {
+            sqlx::query(
+                "delete from gateway_reservations r
+                  using unnest($1::uuid[], $2::uuid[]) as x(gateway_id, webinar_id)
+                  where r.gateway_id = x.gateway_id and r.webinar_id = x.webinar_id",
+            )
+            .bind(released.iter().map(|((g, _), _)| *g).collect::<Vec<_>>())
+            .bind(released.iter().map(|((_, w), _)| *w).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        let held: Vec<((Uuid, Uuid), TimeSlot)> = held
+            .into_iter()
+            .filter_map(|(key, slot)| slot.map(|s| (key, s)))
+            .collect();
+        if !held.is_empty() {
+            sqlx::query(
+                "insert into gateway_reservations (gateway_id, webinar_id, starts_at, ends_at)
+                 select * from unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[])
+                 on conflict (gateway_id, webinar_id)
+                 do update set starts_at = excluded.starts_at, ends_at = excluded.ends_at",
+            )
+            .bind(held.iter().map(|((g, _), _)| *g).collect::<Vec<_>>())
+            .bind(held.iter().map(|((_, w), _)| *w).collect::<Vec<_>>())
+            .bind(held.iter().map(|(_, s)| s.start()).collect::<Vec<_>>())
+            .bind(held.iter().map(|(_, s)| s.end()).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
         }
         Ok(())
     }

@@ -1,4 +1,7 @@
-//! `gateways`: every gateway as administrators see it, without its token.
+//! `gateways`: every gateway as administrators see it, without its token. The projector is
+//! set-based: a batch's rows are loaded once, folded in memory, and written back in one upsert.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -9,7 +12,122 @@ use webinar_domain::GatewayId;
 use webinar_infra::consumer::{ProjectionError, Projector};
 use webinar_infra::event_log::StoredEvent;
 
+use crate::events::decoded;
+
 pub struct GatewaysProjector;
+
+/// A row of `gateways`, as folded in memory.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct Record {
+    gateway_id: Uuid,
+    name: String,
+    rtmp_url: String,
+    hls_url: String,
+    broadcaster: String,
+    sipmediagw_url: String,
+    api: String,
+    has_token: bool,
+    enabled: bool,
+    retired: bool,
+    disabled_reason: Option<String>,
+    version: i64,
+    registered_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl Record {
+    /// Applies one event; `false` when it does not concern this model.
+    fn apply(&mut self, event: GatewayEvent) -> bool {
+        match event {
+            GatewayEvent::GatewayRegistered { .. } => return false,
+            GatewayEvent::GatewayUpdated {
+                name,
+                rtmp_url,
+                hls_url,
+                broadcaster,
+                sipmediagw_url,
+                api,
+            } => {
+                let set = |field: &mut String, value: Option<String>| {
+                    if let Some(value) = value {
+                        *field = value;
+                    }
+                };
+                set(&mut self.name, name.map(|v| v.as_str().to_owned()));
+                set(&mut self.rtmp_url, rtmp_url.map(|v| v.as_str().to_owned()));
+                set(&mut self.hls_url, hls_url.map(|v| v.as_str().to_owned()));
+                set(
+                    &mut self.broadcaster,
+                    broadcaster.map(|v| v.as_str().to_owned()),
+                );
+                set(
+                    &mut self.sipmediagw_url,
+                    sipmediagw_url.map(|v| v.as_str().to_owned()),
+                );
+                set(&mut self.api, api.map(|v| v.as_str().to_owned()));
+            }
+            GatewayEvent::GatewayTokenRotated { token_fingerprint } => {
+                self.has_token = token_fingerprint.is_some();
+            }
+            GatewayEvent::GatewayDisabled { reason } => {
+                self.enabled = false;
+                self.disabled_reason = reason;
+            }
+            GatewayEvent::GatewayEnabled => {
+                self.enabled = true;
+                self.disabled_reason = None;
+            }
+            GatewayEvent::GatewayRetired => {
+                self.retired = true;
+                self.enabled = false;
+            }
+            // Reservations have their own read model (`gateway_reservations`): not even the
+            // version moves here.
+            GatewayEvent::SlotReserved { .. } | GatewayEvent::SlotReleased { .. } => return false,
+        }
+        true
+    }
+}
+
+const COLUMNS: &str = "gateway_id, name, rtmp_url, hls_url, broadcaster, sipmediagw_url, api,
+    has_token, enabled, retired, disabled_reason, version, registered_at, updated_at";
+
+async fn upsert(conn: &mut PgConnection, rows: &[&Record]) -> Result<(), sqlx::Error> {
+    let text = |f: fn(&Record) -> &str| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    sqlx::query(&format!(
+        "insert into gateways ({COLUMNS})
+         select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                              $6::text[], $7::text[], $8::bool[], $9::bool[], $10::bool[],
+                              $11::text[], $12::bigint[], $13::timestamptz[], $14::timestamptz[])
+         on conflict (gateway_id) do update set
+            name = excluded.name, rtmp_url = excluded.rtmp_url, hls_url = excluded.hls_url,
+            broadcaster = excluded.broadcaster, sipmediagw_url = excluded.sipmediagw_url,
+            api = excluded.api, has_token = excluded.has_token, enabled = excluded.enabled,
+            retired = excluded.retired, disabled_reason = excluded.disabled_reason,
+            version = excluded.version, updated_at = excluded.updated_at"
+    ))
+    .bind(rows.iter().map(|r| r.gateway_id).collect::<Vec<_>>())
+    .bind(text(|r| &r.name))
+    .bind(text(|r| &r.rtmp_url))
+    .bind(text(|r| &r.hls_url))
+    .bind(text(|r| &r.broadcaster))
+    .bind(text(|r| &r.sipmediagw_url))
+    .bind(text(|r| &r.api))
+    .bind(rows.iter().map(|r| r.has_token).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.enabled).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.retired).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.disabled_reason.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.registered_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
 
 #[async_trait]
 impl Projector for GatewaysProjector {
@@ -25,139 +143,91 @@ impl Projector for GatewaysProjector {
         &["gateways"]
     }
 
-    async fn apply(
+    async fn apply_batch(
         &self,
         conn: &mut PgConnection,
-        event: &StoredEvent,
+        events: &[StoredEvent],
+        _announce: bool,
     ) -> Result<(), ProjectionError> {
-        let (id, payload): (_, GatewayEvent) = crate::events::decoded(event)?;
-        let at = event.recorded_at;
-        let version = event.sequence;
-        // Each statement is guarded by `version < $n`, so re-applying an event changes nothing.
-        match payload {
-            GatewayEvent::GatewayRegistered {
-                name,
-                rtmp_url,
-                hls_url,
-                broadcaster,
-                sipmediagw_url,
-                api,
-                token_fingerprint,
-            } => {
-                sqlx::query(
-                    "insert into gateways (gateway_id, name, rtmp_url, hls_url, broadcaster,
-                        sipmediagw_url, api, has_token, enabled, retired, version, registered_at,
-                        updated_at)
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, true, false, $9, $10, $10)
-                     on conflict (gateway_id) do nothing",
-                )
-                .bind(id)
-                .bind(name.as_str())
-                .bind(rtmp_url.as_str())
-                .bind(hls_url.as_str())
-                .bind(broadcaster.as_str())
-                .bind(sipmediagw_url.as_str())
-                .bind(api.as_str())
-                .bind(token_fingerprint.is_some())
-                .bind(version)
-                .bind(at)
-                .execute(conn)
-                .await?;
+        let mut batch = Vec::new();
+        for event in events {
+            let (id, payload): (Uuid, GatewayEvent) = decoded(event)?;
+            // Reservations outnumber everything else: leave them out at once.
+            if !matches!(
+                payload,
+                GatewayEvent::SlotReserved { .. } | GatewayEvent::SlotReleased { .. }
+            ) {
+                batch.push((id, payload, event));
             }
-            GatewayEvent::GatewayUpdated {
-                name,
-                rtmp_url,
-                hls_url,
-                broadcaster,
-                sipmediagw_url,
-                api,
-            } => {
-                sqlx::query(
-                    "update gateways set
-                        name = coalesce($3, name), rtmp_url = coalesce($4, rtmp_url),
-                        hls_url = coalesce($5, hls_url), broadcaster = coalesce($6, broadcaster),
-                        sipmediagw_url = coalesce($7, sipmediagw_url), api = coalesce($8, api),
-                        version = $2, updated_at = $9
-                      where gateway_id = $1 and version < $2",
-                )
-                .bind(id)
-                .bind(version)
-                .bind(name.as_ref().map(|v| v.as_str()))
-                .bind(rtmp_url.as_ref().map(|v| v.as_str()))
-                .bind(hls_url.as_ref().map(|v| v.as_str()))
-                .bind(broadcaster.as_ref().map(|v| v.as_str()))
-                .bind(sipmediagw_url.as_ref().map(|v| v.as_str()))
-                .bind(api.map(|v| v.as_str()))
-                .bind(at)
-                .execute(conn)
-                .await?;
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = batch.iter().map(|(id, _, _)| *id).collect();
+        let mut rows: HashMap<Uuid, Record> = sqlx::query_as::<_, Record>(&format!(
+            "select {COLUMNS} from gateways where gateway_id = any($1)"
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|row| (row.gateway_id, row))
+        .collect();
+        let mut changed = Vec::new();
+        for (id, payload, event) in batch {
+            match (rows.get_mut(&id), payload) {
+                (Some(row), _) if row.version >= event.sequence => continue,
+                (Some(row), payload) => {
+                    if !row.apply(payload) {
+                        continue;
+                    }
+                    row.version = event.sequence;
+                    row.updated_at = event.recorded_at;
+                }
+                (
+                    None,
+                    GatewayEvent::GatewayRegistered {
+                        name,
+                        rtmp_url,
+                        hls_url,
+                        broadcaster,
+                        sipmediagw_url,
+                        api,
+                        token_fingerprint,
+                    },
+                ) => {
+                    rows.insert(
+                        id,
+                        Record {
+                            gateway_id: id,
+                            name: name.as_str().to_owned(),
+                            rtmp_url: rtmp_url.as_str().to_owned(),
+                            hls_url: hls_url.as_str().to_owned(),
+                            broadcaster: broadcaster.as_str().to_owned(),
+                            sipmediagw_url: sipmediagw_url.as_str().to_owned(),
+                            api: api.as_str().to_owned(),
+                            has_token: token_fingerprint.is_some(),
+                            enabled: true,
+                            retired: false,
+                            disabled_reason: None,
+                            version: event.sequence,
+                            registered_at: event.recorded_at,
+                            updated_at: event.recorded_at,
+                        },
+                    );
+                }
+                (None, _) => continue,
             }
-            GatewayEvent::GatewayTokenRotated { token_fingerprint } => {
-                set_flags(
-                    conn,
-                    id,
-                    version,
-                    at,
-                    "has_token = $4",
-                    token_fingerprint.is_some(),
-                )
-                .await?;
-            }
-            GatewayEvent::GatewayDisabled { reason } => {
-                sqlx::query(
-                    "update gateways set enabled = false, disabled_reason = $4, version = $2,
-                        updated_at = $3
-                      where gateway_id = $1 and version < $2",
-                )
-                .bind(id)
-                .bind(version)
-                .bind(at)
-                .bind(reason)
-                .execute(conn)
-                .await?;
-            }
-            GatewayEvent::GatewayEnabled => {
-                set_flags(
-                    conn,
-                    id,
-                    version,
-                    at,
-                    "enabled = $4, disabled_reason = null",
-                    true,
-                )
-                .await?;
-            }
-            GatewayEvent::GatewayRetired => {
-                set_flags(conn, id, version, at, "retired = $4, enabled = false", true).await?;
-            }
-            // Reservations have their own read model (`gateway_reservations`). Not even the version
-            // moves here: thousands of them on a handful of rows would make a rebuild, which runs
-            // in one transaction, walk ever longer chains of row versions.
-            GatewayEvent::SlotReserved { .. } | GatewayEvent::SlotReleased { .. } => {}
+            changed.push(id);
+        }
+        changed.sort();
+        changed.dedup();
+        let dirty: Vec<&Record> = changed.iter().filter_map(|id| rows.get(id)).collect();
+        if !dirty.is_empty() {
+            upsert(conn, &dirty).await?;
         }
         Ok(())
     }
-}
-
-async fn set_flags(
-    conn: &mut PgConnection,
-    id: Uuid,
-    version: i64,
-    at: DateTime<Utc>,
-    assignments: &'static str,
-    value: bool,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
-        "update gateways set {assignments}, version = $2, updated_at = $3
-          where gateway_id = $1 and version < $2"
-    ))
-    .bind(id)
-    .bind(version)
-    .bind(at)
-    .bind(value)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// One row of `gateways`.
@@ -197,9 +267,6 @@ impl GatewayRow {
             && gateway.retired == self.retired
     }
 }
-
-const COLUMNS: &str = "gateway_id, name, rtmp_url, hls_url, broadcaster, sipmediagw_url, api,
-    has_token, enabled, retired, disabled_reason, version, registered_at, updated_at";
 
 pub async fn list(pool: &PgPool) -> Result<Vec<GatewayRow>, sqlx::Error> {
     sqlx::query_as(&format!(

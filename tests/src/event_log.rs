@@ -26,18 +26,21 @@ impl Projector for RecordingProjector {
     fn tables(&self) -> &'static [&'static str] {
         &["seen_events"]
     }
-    async fn apply(
+    async fn apply_batch(
         &self,
         conn: &mut PgConnection,
-        event: &StoredEvent,
+        events: &[StoredEvent],
+        _announce: bool,
     ) -> Result<(), ProjectionError> {
-        sqlx::query(
-            "insert into seen_events (global_position, times) values ($1, 1)
-             on conflict (global_position) do update set times = seen_events.times + 1",
-        )
-        .bind(event.global_position)
-        .execute(conn)
-        .await?;
+        for event in events {
+            sqlx::query(
+                "insert into seen_events (global_position, times) values ($1, 1)
+                 on conflict (global_position) do update set times = seen_events.times + 1",
+            )
+            .bind(event.global_position)
+            .execute(&mut *conn)
+            .await?;
+        }
         Ok(())
     }
 }

@@ -57,12 +57,15 @@ pub(super) async fn save<'e>(
 }
 
 /// The stored checkpoint of a consumer (`START` when it has none).
-pub async fn checkpoint(pool: &PgPool, name: &str) -> Result<Position, sqlx::Error> {
+pub async fn checkpoint<'e>(
+    executor: impl PgExecutor<'e>,
+    name: &str,
+) -> Result<Position, sqlx::Error> {
     let row: Option<(i64, i64)> = sqlx::query_as(
         "select tx_id::text::bigint, global_position from projection_checkpoints where name = $1",
     )
     .bind(name)
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await?;
     Ok(
         row.map_or(Position::START, |(tx_id, global_position)| Position {

@@ -1,7 +1,8 @@
 //! The checkpointed consumer runtime that projectors and reactors run on.
 //!
-//! - [`Projector`]s build read models: a [`ProjectorRunner`] reads a batch from the log, applies
-//!   it and moves the checkpoint in **one transaction**, so each event's effect lands exactly once.
+//! - [`Projector`]s build read models: a [`ProjectorRunner`] reads a batch from the log (outside
+//!   any transaction), then applies it set-based and moves the checkpoint in **one short
+//!   transaction**, so each event's effect lands exactly once.
 //! - [`Reactor`]s act on the outside world: a [`ReactorRunner`] takes the events they want into
 //!   durable work, by lane (one webinar's events in order, different webinars concurrently), and
 //!   keeps each until its [`Reaction`] says the effect is done or given up; a reactor asks to see an
@@ -9,7 +10,8 @@
 //! - One instance leads each consumer across the cluster, its locks on one connection
 //!   ([`leader`]); the others follow.
 //! - [`progress`] lets a request wait until the read models include its own writes.
-//! - [`rebuild`] replays the log into a projector's tables.
+//! - [`rebuild`] replays the log into shadow copies of a projector's tables, in short batches, and
+//!   swaps them in: the live model serves meanwhile.
 
 mod checkpoint;
 pub mod leader;
@@ -26,7 +28,7 @@ pub use leader::{Leadership, RunnerOptions};
 pub use progress::{CatchUpTimeout, ProjectionProgress};
 pub use projector::ProjectorRunner;
 pub use reactor::{Delivery, Reaction, Reactor, ReactorError, ReactorOptions, ReactorRunner};
-pub use rebuild::rebuild;
+pub use rebuild::{discard as discard_rebuild, pending as pending_rebuild, rebuild};
 
 use crate::event_log::StoredEvent;
 
@@ -61,13 +63,17 @@ pub trait Projector: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// The aggregate types whose events it reads (`None`: all of them).
     fn aggregate_types(&self) -> Option<&'static [&'static str]>;
-    /// The tables it owns; a rebuild empties them.
+    /// The tables it owns: a rebuild builds a shadow copy of each and swaps them in. Its SQL
+    /// names them unqualified, so that the same code writes to the shadow (`search_path`).
     fn tables(&self) -> &'static [&'static str];
-    /// Applies one event inside the batch's transaction.
-    async fn apply(
+    /// Applies a batch of events (of its aggregate types, in log order) inside the batch's
+    /// transaction, set-based: decoded in memory, folded per row, written with multi-row
+    /// statements. `announce`: tell subscribers which rows changed (not during a rebuild).
+    async fn apply_batch(
         &self,
         conn: &mut PgConnection,
-        event: &StoredEvent,
+        events: &[StoredEvent],
+        announce: bool,
     ) -> Result<(), ProjectionError>;
 }
 

@@ -23,17 +23,23 @@ pub struct ProjectorRunner {
     checkpoint_ready: AtomicBool,
 }
 
-/// Applies `events` (already read) through `projector`, skipping the types it does not want.
+/// Applies `events` (already read) through `projector`, without the types it does not want.
 pub(super) async fn apply_events(
     projector: &dyn Projector,
     conn: &mut PgConnection,
     events: &[StoredEvent],
+    announce: bool,
 ) -> Result<(), ProjectionError> {
     let types = projector.aggregate_types();
-    for event in events.iter().filter(|event| wants(types, event)) {
-        projector.apply(conn, event).await?;
+    let wanted: Vec<StoredEvent> = events
+        .iter()
+        .filter(|event| wants(types, event))
+        .cloned()
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    projector.apply_batch(conn, &wanted, announce).await
 }
 
 impl ProjectorRunner {
@@ -62,7 +68,8 @@ impl ProjectorRunner {
             .set(at.global_position as f64);
     }
 
-    /// Reads, applies and checkpoints one batch in one transaction. Returns how many events it
+    /// Reads a batch (outside any transaction: it takes no transaction id and holds no lock), then
+    /// applies it and moves the checkpoint in one short transaction. Returns how many events it
     /// read (those of unwanted types included): fewer than the batch size means "caught up".
     #[tracing::instrument(name = "projector_batch", skip_all, fields(projector = self.name()))]
     pub async fn run_batch(&self) -> Result<usize, ProjectionError> {
@@ -72,21 +79,25 @@ impl ProjectorRunner {
             checkpoint::ensure(&self.pool, name).await?;
             self.checkpoint_ready.store(true, Ordering::Relaxed);
         }
-        let mut tx = self.pool.begin().await?;
-        let from = checkpoint::lock(&mut tx, name).await?;
+        let from = checkpoint::checkpoint(&self.pool, name).await?;
         let events = event_log::read_after(
-            &mut *tx,
+            &self.pool,
             from,
             self.projector.aggregate_types(),
             self.options.batch_size,
         )
         .await?;
         let Some(last) = events.last().map(StoredEvent::position) else {
-            tx.rollback().await?;
             self.publish(from);
             return Ok(0);
         };
-        apply_events(self.projector.as_ref(), &mut tx, &events).await?;
+        let mut tx = self.pool.begin().await?;
+        if checkpoint::lock(&mut tx, name).await? != from {
+            // Someone else moved it meanwhile (a rebuild swapped its tables in): read again.
+            tx.rollback().await?;
+            return Ok(self.options.batch_size as usize);
+        }
+        apply_events(self.projector.as_ref(), &mut tx, &events, true).await?;
         checkpoint::save(&mut *tx, name, last, events.len() as i64, false).await?;
         tx.commit().await?;
         ::metrics::counter!(metrics::PROJECTOR_EVENTS, "projector" => name)
