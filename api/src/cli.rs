@@ -147,9 +147,22 @@ pub enum SimApi {
 
 #[derive(Debug, Subcommand)]
 pub enum ProjectionsCommand {
-    /// Empty a read model and replay the whole log into it (all of them without NAME).
-    Rebuild { name: Option<String> },
-    /// List the read models and their checkpoints.
+    /// Rebuild a read model (all of them without NAME) beside the live one, then swap it in.
+    ///
+    /// The live model keeps serving; the server may run meanwhile. An interrupted rebuild is
+    /// resumed by running this again, or dropped with `discard`.
+    Rebuild {
+        name: Option<String>,
+        /// Drop an interrupted rebuild first instead of resuming it.
+        #[arg(long)]
+        fresh: bool,
+        /// Events per committed batch.
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(i64).range(1..))]
+        batch_size: i64,
+    },
+    /// Drop an interrupted rebuild of a read model (all of them without NAME).
+    Discard { name: Option<String> },
+    /// List the read models, their checkpoints and any interrupted rebuild.
     List,
 }
 
@@ -200,7 +213,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve { demo } => serve(settings, demo).await,
         Command::Migrate => {
-            webinar_infra::db::prepare(&settings.database_url, 2).await?;
+            webinar_infra::db::prepare(
+                &settings.database_url,
+                2,
+                settings.database_acquire_timeout(),
+            )
+            .await?;
             println!("migrations applied");
             Ok(())
         }
@@ -222,7 +240,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::History {
             command: HistoryCommand::Generate { webinars },
         } => {
-            let pool = webinar_infra::db::prepare(&settings.database_url, 2).await?;
+            let pool = webinar_infra::db::prepare(
+                &settings.database_url,
+                2,
+                settings.database_acquire_timeout(),
+            )
+            .await?;
             let started = std::time::Instant::now();
             let events = crate::history::generate(&pool, webinars).await?;
             let seconds = started.elapsed().as_secs_f64();
@@ -241,7 +264,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     aggregate,
                 },
         } => {
-            let pool = webinar_infra::db::prepare(&settings.database_url, 2).await?;
+            let pool = webinar_infra::db::prepare(
+                &settings.database_url,
+                2,
+                settings.database_acquire_timeout(),
+            )
+            .await?;
             crate::export::export(&pool, format, from, to, aggregate).await
         }
     }
@@ -322,13 +350,22 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
 }
 
 async fn projections(settings: Settings, command: ProjectionsCommand) -> anyhow::Result<()> {
-    let pool = webinar_infra::db::prepare(&settings.database_url, 4).await?;
+    let pool = webinar_infra::db::prepare(
+        &settings.database_url,
+        4,
+        settings.database_acquire_timeout(),
+    )
+    .await?;
     match command {
         ProjectionsCommand::List => {
             for projector in webinar_projections::all() {
                 let at = webinar_infra::consumer::checkpoint(&pool, projector.name()).await?;
+                let pending = webinar_infra::consumer::pending_rebuild(&pool, projector.as_ref())
+                    .await?
+                    .map(|p| format!("; interrupted rebuild at {}", p.global_position))
+                    .unwrap_or_default();
                 println!(
-                    "{:<24} at global position {} (tables: {})",
+                    "{:<24} at global position {} (tables: {}){pending}",
                     projector.name(),
                     at.global_position,
                     projector.tables().join(", ")
@@ -336,18 +373,33 @@ async fn projections(settings: Settings, command: ProjectionsCommand) -> anyhow:
             }
             Ok(())
         }
-        ProjectionsCommand::Rebuild { name } => {
-            let projectors = match name {
-                None => webinar_projections::all(),
-                Some(name) => vec![webinar_projections::by_name(&name).with_context(|| {
-                    let known: Vec<_> = webinar_projections::all()
-                        .iter()
-                        .map(|p| p.name())
-                        .collect();
-                    format!("no read model named {name:?}; known: {}", known.join(", "))
-                })?],
-            };
-            for projector in projectors {
+        ProjectionsCommand::Discard { name } => {
+            for projector in projectors_named(name.as_deref())? {
+                if webinar_infra::consumer::discard_rebuild(&pool, projector.as_ref()).await? {
+                    println!("{}: interrupted rebuild dropped", projector.name());
+                } else {
+                    println!("{}: no rebuild to drop", projector.name());
+                }
+            }
+            Ok(())
+        }
+        ProjectionsCommand::Rebuild {
+            name,
+            fresh,
+            batch_size,
+        } => {
+            for projector in projectors_named(name.as_deref())? {
+                if fresh {
+                    webinar_infra::consumer::discard_rebuild(&pool, projector.as_ref()).await?;
+                } else if let Some(at) =
+                    webinar_infra::consumer::pending_rebuild(&pool, projector.as_ref()).await?
+                {
+                    println!(
+                        "{}: resuming the rebuild at global position {}",
+                        projector.name(),
+                        at.global_position
+                    );
+                }
                 // indicatif draws only on a terminal: piped output stays quiet.
                 let bar = ProgressBar::new(0).with_style(
                     ProgressStyle::with_template(
@@ -360,7 +412,7 @@ async fn projections(settings: Settings, command: ProjectionsCommand) -> anyhow:
                 let done = webinar_infra::consumer::rebuild(
                     &pool,
                     projector.as_ref(),
-                    settings.projection_batch_size.max(1000),
+                    batch_size,
                     &mut |done, total| {
                         bar.set_length(total.max(done));
                         bar.set_position(done);
@@ -378,4 +430,21 @@ async fn projections(settings: Settings, command: ProjectionsCommand) -> anyhow:
             Ok(())
         }
     }
+}
+
+/// The projector called `name`, or all of them.
+fn projectors_named(
+    name: Option<&str>,
+) -> anyhow::Result<Vec<std::sync::Arc<dyn webinar_infra::consumer::Projector>>> {
+    let Some(name) = name else {
+        return Ok(webinar_projections::all());
+    };
+    let projector = webinar_projections::by_name(name).with_context(|| {
+        let known: Vec<_> = webinar_projections::all()
+            .iter()
+            .map(|p| p.name())
+            .collect();
+        format!("no read model named {name:?}; known: {}", known.join(", "))
+    })?;
+    Ok(vec![projector])
 }

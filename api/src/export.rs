@@ -67,8 +67,11 @@ pub async fn export(
         writeln!(out, "{}", COLUMNS.join(","))?;
     }
     let mut events = event_log::stream(pool, &range);
-    while let Some(mut event) = events.try_next().await.context("reading the event log")? {
-        redact(&mut event.payload);
+    while let Some(event) = events.try_next().await.context("reading the event log")? {
+        let mut payload = event.payload_value().with_context(|| {
+            format!("event {} has an unreadable payload", event.global_position)
+        })?;
+        redact(&mut payload);
         let meta = |key: &str| event.meta(key).map(str::to_owned);
         match format {
             ExportFormat::Jsonl => {
@@ -79,7 +82,7 @@ pub async fn export(
                     "event_version": event.event_version, "actor_id": meta("actor_id"),
                     "actor_name": meta("actor_name"), "correlation_id": meta("correlation_id"),
                     "causation_id": meta("causation_id"), "request_id": meta("request_id"),
-                    "payload": event.payload,
+                    "payload": payload,
                 });
                 writeln!(out, "{line}")?;
             }
@@ -97,7 +100,7 @@ pub async fn export(
                     meta("correlation_id").unwrap_or_default(),
                     meta("causation_id").unwrap_or_default(),
                     meta("request_id").unwrap_or_default(),
-                    event.payload.to_string(),
+                    payload.to_string(),
                 ];
                 let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
                 writeln!(out, "{}", line.join(","))?;

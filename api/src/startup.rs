@@ -44,9 +44,12 @@ pub struct Application {
 impl Application {
     /// Creates the database if needed, migrates it, and binds `settings.listen`.
     pub async fn build(settings: Settings, jwt_secret: SecretString) -> anyhow::Result<Self> {
-        let pool =
-            webinar_infra::db::prepare(&settings.database_url, settings.database_max_connections)
-                .await?;
+        let pool = webinar_infra::db::prepare(
+            &settings.database_url,
+            settings.database_max_connections,
+            settings.database_acquire_timeout(),
+        )
+        .await?;
         Self::build_with_pool(settings, pool, jwt_secret).await
     }
 

@@ -18,6 +18,14 @@ fn upcasters(aggregate_type: &str) -> &'static [&'static (dyn Upcaster + Sync)] 
     }
 }
 
+/// Whether a stored event of this type and version has to be upcast (readers that keep payloads
+/// as text parse them only then).
+pub fn needed(aggregate_type: &str, event_type: &str, version: &str) -> bool {
+    upcasters(aggregate_type)
+        .iter()
+        .any(|upcaster| upcaster.applies_to(event_type, version))
+}
+
 /// Brings a stored event (`version`, `payload`) up to the current version of its type.
 pub fn upcast(aggregate_type: &str, event_type: &str, version: &mut String, payload: &mut Value) {
     for upcaster in upcasters(aggregate_type) {

@@ -21,6 +21,9 @@ pub struct Settings {
     pub database_url: String,
     /// Largest number of pooled connections.
     pub database_max_connections: u32,
+    /// How long a request waits for a pooled connection (or for PostgreSQL to accept one) before
+    /// it answers `UNAVAILABLE`.
+    pub database_acquire_timeout_ms: u64,
     pub listen: SocketAddr,
     /// How BigBlueButton and SIPMediaGW reach us (callbacks, the join page).
     pub public_url: Option<String>,
@@ -106,6 +109,7 @@ impl Default for Settings {
         Self {
             database_url: DEFAULT_DATABASE_URL.to_owned(),
             database_max_connections: 20,
+            database_acquire_timeout_ms: 3_000,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
             bbb_url: None,
@@ -208,6 +212,10 @@ impl Settings {
             .unwrap_or_else(|| format!("http://{}", self.listen))
             .trim_end_matches('/')
             .to_owned()
+    }
+
+    pub fn database_acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.database_acquire_timeout_ms.max(1))
     }
 
     pub fn read_your_writes_timeout(&self) -> Duration {

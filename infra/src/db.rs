@@ -25,8 +25,14 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Our own pool (postgres-es's helper caps it at 10 and panics when the database is down).
-pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+/// Our own pool (postgres-es's helper caps it at 10 and panics when the database is down). A
+/// request waits at most `acquire_timeout` for a connection: when PostgreSQL is down it hears so
+/// then, rather than hanging.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> anyhow::Result<PgPool> {
     let options = PgConnectOptions::from_str(url)
         .with_context(|| {
             format!(
@@ -37,16 +43,20 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
         .application_name("webinar");
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(acquire_timeout)
         .connect_with(options)
         .await
         .with_context(|| format!("cannot connect to {}", redact_url(url)))
 }
 
 /// Creates the database if needed, connects, and applies the migrations.
-pub async fn prepare(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+pub async fn prepare(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> anyhow::Result<PgPool> {
     ensure_database(url).await?;
-    let pool = connect(url, max_connections).await?;
+    let pool = connect(url, max_connections, acquire_timeout).await?;
     MIGRATOR
         .run(&pool)
         .await

@@ -421,6 +421,12 @@ where
 
     /// The aggregate's current state, replayed from its snapshot and events.
     pub async fn load(&self, id: A::Id) -> Result<A, AggregateError<A::Error>> {
-        Ok(self.store.load_aggregate(&id.to_string()).await?.aggregate)
+        Ok(self.load_versioned(id).await?.0)
+    }
+
+    /// The aggregate's current state and the sequence number of its last event.
+    pub async fn load_versioned(&self, id: A::Id) -> Result<(A, i64), AggregateError<A::Error>> {
+        let context = self.store.load_aggregate(&id.to_string()).await?;
+        Ok((context.aggregate, context.current_sequence as i64))
     }
 }

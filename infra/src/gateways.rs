@@ -190,10 +190,13 @@ impl GatewayService {
         slot: &TimeSlot,
         webinar: WebinarId,
     ) -> Result<Vec<GatewayId>, CommandError> {
-        self.directory
-            .candidates(slot, webinar)
-            .await
-            .map_err(|e| CommandError::Internal(anyhow::anyhow!("gateway directory: {e}")))
+        self.directory.candidates(slot, webinar).await.map_err(|e| {
+            if crate::error::unreachable_within(&*e) {
+                CommandError::Unavailable
+            } else {
+                CommandError::Internal(anyhow::anyhow!("gateway directory: {e}"))
+            }
+        })
     }
 
     /// The aggregate's state (from snapshot and events, not from a read model).

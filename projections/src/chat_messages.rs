@@ -10,7 +10,7 @@ use webinar_domain::chat::{ChatEvent, ChatStatus};
 use webinar_domain::ids::ChatMessageId;
 use webinar_domain::{Person, WebinarId};
 use webinar_infra::consumer::{ProjectionError, Projector};
-use webinar_infra::event_log::StoredEvent;
+use webinar_infra::event_log::{self, StoredEvent};
 
 use crate::events::decoded;
 
@@ -69,50 +69,7 @@ impl Projector for ChatMessagesProjector {
         .into_iter()
         .map(|row| (row.message_id, row))
         .collect();
-        let mut changed = Vec::new();
-        for (id, payload, event) in batch {
-            match (rows.get_mut(&id), payload) {
-                (Some(row), _) if row.version >= event.sequence => continue,
-                (
-                    None,
-                    ChatEvent::Posted {
-                        webinar_id,
-                        author,
-                        text,
-                        posted_at,
-                    },
-                ) => {
-                    rows.insert(
-                        id,
-                        Record {
-                            message_id: id,
-                            webinar_id: webinar_id.as_uuid(),
-                            author_id: author.id,
-                            author_name: author.name,
-                            text: text.as_str().to_owned(),
-                            posted_at,
-                            status: ChatStatus::Posted.as_str().to_owned(),
-                            failure_reason: None,
-                            version: event.sequence,
-                        },
-                    );
-                }
-                (Some(row), ChatEvent::Relayed) => {
-                    row.status = ChatStatus::Relayed.as_str().to_owned();
-                    row.failure_reason = None;
-                    row.version = event.sequence;
-                }
-                (Some(row), ChatEvent::RelayFailed { reason }) => {
-                    row.status = ChatStatus::Failed.as_str().to_owned();
-                    row.failure_reason = Some(reason);
-                    row.version = event.sequence;
-                }
-                _ => continue,
-            }
-            changed.push(id);
-        }
-        changed.sort();
-        changed.dedup();
+        let changed = fold(&mut rows, batch);
         let rows: Vec<&Record> = changed.iter().filter_map(|id| rows.get(id)).collect();
         if rows.is_empty() {
             return Ok(());
@@ -143,6 +100,89 @@ impl Projector for ChatMessagesProjector {
         .await?;
         Ok(())
     }
+}
+
+/// Folds a batch of (message, event) into `rows`; returns the messages whose row changed.
+fn fold<'e>(
+    rows: &mut HashMap<Uuid, Record>,
+    batch: impl IntoIterator<Item = (Uuid, ChatEvent, &'e StoredEvent)>,
+) -> Vec<Uuid> {
+    let mut changed = Vec::new();
+    for (id, payload, event) in batch {
+        match (rows.get_mut(&id), payload) {
+            (Some(row), _) if row.version >= event.sequence => continue,
+            (
+                None,
+                ChatEvent::Posted {
+                    webinar_id,
+                    author,
+                    text,
+                    posted_at,
+                },
+            ) => {
+                rows.insert(
+                    id,
+                    Record {
+                        message_id: id,
+                        webinar_id: webinar_id.as_uuid(),
+                        author_id: author.id,
+                        author_name: author.name,
+                        text: text.as_str().to_owned(),
+                        posted_at,
+                        status: ChatStatus::Posted.as_str().to_owned(),
+                        failure_reason: None,
+                        version: event.sequence,
+                    },
+                );
+            }
+            (Some(row), ChatEvent::Relayed) => {
+                row.status = ChatStatus::Relayed.as_str().to_owned();
+                row.failure_reason = None;
+                row.version = event.sequence;
+            }
+            (Some(row), ChatEvent::RelayFailed { reason }) => {
+                row.status = ChatStatus::Failed.as_str().to_owned();
+                row.failure_reason = Some(reason);
+                row.version = event.sequence;
+            }
+            _ => continue,
+        }
+        changed.push(id);
+    }
+    changed.sort();
+    changed.dedup();
+    changed
+}
+
+/// One message's row as its own events make it, without the table: the answer to a post while
+/// the read model is still behind it.
+pub async fn from_log(
+    pool: &PgPool,
+    id: ChatMessageId,
+) -> Result<Option<ChatMessageRow>, ProjectionError> {
+    let events = event_log::aggregate_events(pool, "ChatMessage", &id.to_string(), &[]).await?;
+    let batch = events
+        .iter()
+        .map(|event| decoded(event).map(|(id, payload)| (id, payload, event)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows = HashMap::new();
+    fold(&mut rows, batch);
+    rows.remove(&id.as_uuid())
+        .map(|record| {
+            Ok(ChatMessageRow {
+                message_id: id,
+                webinar_id: WebinarId::from_uuid(record.webinar_id),
+                status: record
+                    .status
+                    .parse()
+                    .map_err(|e| ProjectionError::InvalidRow(format!("chat status: {e}")))?,
+                author_id: record.author_id,
+                author_name: record.author_name,
+                text: record.text,
+                posted_at: record.posted_at,
+            })
+        })
+        .transpose()
 }
 
 /// One row of `chat_messages`.

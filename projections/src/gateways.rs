@@ -10,7 +10,7 @@ use uuid::Uuid;
 use webinar_domain::gateway::{Gateway, GatewayApi, GatewayEvent};
 use webinar_domain::GatewayId;
 use webinar_infra::consumer::{ProjectionError, Projector};
-use webinar_infra::event_log::StoredEvent;
+use webinar_infra::event_log::{self, StoredEvent};
 
 use crate::events::decoded;
 
@@ -173,60 +173,114 @@ impl Projector for GatewaysProjector {
         .into_iter()
         .map(|row| (row.gateway_id, row))
         .collect();
-        let mut changed = Vec::new();
-        for (id, payload, event) in batch {
-            match (rows.get_mut(&id), payload) {
-                (Some(row), _) if row.version >= event.sequence => continue,
-                (Some(row), payload) => {
-                    if !row.apply(payload) {
-                        continue;
-                    }
-                    row.version = event.sequence;
-                    row.updated_at = event.recorded_at;
-                }
-                (
-                    None,
-                    GatewayEvent::GatewayRegistered {
-                        name,
-                        rtmp_url,
-                        hls_url,
-                        broadcaster,
-                        sipmediagw_url,
-                        api,
-                        token_fingerprint,
-                    },
-                ) => {
-                    rows.insert(
-                        id,
-                        Record {
-                            gateway_id: id,
-                            name: name.as_str().to_owned(),
-                            rtmp_url: rtmp_url.as_str().to_owned(),
-                            hls_url: hls_url.as_str().to_owned(),
-                            broadcaster: broadcaster.as_str().to_owned(),
-                            sipmediagw_url: sipmediagw_url.as_str().to_owned(),
-                            api: api.as_str().to_owned(),
-                            has_token: token_fingerprint.is_some(),
-                            enabled: true,
-                            retired: false,
-                            disabled_reason: None,
-                            version: event.sequence,
-                            registered_at: event.recorded_at,
-                            updated_at: event.recorded_at,
-                        },
-                    );
-                }
-                (None, _) => continue,
-            }
-            changed.push(id);
-        }
-        changed.sort();
-        changed.dedup();
+        let changed = fold(&mut rows, batch);
         let dirty: Vec<&Record> = changed.iter().filter_map(|id| rows.get(id)).collect();
         if !dirty.is_empty() {
             upsert(conn, &dirty).await?;
         }
         Ok(())
+    }
+}
+
+/// Folds a batch of (gateway, event) into `rows`; returns the gateways whose row changed.
+fn fold<'e>(
+    rows: &mut HashMap<Uuid, Record>,
+    batch: impl IntoIterator<Item = (Uuid, GatewayEvent, &'e StoredEvent)>,
+) -> Vec<Uuid> {
+    let mut changed = Vec::new();
+    for (id, payload, event) in batch {
+        match (rows.get_mut(&id), payload) {
+            (Some(row), _) if row.version >= event.sequence => continue,
+            (Some(row), payload) => {
+                if !row.apply(payload) {
+                    continue;
+                }
+                row.version = event.sequence;
+                row.updated_at = event.recorded_at;
+            }
+            (
+                None,
+                GatewayEvent::GatewayRegistered {
+                    name,
+                    rtmp_url,
+                    hls_url,
+                    broadcaster,
+                    sipmediagw_url,
+                    api,
+                    token_fingerprint,
+                },
+            ) => {
+                rows.insert(
+                    id,
+                    Record {
+                        gateway_id: id,
+                        name: name.as_str().to_owned(),
+                        rtmp_url: rtmp_url.as_str().to_owned(),
+                        hls_url: hls_url.as_str().to_owned(),
+                        broadcaster: broadcaster.as_str().to_owned(),
+                        sipmediagw_url: sipmediagw_url.as_str().to_owned(),
+                        api: api.as_str().to_owned(),
+                        has_token: token_fingerprint.is_some(),
+                        enabled: true,
+                        retired: false,
+                        disabled_reason: None,
+                        version: event.sequence,
+                        registered_at: event.recorded_at,
+                        updated_at: event.recorded_at,
+                    },
+                );
+            }
+            (None, _) => continue,
+        }
+        changed.push(id);
+    }
+    changed.sort();
+    changed.dedup();
+    changed
+}
+
+/// The events this model ignores: reservations have their own (`gateway_reservations`).
+const RESERVATION_EVENTS: &[&str] = &["SlotReserved", "SlotReleased"];
+
+/// One gateway's row as its own events make it, without the table: the answer to a write while
+/// the read model is still behind it.
+pub async fn from_log(pool: &PgPool, id: GatewayId) -> Result<Option<GatewayRow>, ProjectionError> {
+    let events =
+        event_log::aggregate_events(pool, "Gateway", &id.to_string(), RESERVATION_EVENTS).await?;
+    let batch = events
+        .iter()
+        .map(|event| decoded(event).map(|(id, payload)| (id, payload, event)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows = HashMap::new();
+    fold(&mut rows, batch);
+    rows.remove(&id.as_uuid())
+        .map(GatewayRow::try_from)
+        .transpose()
+}
+
+impl TryFrom<Record> for GatewayRow {
+    type Error = ProjectionError;
+
+    fn try_from(record: Record) -> Result<Self, Self::Error> {
+        Ok(GatewayRow {
+            gateway_id: GatewayId::from_uuid(record.gateway_id),
+            api: record
+                .api
+                .parse()
+                .map_err(|e| ProjectionError::InvalidRow(format!("gateway api: {e}")))?,
+            name: record.name,
+            rtmp_url: record.rtmp_url,
+            hls_url: record.hls_url,
+            broadcaster: record.broadcaster,
+            sipmediagw_url: record.sipmediagw_url,
+            has_token: record.has_token,
+            enabled: record.enabled,
+            retired: record.retired,
+            disabled_reason: record.disabled_reason,
+            version: record.version,
+            registered_at: record.registered_at,
+            updated_at: record.updated_at,
+        })
     }
 }
 

@@ -7,6 +7,8 @@ use uuid::Uuid;
 use webinar_domain::ids::ChatMessageId;
 use webinar_domain::{Action, Caller, Denied, GatewayId, PermissionPolicy, WebinarId};
 
+use webinar_infra::consumer::ProjectionError;
+
 use crate::audit_log::{self, AuditFilter, AuditRow};
 use crate::chat_messages::{self, ChatMessageRow};
 use crate::gateways::{self, GatewayRow};
@@ -21,6 +23,18 @@ pub enum QueryError {
     Denied(#[from] Denied),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The log holds something the read side cannot make sense of.
+    #[error("{0}")]
+    Unreadable(ProjectionError),
+}
+
+impl From<ProjectionError> for QueryError {
+    fn from(error: ProjectionError) -> Self {
+        match error {
+            ProjectionError::Sql(error) => QueryError::Database(error),
+            other => QueryError::Unreadable(other),
+        }
+    }
 }
 
 /// The read models, as the API reads them.
@@ -132,6 +146,21 @@ impl ReadModels {
         id: ChatMessageId,
     ) -> Result<Option<ChatMessageRow>, QueryError> {
         Ok(chat_messages::get(&self.pool, id).await?)
+    }
+
+    /// A gateway as its own events tell it, for answering a write the read model has not caught
+    /// up with yet.
+    pub async fn gateway_from_log(&self, id: GatewayId) -> Result<Option<GatewayRow>, QueryError> {
+        Ok(gateways::from_log(&self.pool, id).await?)
+    }
+
+    /// A chat message as its own events tell it, for answering a post the read model has not
+    /// caught up with yet.
+    pub async fn chat_message_from_log(
+        &self,
+        id: ChatMessageId,
+    ) -> Result<Option<ChatMessageRow>, QueryError> {
+        Ok(chat_messages::from_log(&self.pool, id).await?)
     }
 
     /// Every event, in log order, after the cursor `(tx_id, global_position)`. Auditors and

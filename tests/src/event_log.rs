@@ -8,7 +8,7 @@ use sqlx::{PgConnection, PgPool};
 use webinar_infra::consumer::{
     ProjectionError, ProjectionProgress, Projector, ProjectorRunner, RunnerOptions,
 };
-use webinar_infra::event_log::StoredEvent;
+use webinar_infra::event_log::{self, Position, StoredEvent};
 
 use crate::harness::TestDb;
 
@@ -146,4 +146,75 @@ async fn a_rolled_back_event_is_never_seen_and_does_not_block_the_reader() {
 
     let rows = catch_up_to(&db.pool, &runner, 1).await;
     assert_eq!(rows, vec![(kept, 1)]);
+}
+
+#[tokio::test]
+async fn the_watermark_stops_below_running_appenders_and_ignores_other_transactions() {
+    let db = TestDb::create().await;
+    // A slow appender A holds its transaction open.
+    let mut slow = db.pool.begin().await.expect("begin A");
+    let a = append_probe(&mut *slow, "a", 1).await;
+    let slow_xid = transaction_id(&mut slow).await;
+    let first = event_log::watermark(&db.pool).await.expect("watermark");
+    assert!(
+        first <= slow_xid,
+        "the watermark stays at or below a running appender"
+    );
+    // B appends and commits after the watermark; then A commits too, before the read.
+    let b = append_probe(&db.pool, "b", 1).await;
+    slow.commit().await.expect("commit A");
+    let read = event_log::read_below(&db.pool, Position::START, first, None, 100)
+        .await
+        .expect("read");
+    assert!(
+        read.is_empty(),
+        "nothing at or above the watermark is read, even once committed: {:?}",
+        read.iter().map(|e| e.global_position).collect::<Vec<_>>()
+    );
+    // The next round reads both, A first (its transaction is older), each once.
+    let second = event_log::watermark(&db.pool).await.expect("watermark");
+    let read = event_log::read_below(&db.pool, Position::START, second, None, 100)
+        .await
+        .expect("read");
+    let positions: Vec<i64> = read.iter().map(|e| e.global_position).collect();
+    assert_eq!(positions, vec![a, b]);
+    let after = read[1].position();
+
+    // C starts appending after a watermark is taken and commits before the read: not read yet.
+    let third = event_log::watermark(&db.pool).await.expect("watermark");
+    let c = append_probe(&db.pool, "c", 1).await;
+    let read = event_log::read_below(&db.pool, after, third, None, 100)
+        .await
+        .expect("read");
+    assert!(
+        read.is_empty(),
+        "an append that began after the watermark waits"
+    );
+
+    // A transaction that appends nothing (an analyst's, a rebuild's) holds nothing back: D,
+    // appended after it began, is read while it stays open.
+    let mut analyst = db.pool.begin().await.expect("begin");
+    let analyst_xid = transaction_id(&mut analyst).await;
+    let d = append_probe(&db.pool, "d", 1).await;
+    let fourth = event_log::watermark(&db.pool).await.expect("watermark");
+    assert!(
+        fourth > analyst_xid,
+        "only appenders hold the watermark back ({fourth} <= {analyst_xid})"
+    );
+    let read = event_log::read_below(&db.pool, after, fourth, None, 100)
+        .await
+        .expect("read");
+    assert_eq!(
+        read.iter().map(|e| e.global_position).collect::<Vec<_>>(),
+        vec![c, d]
+    );
+    analyst.rollback().await.expect("rollback");
+}
+
+/// The connection's transaction id (assigning one if it has none yet).
+async fn transaction_id(conn: &mut PgConnection) -> i64 {
+    sqlx::query_scalar("select txid_current()")
+        .fetch_one(conn)
+        .await
+        .expect("transaction id")
 }

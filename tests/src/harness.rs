@@ -6,10 +6,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use futures::{SinkExt, StreamExt};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use webinar_api::{AppState, Application};
 use webinar_infra::auth::{claims, JwtKeys};
@@ -205,19 +208,45 @@ impl TestApp {
         settings.bbb_url = Some(format!("http://{bbb_address}/bigbluebutton/api"));
         settings.bbb_secret = Some(SecretString::from(bbb_secret.clone()));
         configure(&mut settings);
-        Self::launch(db, settings, bbb, bbb_secret, shutdown).await
+        let pool = db.pool.clone();
+        Self::launch(db, pool, settings, bbb, bbb_secret, shutdown).await
     }
 
-    /// Builds and starts the server over `db`.
+    /// The server over `db`, reaching it through `url` (a proxy the test controls) with a pool
+    /// sized and timed as `configure` sets it.
+    pub async fn spawn_through(
+        db: TestDb,
+        url: &str,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        capture_logs();
+        let mut settings = test_settings(&db);
+        settings.database_url = url.to_owned();
+        configure(&mut settings);
+        let pool = webinar_infra::db::connect(
+            url,
+            settings.database_max_connections,
+            settings.database_acquire_timeout(),
+        )
+        .await
+        .expect("connect through the proxy");
+        let shutdown = CancellationToken::new();
+        let bbb_secret = format!("bbb-{}", uuid::Uuid::new_v4().simple());
+        let bbb = BbbSim::new(&bbb_secret);
+        Self::launch(db, pool, settings, bbb, bbb_secret, shutdown).await
+    }
+
+    /// Builds and starts the server over `pool` (normally `db.pool`).
     async fn launch(
         db: TestDb,
+        pool: PgPool,
         settings: Settings,
         bbb: BbbSim,
         bbb_secret: String,
         sims: CancellationToken,
     ) -> TestApp {
         let secret = SecretString::from(format!("test-secret-{}", uuid::Uuid::new_v4()));
-        let app = Application::build_with_pool(settings, db.pool.clone(), secret.clone())
+        let app = Application::build_with_pool(settings, pool, secret.clone())
             .await
             .expect("build the application");
         let address = app.local_addr();
@@ -313,7 +342,8 @@ impl TestApp {
         settings.bbb_url = bbb_url;
         settings.bbb_secret = Some(SecretString::from(bbb_secret.clone()));
         configure(&mut settings);
-        Self::launch(db, settings, bbb, bbb_secret, sims).await
+        let pool = db.pool.clone();
+        Self::launch(db, pool, settings, bbb, bbb_secret, sims).await
     }
 
     /// Runs the reservation saga's reactor here until it has nothing due (for tests whose server
@@ -559,5 +589,209 @@ pub async fn wait_until(
             "not reached within {within:?}: {state}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+// Subscriptions over graphql-transport-ws.
+
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/ws`, authenticates with `token`, and subscribes to `query`.
+pub async fn subscribe(
+    app: &TestApp,
+    token: Option<&str>,
+    query: &str,
+    variables: Value,
+) -> Socket {
+    let mut request = format!("ws://{}/ws", app.address)
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect /ws");
+    let payload = token.map_or(
+        json!({}),
+        |t| json!({ "Authorization": format!("Bearer {t}") }),
+    );
+    send(
+        &mut socket,
+        json!({ "type": "connection_init", "payload": payload }),
+    )
+    .await;
+    assert_eq!(receive(&mut socket).await["type"], json!("connection_ack"));
+    send(
+        &mut socket,
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": query, "variables": variables } }),
+    )
+    .await;
+    socket
+}
+
+pub async fn send(socket: &mut Socket, message: Value) {
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await
+        .expect("send");
+}
+
+pub async fn receive(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the socket is open")
+            .expect("a frame");
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).expect("JSON");
+            if value["type"] != json!("ping") {
+                return value;
+            }
+        }
+    }
+}
+
+/// Nothing arrives within `wait`.
+pub async fn silent(socket: &mut Socket, wait: Duration) -> bool {
+    tokio::time::timeout(wait, socket.next()).await.is_err()
+}
+
+/// A TCP proxy in front of the test PostgreSQL server that a test can cut (every connection
+/// closed, new ones closed on arrival, as when a proxy loses its backend), freeze (connections
+/// stay open but nothing answers, as when the host hangs or the network drops packets) and
+/// restore.
+pub struct DbProxy {
+    pub address: SocketAddr,
+    state: Arc<ProxyState>,
+    cancel: CancellationToken,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    cut: std::sync::atomic::AtomicBool,
+    frozen: std::sync::atomic::AtomicBool,
+    freeze: tokio::sync::Notify,
+    links: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl ProxyState {
+    fn hold(&self, link: tokio::task::AbortHandle) {
+        self.links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(link);
+    }
+
+    fn close_all(&self) {
+        for link in self
+            .links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            link.abort();
+        }
+    }
+}
+
+impl DbProxy {
+    pub async fn start() -> DbProxy {
+        let upstream = reqwest::Url::parse(&admin_url()).expect("TEST_DATABASE_URL is a URL");
+        let upstream = format!(
+            "{}:{}",
+            upstream.host_str().unwrap_or("127.0.0.1"),
+            upstream.port().unwrap_or(5432)
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let address = listener.local_addr().expect("proxy address");
+        let state = Arc::new(ProxyState::default());
+        let cancel = CancellationToken::new();
+        let (shared, stop) = (state.clone(), cancel.clone());
+        tokio::spawn(async move {
+            use std::sync::atomic::Ordering::SeqCst;
+            loop {
+                let (mut client, _) = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(_) => continue,
+                    },
+                };
+                if shared.cut.load(SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let (upstream, link_state) = (upstream.clone(), shared.clone());
+                let link = tokio::spawn(async move {
+                    if link_state.frozen.load(SeqCst) {
+                        // Accepted, never answered.
+                        let _held = client;
+                        return std::future::pending::<()>().await;
+                    }
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        // Both sockets stay open, and silent, until the link is closed.
+                        _ = link_state.freeze.notified() => std::future::pending::<()>().await,
+                    }
+                });
+                shared.hold(link.abort_handle());
+            }
+        });
+        DbProxy {
+            address,
+            state,
+            cancel,
+        }
+    }
+
+    /// `url` with its host and port replaced by the proxy's.
+    pub fn url_for(&self, url: &str) -> String {
+        let mut url = reqwest::Url::parse(url).expect("a database URL");
+        url.set_ip_host(self.address.ip()).expect("an IP host");
+        url.set_port(Some(self.address.port())).expect("a port");
+        url.to_string()
+    }
+
+    /// Closes every connection through the proxy and every new one on arrival.
+    pub fn cut(&self) {
+        self.state
+            .cut
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.state.close_all();
+    }
+
+    /// Keeps every connection open but lets nothing through, either way.
+    pub fn freeze(&self) {
+        self.state
+            .frozen
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.state.freeze.notify_waiters();
+    }
+
+    /// Lets connections through again (those cut or frozen meanwhile are closed).
+    pub fn restore(&self) {
+        self.state.close_all();
+        self.state
+            .frozen
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.state
+            .cut
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for DbProxy {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        self.state.close_all();
     }
 }

@@ -22,6 +22,8 @@ mod permissions;
 #[cfg(test)]
 mod projectors;
 #[cfg(test)]
+mod read_models;
+#[cfg(test)]
 mod sagas;
 #[cfg(test)]
 mod server;

@@ -204,7 +204,7 @@ async fn snapshots_are_taken_and_loading_from_them_gives_the_replayed_state() {
 }
 
 /// Every read model's rows, as JSON text in a stable order.
-async fn read_models(pool: &sqlx::PgPool) -> Vec<(String, String)> {
+pub(crate) async fn read_models(pool: &sqlx::PgPool) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for projector in webinar_projections::all() {
         for table in projector.tables() {

@@ -2,73 +2,9 @@
 
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{register_gateway, TestApp};
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Opens `/ws`, authenticates with `token`, and subscribes to `query`.
-async fn subscribe(app: &TestApp, token: Option<&str>, query: &str, variables: Value) -> Socket {
-    let mut request = format!("ws://{}/ws", app.address)
-        .into_client_request()
-        .expect("request");
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().expect("header"),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("connect /ws");
-    let payload = token.map_or(
-        json!({}),
-        |t| json!({ "Authorization": format!("Bearer {t}") }),
-    );
-    send(
-        &mut socket,
-        json!({ "type": "connection_init", "payload": payload }),
-    )
-    .await;
-    assert_eq!(receive(&mut socket).await["type"], json!("connection_ack"));
-    send(
-        &mut socket,
-        json!({ "id": "1", "type": "subscribe", "payload": { "query": query, "variables": variables } }),
-    )
-    .await;
-    socket
-}
-
-async fn send(socket: &mut Socket, message: Value) {
-    socket
-        .send(Message::Text(message.to_string().into()))
-        .await
-        .expect("send");
-}
-
-async fn receive(socket: &mut Socket) -> Value {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("the socket is open")
-            .expect("a frame");
-        if let Message::Text(text) = message {
-            let value: Value = serde_json::from_str(&text).expect("JSON");
-            if value["type"] != json!("ping") {
-                return value;
-            }
-        }
-    }
-}
-
-/// Nothing arrives within `wait`.
-async fn silent(socket: &mut Socket, wait: Duration) -> bool {
-    tokio::time::timeout(wait, socket.next()).await.is_err()
-}
+use crate::harness::{receive, register_gateway, silent, subscribe, TestApp};
 
 fn schedule_input(title: &str, restricted: bool) -> Value {
     let start = chrono::Utc::now() + chrono::Duration::days(3);

@@ -3,8 +3,7 @@
 
 use async_graphql::ErrorExtensions;
 use webinar_domain::Denied;
-use webinar_infra::consumer::CatchUpTimeout;
-use webinar_infra::error::CommandError;
+use webinar_infra::error::{database_unreachable, CommandError};
 use webinar_projections::queries::QueryError;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +27,9 @@ pub enum ApiError {
     UpstreamUnavailable(String),
     #[error("{0}")]
     RateLimited(String),
+    /// Our database cannot be reached: the client may retry.
+    #[error("the service cannot reach its database; try again shortly")]
+    Unavailable,
     /// Logged in full; the client sees only that something went wrong.
     #[error("internal error")]
     Internal(anyhow::Error),
@@ -45,6 +47,7 @@ impl ApiError {
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::UpstreamUnavailable(_) => "UPSTREAM_UNAVAILABLE",
             ApiError::RateLimited(_) => "RATE_LIMITED",
+            ApiError::Unavailable => "UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
         }
     }
@@ -81,6 +84,10 @@ impl ErrorExtensions for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
+        if database_unreachable(&error) {
+            tracing::warn!(%error, "database unreachable");
+            return ApiError::Unavailable;
+        }
         ApiError::Internal(anyhow::Error::new(error).context("database"))
     }
 }
@@ -101,13 +108,8 @@ impl From<QueryError> for ApiError {
         match error {
             QueryError::Denied(denied) => denied.into(),
             QueryError::Database(error) => error.into(),
+            QueryError::Unreadable(error) => ApiError::Internal(anyhow::Error::new(error)),
         }
-    }
-}
-
-impl From<CatchUpTimeout> for ApiError {
-    fn from(timeout: CatchUpTimeout) -> Self {
-        ApiError::Internal(anyhow::Error::new(timeout))
     }
 }
 
@@ -136,6 +138,7 @@ pub fn from_command(error: CommandError, input: &str) -> ApiError {
             ApiError::bad_input(field("sipmediagwUrl"), CommandError::SipMediaGwUrlTaken)
         }
         CommandError::Conflict => ApiError::Conflict(CommandError::Conflict.to_string()),
+        CommandError::Unavailable => ApiError::Unavailable,
         CommandError::Internal(e) => ApiError::Internal(e),
     }
 }

@@ -9,6 +9,7 @@ use webinar_infra::gateways::TokenInput;
 use webinar_infra::secrets::GatewayToken;
 use webinar_projections::gateways::GatewayRow;
 
+use super::catching_up;
 use super::context::parts;
 use super::error::{from_command, ApiError};
 use crate::state::AppState;
@@ -174,13 +175,22 @@ impl UpdateGatewayInput {
 
 const PROJECTORS: &[&str] = &["gateways"];
 
-async fn read_back(state: &AppState, written: Written<GatewayId>) -> Result<Gateway, ApiError> {
-    state.settle(PROJECTORS, written.position).await?;
-    state
-        .reads()
-        .gateway_by_id(written.id)
-        .await?
-        .map(Gateway::from)
+/// Waits for the read model, then reads the gateway back; if it is still behind the write (which
+/// committed), answers from the gateway's own events and says so.
+async fn read_back(
+    ctx: &Context<'_>,
+    state: &AppState,
+    written: Written<GatewayId>,
+) -> Result<Gateway, ApiError> {
+    let row = match state.settle(PROJECTORS, written.position).await {
+        Ok(()) => state.reads().gateway_by_id(written.id).await?,
+        Err(late) => {
+            tracing::warn!(%late, "answering from the gateway's events");
+            catching_up::mark(ctx);
+            state.reads().gateway_from_log(written.id).await?
+        }
+    };
+    row.map(Gateway::from)
         .ok_or_else(|| ApiError::not_found("gateway"))
 }
 
@@ -220,7 +230,7 @@ impl GatewayMutation {
                 .register(&request.caller, &request.metadata(), spec, token)
                 .await
                 .map_err(|e| from_command(e, "input"))?;
-            read_back(state, written).await
+            read_back(ctx, state, written).await
         }
         .await
         .extend()
@@ -242,7 +252,7 @@ impl GatewayMutation {
                 .update(&request.caller, &request.metadata(), id, changes, token)
                 .await
                 .map_err(|e| from_command(e, "input"))?;
-            read_back(state, written).await
+            read_back(ctx, state, written).await
         }
         .await
         .extend()
@@ -264,7 +274,7 @@ impl GatewayMutation {
                 .set_enabled(&request.caller, &request.metadata(), id, enabled, reason)
                 .await
                 .map_err(|e| from_command(e, ""))?;
-            read_back(state, written).await
+            read_back(ctx, state, written).await
         }
         .await
         .extend()
@@ -280,7 +290,7 @@ impl GatewayMutation {
                 .retire(&request.caller, &request.metadata(), id)
                 .await
                 .map_err(|e| from_command(e, ""))?;
-            read_back(state, written).await
+            read_back(ctx, state, written).await
         }
         .await
         .extend()

@@ -1,6 +1,7 @@
 //! The GraphQL schema (contract: ARCHITECTURE.md section 7).
 
 mod audit;
+pub mod catching_up;
 mod context;
 pub mod error;
 mod gateways;
@@ -51,6 +52,7 @@ pub fn build_schema(state: AppState, feed: crate::feed::ChangeFeed, limits: Limi
     .data(state)
     .data(feed)
     .extension(metrics::OperationMetrics)
+    .extension(catching_up::CatchingUp)
     .limit_depth(limits.depth)
     .limit_complexity(limits.complexity)
     .finish()

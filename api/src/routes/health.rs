@@ -1,5 +1,7 @@
 //! Liveness, readiness and metrics for operators.
 
+use std::time::Duration;
+
 use ::metrics::gauge;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -14,13 +16,22 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// How long the readiness probe may take: a load balancer must hear "not ready" within a second
+/// when PostgreSQL is down, whatever the pool's own acquire timeout.
+const READINESS_TIMEOUT: Duration = Duration::from_millis(800);
+
 /// The database answers and every migration is applied.
 pub async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {
-    match webinar_infra::db::migrations_applied(shared.state.pool()).await {
-        Ok(true) => (StatusCode::OK, "ready"),
-        Ok(false) => (StatusCode::SERVICE_UNAVAILABLE, "migrations pending"),
-        Err(error) => {
+    let probe = webinar_infra::db::migrations_applied(shared.state.pool());
+    match tokio::time::timeout(READINESS_TIMEOUT, probe).await {
+        Ok(Ok(true)) => (StatusCode::OK, "ready"),
+        Ok(Ok(false)) => (StatusCode::SERVICE_UNAVAILABLE, "migrations pending"),
+        Ok(Err(error)) => {
             tracing::warn!(%error, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+        }
+        Err(_) => {
+            tracing::warn!("readiness check: no answer from the database in time");
             (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
         }
     }

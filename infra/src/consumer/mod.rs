@@ -44,6 +44,9 @@ pub enum ProjectionError {
         position: i64,
         source: serde_json::Error,
     },
+    /// A stored row that breaks the model's own invariants.
+    #[error("invalid row: {0}")]
+    InvalidRow(String),
 }
 
 impl ProjectionError {

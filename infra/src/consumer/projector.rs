@@ -27,19 +27,15 @@ pub struct ProjectorRunner {
 pub(super) async fn apply_events(
     projector: &dyn Projector,
     conn: &mut PgConnection,
-    events: &[StoredEvent],
+    mut events: Vec<StoredEvent>,
     announce: bool,
 ) -> Result<(), ProjectionError> {
     let types = projector.aggregate_types();
-    let wanted: Vec<StoredEvent> = events
-        .iter()
-        .filter(|event| wants(types, event))
-        .cloned()
-        .collect();
-    if wanted.is_empty() {
+    events.retain(|event| wants(types, event));
+    if events.is_empty() {
         return Ok(());
     }
-    projector.apply_batch(conn, &wanted, announce).await
+    projector.apply_batch(conn, &events, announce).await
 }
 
 impl ProjectorRunner {
@@ -97,15 +93,15 @@ impl ProjectorRunner {
             tx.rollback().await?;
             return Ok(self.options.batch_size as usize);
         }
-        apply_events(self.projector.as_ref(), &mut tx, &events, true).await?;
-        checkpoint::save(&mut *tx, name, last, events.len() as i64, false).await?;
+        let read = events.len();
+        apply_events(self.projector.as_ref(), &mut tx, events, true).await?;
+        checkpoint::save(&mut *tx, name, last, read as i64, false).await?;
         tx.commit().await?;
-        ::metrics::counter!(metrics::PROJECTOR_EVENTS, "projector" => name)
-            .increment(events.len() as u64);
+        ::metrics::counter!(metrics::PROJECTOR_EVENTS, "projector" => name).increment(read as u64);
         ::metrics::histogram!(metrics::PROJECTOR_BATCH_DURATION, "projector" => name)
             .record(started.elapsed().as_secs_f64());
         self.publish(last);
-        Ok(events.len())
+        Ok(read)
     }
 
     /// Runs batches until the log's final prefix is exhausted.

@@ -100,8 +100,10 @@ async fn prepare(
         ))
         .execute(&mut *conn)
         .await?;
+        // Only the indexes behind constraints (the upserts' conflict targets) are kept up during
+        // the bulk; the others are built once it is in.
         for index in indexes_of(conn, live, table).await? {
-            if !index.unique {
+            if !index.unique || index.constraint.is_none() {
                 continue;
             }
             sqlx::query(&on_shadow(&index, live, &shadow, table))
@@ -128,13 +130,15 @@ async fn prepare(
 }
 
 /// The indexes only reads need, built once the bulk of the rows is in (much faster than
-/// maintaining them row by row).
+/// maintaining them row by row), two at a time on two connections.
 async fn finish_indexes(
     conn: &mut PgConnection,
+    pool: &PgPool,
     projector: &dyn Projector,
     live: &str,
 ) -> Result<(), sqlx::Error> {
     let shadow = shadow_schema(projector);
+    let mut missing = Vec::new();
     for table in projector.tables() {
         let built: Vec<String> = indexes_of(conn, &shadow, table)
             .await?
@@ -143,17 +147,39 @@ async fn finish_indexes(
             .collect();
         for index in indexes_of(conn, live, table).await? {
             if !built.contains(&index.name) {
-                sqlx::query(&on_shadow(&index, live, &shadow, table))
-                    .execute(&mut *conn)
-                    .await?;
+                missing.push(on_shadow(&index, live, &shadow, table));
             }
         }
     }
-    Ok(())
+    if missing.len() < 2 {
+        for statement in &missing {
+            sqlx::query(statement).execute(&mut *conn).await?;
+        }
+        return Ok(());
+    }
+    let queue = std::sync::Mutex::new(missing);
+    let mut second = PgConnection::connect_with(&pool.connect_options()).await?;
+    let (first, other) = tokio::join!(build_from(conn, &queue), build_from(&mut second, &queue));
+    let _ = second.close().await;
+    first.and(other)
+}
+
+/// Runs the statements of `queue` until it is empty.
+async fn build_from(
+    conn: &mut PgConnection,
+    queue: &std::sync::Mutex<Vec<String>>,
+) -> Result<(), sqlx::Error> {
+    loop {
+        let Some(statement) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
+            return Ok(());
+        };
+        sqlx::query(&statement).execute(&mut *conn).await?;
+    }
 }
 
 /// Applies the log after the shadow checkpoint, one committed batch at a time (or, inside the
-/// swap, within the caller's transaction). Returns the events read.
+/// swap, within the caller's transaction). The next batch is read and decoded (on another
+/// connection, in a task of its own) while the current one is applied. Returns the events read.
 async fn replay(
     conn: &mut PgConnection,
     pool: &PgPool,
@@ -163,29 +189,39 @@ async fn replay(
     on_batch: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64, ProjectionError> {
     let name = shadow_checkpoint(projector);
+    let wanted = projector.aggregate_types();
+    let at = checkpoint::checkpoint(&mut *conn, &name).await?;
+    let mut events = event_log::read_after(pool, at, wanted, batch_size).await?;
     let mut done = 0;
     loop {
-        let at = checkpoint::checkpoint(&mut *conn, &name).await?;
-        let events =
-            event_log::read_after(pool, at, projector.aggregate_types(), batch_size).await?;
         let Some(last) = events.last().map(|e| e.position()) else {
             return Ok(done);
         };
+        let read = events.len() as i64;
+        let next = (read >= batch_size).then(|| {
+            let pool = pool.clone();
+            tokio::spawn(
+                async move { event_log::read_after(&pool, last, wanted, batch_size).await },
+            )
+        });
         if in_transaction {
-            apply_events(projector, conn, &events, false).await?;
-            checkpoint::save(&mut *conn, &name, last, events.len() as i64, false).await?;
+            apply_events(projector, conn, events, false).await?;
+            checkpoint::save(&mut *conn, &name, last, read, false).await?;
         } else {
             let mut tx = conn.begin().await?;
             checkpoint::lock(&mut tx, &name).await?;
-            apply_events(projector, &mut tx, &events, false).await?;
-            checkpoint::save(&mut *tx, &name, last, events.len() as i64, false).await?;
+            apply_events(projector, &mut tx, events, false).await?;
+            checkpoint::save(&mut *tx, &name, last, read, false).await?;
             tx.commit().await?;
         }
-        done += events.len() as u64;
-        on_batch(events.len() as u64);
-        if (events.len() as i64) < batch_size {
-            return Ok(done);
-        }
+        done += read as u64;
+        on_batch(read as u64);
+        events = match next {
+            None => Vec::new(),
+            Some(task) => task
+                .await
+                .map_err(|e| ProjectionError::InvalidRow(format!("reading the log: {e}")))??,
+        };
     }
 }
 
@@ -253,6 +289,11 @@ pub async fn rebuild(
     let live: String = sqlx::query_scalar("select current_schema()")
         .fetch_one(&mut conn)
         .await?;
+    // A batch committed to the shadow and lost in a crash is simply replayed again (its checkpoint
+    // is lost with it): the rebuild need not wait for each commit to reach the disk.
+    sqlx::query("set synchronous_commit = off")
+        .execute(&mut conn)
+        .await?;
     let resumed = prepare(&mut conn, pool, projector, &live).await?;
     let shadow = shadow_schema(projector);
     // The projector's unqualified table names now mean the shadow's (`events` is found further on).
@@ -273,11 +314,29 @@ pub async fn rebuild(
         done += read;
         on_progress(done, total.max(done));
     };
+    let phase = std::time::Instant::now();
     replay(&mut conn, pool, projector, batch_size, false, &mut progress).await?;
-    finish_indexes(&mut conn, projector, &live).await?;
+    tracing::info!(
+        projector = projector.name(),
+        seconds = phase.elapsed().as_secs_f64(),
+        "rebuild: log replayed into the shadow tables"
+    );
+    let phase = std::time::Instant::now();
+    finish_indexes(&mut conn, pool, projector, &live).await?;
+    tracing::info!(
+        projector = projector.name(),
+        seconds = phase.elapsed().as_secs_f64(),
+        "rebuild: shadow indexes built"
+    );
     // Whatever arrived while the indexes were built, in committed batches, before the swap.
     replay(&mut conn, pool, projector, batch_size, false, &mut progress).await?;
+    let phase = std::time::Instant::now();
     swap(&mut conn, pool, projector, &live, batch_size).await?;
+    tracing::info!(
+        projector = projector.name(),
+        seconds = phase.elapsed().as_secs_f64(),
+        "rebuild: shadow swapped in"
+    );
     let _ = conn.close().await;
     Ok(done)
 }

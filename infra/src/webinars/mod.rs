@@ -85,6 +85,12 @@ impl WebinarService {
         self.bus.load(id).await.map_err(from_aggregate)
     }
 
+    /// The aggregate's state and the sequence number of its last event: the answer to a write
+    /// while the read models are still behind it.
+    pub async fn load_versioned(&self, id: WebinarId) -> Result<(Webinar, i64), CommandError> {
+        self.bus.load_versioned(id).await.map_err(from_aggregate)
+    }
+
     /// Webinar `id`, when `caller` may do `action` with it. A webinar that does not exist is
     /// `NotFound` to anyone signed in (and the sign-in is asked for first).
     async fn authorized(

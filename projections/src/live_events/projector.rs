@@ -329,19 +329,29 @@ impl Projector for LiveEventsProjector {
             )
         })
         .collect();
-        // The batch's webinars, and the open events on gateways whose stream changes.
+        // The batch's webinars, and the open events on gateways whose stream changes: two
+        // statements, each served by an index (an `OR` of both would scan the table).
         let mut rows: HashMap<Uuid, Record> = sqlx::query_as::<_, Record>(&format!(
-            "select {COLUMNS} from live_events
-              where live_event_id = any($1)
-                 or (gateway_id = any($2) and status in ('UPCOMING', 'LIVE'))"
+            "select {COLUMNS} from live_events where live_event_id = any($1)"
         ))
         .bind(&webinars)
-        .bind(&changed_gateways)
         .fetch_all(&mut *conn)
         .await?
         .into_iter()
         .map(|row| (row.live_event_id, row))
         .collect();
+        if !changed_gateways.is_empty() {
+            let open = sqlx::query_as::<_, Record>(&format!(
+                "select {COLUMNS} from live_events
+                  where gateway_id = any($1) and status in ('UPCOMING', 'LIVE')"
+            ))
+            .bind(&changed_gateways)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in open {
+                rows.entry(row.live_event_id).or_insert(row);
+            }
+        }
         let (mut dirty_streams, mut changed) = (HashSet::new(), HashSet::new());
         for decoded in batch {
             match decoded {

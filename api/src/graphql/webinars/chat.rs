@@ -5,6 +5,7 @@ use webinar_domain::chat::ChatText;
 
 use super::inputs::parse_webinar_id;
 use super::types::ChatMessage;
+use crate::graphql::catching_up;
 use crate::graphql::context::parts;
 use crate::graphql::error::{from_command, ApiError};
 
@@ -29,12 +30,16 @@ impl ChatMutation {
                 .post(&request.caller, &request.metadata(), webinar_id, text)
                 .await
                 .map_err(|e| from_command(e, ""))?;
-            state.settle(&["chat_messages"], written.position).await?;
-            state
-                .reads()
-                .chat_message_by_id(written.id)
-                .await?
-                .map(ChatMessage::from)
+            // The post committed: if the read model is behind, the message's own events answer.
+            let row = match state.settle(&["chat_messages"], written.position).await {
+                Ok(()) => state.reads().chat_message_by_id(written.id).await?,
+                Err(late) => {
+                    tracing::warn!(%late, "answering from the message's events");
+                    catching_up::mark(ctx);
+                    state.reads().chat_message_from_log(written.id).await?
+                }
+            };
+            row.map(ChatMessage::from)
                 .ok_or_else(|| ApiError::not_found("chat message"))
         }
         .await

@@ -5,9 +5,11 @@ use async_graphql::{Context, Object, ResultExt, ID};
 use webinar_domain::WebinarId;
 use webinar_infra::event_store::Written;
 use webinar_infra::webinars::LiveControl;
+use webinar_projections::webinars::WebinarView;
 
 use super::inputs::{parse_webinar_id, ScheduleWebinarInput, UpdateWebinarInput};
 use super::types::{StartWebinarPayload, Webinar};
+use crate::graphql::catching_up;
 use crate::graphql::context::parts;
 use crate::graphql::error::{from_command, ApiError};
 use crate::state::AppState;
@@ -20,14 +22,27 @@ const PROJECTORS: &[&str] = &[
     "live_events",
 ];
 
-/// Waits for the read models, then reads the webinar back.
-async fn read_back(state: &AppState, written: Written<WebinarId>) -> Result<Webinar, ApiError> {
-    state.settle(PROJECTORS, written.position).await?;
-    state
-        .reads()
-        .webinar_by_id(written.id)
-        .await?
-        .map(Webinar)
+/// Waits for the read models, then reads the webinar back. If they are still behind the write
+/// (which committed), answers from the aggregate itself and says so.
+async fn read_back(
+    ctx: &Context<'_>,
+    state: &AppState,
+    written: Written<WebinarId>,
+) -> Result<Webinar, ApiError> {
+    let view = match state.settle(PROJECTORS, written.position).await {
+        Ok(()) => state.reads().webinar_by_id(written.id).await?,
+        Err(late) => {
+            tracing::warn!(%late, "answering from the aggregate");
+            catching_up::mark(ctx);
+            let (webinar, version) = state
+                .webinars()
+                .load_versioned(written.id)
+                .await
+                .map_err(|e| from_command(e, ""))?;
+            WebinarView::from_state(written.id, &webinar, version)
+        }
+    };
+    view.map(Webinar)
         .ok_or_else(|| ApiError::not_found("webinar"))
 }
 
@@ -44,7 +59,7 @@ async fn live_control(
         .operate(&request.caller, &request.metadata(), id, control)
         .await
         .map_err(|e| from_command(e, ""))?;
-    read_back(state, written).await
+    read_back(ctx, state, written).await
 }
 
 #[derive(Default)]
@@ -72,7 +87,7 @@ impl WebinarMutation {
                 )
                 .await
                 .map_err(|e| from_command(e, "input"))?;
-            read_back(state, written).await
+            read_back(ctx, state, written).await
         }
         .await
         .extend()
@@ -94,7 +109,7 @@ impl WebinarMutation {
                 .update(&request.caller, &request.metadata(), id, update)
                 .await
                 .map_err(|e| from_command(e, "input"))?;
-            read_back(state, written).await
+            read_back(ctx, state, written).await
         }
         .await
         .extend()
@@ -110,7 +125,7 @@ impl WebinarMutation {
                 .cancel(&request.caller, &request.metadata(), id)
                 .await
                 .map_err(|e| from_command(e, ""))?;
-            read_back(state, written).await
+            read_back(ctx, state, written).await
         }
         .await
         .extend()
@@ -130,7 +145,7 @@ impl WebinarMutation {
                 .start(&request.caller, &request.metadata(), id)
                 .await
                 .map_err(|e| from_command(e, ""))?;
-            let webinar = read_back(state, started.written).await?;
+            let webinar = read_back(ctx, state, started.written).await?;
             Ok::<_, ApiError>(StartWebinarPayload {
                 webinar,
                 join_url: started.join_url,
