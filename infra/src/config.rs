@@ -85,6 +85,71 @@ pub struct Settings {
     pub webinar_affiliations: Vec<String>,
     /// Group whose members may create webinars (Pod's `MEETING_WEBINAR_GROUP_ADMIN`).
     pub webinar_admin_group: String,
+
+    // Limits against hostile clients (README, section Security).
+    /// Longest GraphQL query text, in bytes, checked before parsing.
+    pub max_query_bytes: usize,
+    /// Most fields one operation may select once its fragments are expanded (counted without
+    /// expanding them, before validation).
+    pub max_query_fields: usize,
+    /// Most aliases in one operation.
+    pub max_query_aliases: usize,
+    /// Most directives in one query document.
+    pub max_query_directives: usize,
+    /// Most operations in one batched POST.
+    pub max_batch_operations: usize,
+    /// Who may introspect the schema and open GraphiQL: `on`, `authenticated` or `off`.
+    pub graphql_introspection: Introspection,
+    /// Origins allowed to open `/ws` (`https://pod.example.org`); empty allows any.
+    #[serde(deserialize_with = "list")]
+    pub ws_allowed_origins: Vec<String>,
+    /// How long a socket may stay open without `connection_init`.
+    pub ws_init_timeout_ms: u64,
+    /// Private, loopback or link-local networks gateways may be registered on (CIDRs, like
+    /// `10.20.0.0/16`); public addresses are always allowed.
+    #[serde(deserialize_with = "list")]
+    pub gateway_allowed_networks: Vec<String>,
+    /// Chat messages one webinar accepts per `chat_rate_window_seconds`, all viewers together.
+    pub chat_webinar_rate_limit: u32,
+    /// How far ahead a webinar may be scheduled, in days.
+    pub schedule_horizon_days: i64,
+    /// Webinars one owner may have scheduled and not yet ended.
+    pub max_upcoming_webinars_per_owner: u32,
+    /// When set, tokens must carry this `iss`.
+    pub jwt_issuer: Option<String>,
+    /// When set, tokens must carry this `aud`.
+    pub jwt_audience: Option<String>,
+    /// When set, `/metrics` needs `Authorization: Bearer <metrics_token>`.
+    pub metrics_token: Option<SecretString>,
+}
+
+/// Who may introspect the schema (and open GraphiQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Introspection {
+    On,
+    Authenticated,
+    Off,
+}
+
+/// A list setting given either as a list (TOML, `["a","b"]` in the environment) or as one
+/// comma-separated string (`WEBINAR_GATEWAY_ALLOWED_NETWORKS=10.0.0.0/8,127.0.0.0/8`).
+fn list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        OneOrMany::Many(items) => items,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -143,6 +208,21 @@ impl Default for Settings {
             chat_rate_window_seconds: 10,
             webinar_affiliations: policy.webinar_affiliations,
             webinar_admin_group: policy.webinar_admin_group,
+            max_query_bytes: 32 * 1024,
+            max_query_fields: 2_000,
+            max_query_aliases: 100,
+            max_query_directives: 50,
+            max_batch_operations: 10,
+            graphql_introspection: Introspection::Authenticated,
+            ws_allowed_origins: Vec::new(),
+            ws_init_timeout_ms: 5_000,
+            gateway_allowed_networks: Vec::new(),
+            chat_webinar_rate_limit: 200,
+            schedule_horizon_days: 400,
+            max_upcoming_webinars_per_owner: 100,
+            jwt_issuer: None,
+            jwt_audience: None,
+            metrics_token: None,
         }
     }
 }
@@ -222,7 +302,36 @@ impl Settings {
         Duration::from_millis(self.read_your_writes_timeout_ms)
     }
 
+    pub fn ws_init_timeout(&self) -> Duration {
+        Duration::from_millis(self.ws_init_timeout_ms.max(1))
+    }
+
     pub fn projection_poll(&self) -> Duration {
         Duration::from_millis(self.projection_poll_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_toml(text: &str) -> Settings {
+        Figment::new()
+            .merge(Toml::string(text))
+            .extract()
+            .expect("valid settings")
+    }
+
+    #[test]
+    fn list_settings_take_a_list_or_a_comma_separated_string() {
+        let listed = from_toml(r#"gateway_allowed_networks = ["10.0.0.0/8", "127.0.0.0/8"]"#);
+        let joined = from_toml(r#"gateway_allowed_networks = "10.0.0.0/8, 127.0.0.0/8,""#);
+        assert_eq!(listed.gateway_allowed_networks, ["10.0.0.0/8", "127.0.0.0/8"]);
+        assert_eq!(joined.gateway_allowed_networks, listed.gateway_allowed_networks);
+        assert!(from_toml("").gateway_allowed_networks.is_empty());
+        assert_eq!(
+            from_toml(r#"graphql_introspection = "off""#).graphql_introspection,
+            Introspection::Off
+        );
     }
 }
