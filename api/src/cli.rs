@@ -230,7 +230,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             roles,
             ttl,
         } => {
-            let keys = JwtKeys::new(&jwt_secret(&settings)?);
+            let keys = JwtKeys::new(&jwt_secret(&settings)?)
+                .expecting(settings.jwt_issuer.clone(), settings.jwt_audience.clone());
             let token = keys.issue(&claims(&sub, &name, &affiliations, &groups, &roles, ttl))?;
             println!("{token}");
             Ok(())

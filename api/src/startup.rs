@@ -71,6 +71,13 @@ impl Application {
         let limits = Limits {
             depth: settings.max_query_depth,
             complexity: settings.max_query_complexity,
+            query: crate::graphql::limits::QueryLimits {
+                max_bytes: settings.max_query_bytes,
+                max_fields: settings.max_query_fields,
+                max_aliases: settings.max_query_aliases,
+                max_directives: settings.max_query_directives,
+                max_mutations: settings.max_batch_operations,
+            },
         };
         let state = AppState::new(settings, pool, &jwt_secret, progress)?;
         let feed = ChangeFeed::default();

@@ -47,7 +47,8 @@ impl AppState {
         let reads = ReadModels::new(pool.clone(), services.policy.clone());
         Ok(Self {
             inner: Arc::new(Inner {
-                jwt: JwtKeys::new(jwt_secret),
+                jwt: JwtKeys::new(jwt_secret)
+                    .expecting(settings.jwt_issuer.clone(), settings.jwt_audience.clone()),
                 settings,
                 pool,
                 services,

@@ -162,6 +162,13 @@ pub trait GatewayDirectory: Send + Sync {
     ) -> Result<Vec<GatewayId>, LookupError>;
 }
 
+/// How many webinars an owner has that are scheduled or live (a read model: it may lag by a
+/// moment, so a quota checked with it may be passed by a request or two racing each other).
+#[async_trait]
+pub trait OwnerWebinars: Send + Sync {
+    async fn upcoming(&self, owner_id: &str) -> Result<u64, LookupError>;
+}
+
 /// A webinar that is live now, as the meeting watcher checks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveWebinar {

@@ -22,6 +22,8 @@ pub struct SlotRules {
     pub max_duration_minutes: i64,
     /// How far in the past a start may lie (a presenter who is a few minutes late).
     pub max_start_in_past_minutes: i64,
+    /// How far ahead a webinar may be scheduled, in days: gateways are not booked for years.
+    pub max_days_ahead: i64,
 }
 
 impl Default for SlotRules {
@@ -29,6 +31,7 @@ impl Default for SlotRules {
         Self {
             max_duration_minutes: 300,
             max_start_in_past_minutes: 15,
+            max_days_ahead: 400,
         }
     }
 }
@@ -60,6 +63,12 @@ impl TimeSlot {
             return Err(SlotError::Start(InvalidValue(format!(
                 "must not be more than {} minutes in the past",
                 rules.max_start_in_past_minutes
+            ))));
+        }
+        if start > now + Duration::days(rules.max_days_ahead) {
+            return Err(SlotError::Start(InvalidValue(format!(
+                "must be within {} days from now",
+                rules.max_days_ahead
             ))));
         }
         Ok(Self::new_unchecked(start, minutes))

@@ -19,6 +19,40 @@ impl InvalidValue {
     }
 }
 
+/// Characters that show nothing: whitespace, zero-width and joiner characters, bidirectional
+/// controls, the soft hyphen and the Hangul fillers people paste as "blank" names.
+fn invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}'
+            | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}')
+}
+
+/// Free text typed by a person: `trimmed` is at most `max` characters (counted without walking
+/// past the limit, so a 10 MB string costs no more than a short one), shows at least one visible
+/// character, and holds no control character (NUL included) except, in multi-line text, line
+/// breaks and tabs.
+pub(crate) fn check_text(trimmed: &str, max: usize, multi_line: bool) -> Result<(), InvalidValue> {
+    let chars = trimmed.chars().take(max + 1).count();
+    if chars > max {
+        return Err(InvalidValue::new(format!(
+            "must be at most {max} characters"
+        )));
+    }
+    let allowed_control = |c: char| multi_line && matches!(c, '\n' | '\r' | '\t');
+    if trimmed
+        .chars()
+        .any(|c| c.is_control() && !allowed_control(c))
+    {
+        return Err(InvalidValue::new("must not contain control characters"));
+    }
+    if !trimmed.chars().any(|c| !invisible(c)) {
+        return Err(InvalidValue::new("must not be empty, blank or invisible"));
+    }
+    Ok(())
+}
+
 /// A short human label (a gateway or broadcaster name): trimmed, 1..=`max` characters, no control
 /// characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -30,19 +64,7 @@ impl Label {
 
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let trimmed = raw.trim();
-        let chars = trimmed.chars().count();
-        if chars == 0 {
-            return Err(InvalidValue::new("must not be empty"));
-        }
-        if chars > Self::MAX_CHARS {
-            return Err(InvalidValue::new(format!(
-                "must be at most {} characters (got {chars})",
-                Self::MAX_CHARS
-            )));
-        }
-        if trimmed.chars().any(char::is_control) {
-            return Err(InvalidValue::new("must not contain control characters"));
-        }
+        check_text(trimmed, Self::MAX_CHARS, false)?;
         Ok(Self(trimmed.to_owned()))
     }
 
@@ -152,16 +174,7 @@ impl Title {
 
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let trimmed = raw.trim();
-        let chars = trimmed.chars().count();
-        if chars == 0 {
-            return Err(InvalidValue::new("must not be empty or blank"));
-        }
-        if chars > Self::MAX_CHARS {
-            return Err(InvalidValue::new(format!(
-                "must be at most {} characters (got {chars})",
-                Self::MAX_CHARS
-            )));
-        }
+        check_text(trimmed, Self::MAX_CHARS, false)?;
         Ok(Self(trimmed.to_owned()))
     }
 
@@ -181,15 +194,11 @@ impl Description {
     /// `None` for a blank description.
     pub fn parse(raw: &str) -> Result<Option<Self>, InvalidValue> {
         let trimmed = raw.trim();
-        // Count at most one past the limit: a 10 MB string is refused without walking all of it.
-        let chars = trimmed.chars().take(Self::MAX_CHARS + 1).count();
-        if chars > Self::MAX_CHARS {
-            return Err(InvalidValue::new(format!(
-                "must be at most {} characters",
-                Self::MAX_CHARS
-            )));
+        if trimmed.is_empty() {
+            return Ok(None);
         }
-        Ok((chars > 0).then(|| Self(trimmed.to_owned())))
+        check_text(trimmed, Self::MAX_CHARS, true)?;
+        Ok(Some(Self(trimmed.to_owned())))
     }
 
     pub fn as_str(&self) -> &str {
@@ -220,18 +229,48 @@ impl Person {
     }
 }
 
-/// Access groups (the identity provider's group names), de-duplicated, at most 50.
-pub fn parse_groups(raw: &[String]) -> Result<Vec<String>, InvalidValue> {
-    let mut groups: Vec<String> = Vec::new();
-    for group in raw {
-        let label =
-            Label::parse(group).map_err(|e| InvalidValue(format!("group {group:?}: {e}")))?;
-        if !groups.iter().any(|g| g == label.as_str()) {
-            groups.push(label.as_str().to_owned());
-        }
+/// A free-text value that may be multi-line (a reason, a message): trimmed, 1..=`max` characters,
+/// visible, no control characters but line breaks and tabs.
+pub fn parse_free_text(raw: &str, max: usize) -> Result<String, InvalidValue> {
+    let trimmed = raw.trim();
+    check_text(trimmed, max, true)?;
+    Ok(trimmed.to_owned())
+}
+
+/// A filter value (an id, a type name): 1..=200 characters, no control characters. Not a
+/// [`Label`]: it must match stored values exactly, so it is not trimmed.
+pub fn parse_filter_term(raw: &str) -> Result<&str, InvalidValue> {
+    if raw.is_empty() || raw.len() > 200 {
+        return Err(InvalidValue::new("must be 1 to 200 bytes"));
     }
-    if groups.len() > 50 {
-        return Err(InvalidValue::new("at most 50 groups"));
+    if raw.chars().any(char::is_control) {
+        return Err(InvalidValue::new("must not contain control characters"));
+    }
+    Ok(raw)
+}
+
+/// Most access groups one webinar may name.
+pub const MAX_GROUPS: usize = 50;
+
+/// Access groups (the identity provider's group names), de-duplicated, at most [`MAX_GROUPS`].
+/// Linear, and a list far over the limit is refused before any group is read.
+pub fn parse_groups(raw: &[String]) -> Result<Vec<String>, InvalidValue> {
+    let too_many = || InvalidValue(format!("at most {MAX_GROUPS} groups"));
+    // Duplicates are forgiven, but not without bound.
+    if raw.len() > 4 * MAX_GROUPS {
+        return Err(too_many());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(raw.len());
+    let mut groups: Vec<String> = Vec::new();
+    for (i, group) in raw.iter().enumerate() {
+        let label =
+            Label::parse(group).map_err(|e| InvalidValue(format!("group {}: {e}", i + 1)))?;
+        if seen.insert(label.as_str().to_owned()) {
+            groups.push(label.as_str().to_owned());
+            if groups.len() > MAX_GROUPS {
+                return Err(too_many());
+            }
+        }
     }
     Ok(groups)
 }
@@ -300,5 +339,45 @@ mod tests {
         assert!(Label::parse(&"x".repeat(101)).is_err());
         assert!(Label::parse(&"é".repeat(100)).is_ok());
         assert!(Label::parse("a\u{7}b").is_err());
+    }
+
+    #[test]
+    fn free_text_refuses_nul_control_and_invisible_only_input() {
+        for bad in [
+            "a\0b",
+            "a\u{1b}[31mb",
+            "\u{200B}\u{200B}",
+            "\u{3164}",
+            "\u{202E}",
+        ] {
+            assert!(Title::parse(bad).is_err(), "title {bad:?}");
+            assert!(Label::parse(bad).is_err(), "label {bad:?}");
+            assert!(Description::parse(bad).is_err(), "description {bad:?}");
+            assert!(parse_free_text(bad, 500).is_err(), "free text {bad:?}");
+        }
+        assert!(Title::parse("line\nbreak").is_err());
+        assert!(Description::parse("two\nlines\tand a tab").is_ok());
+        assert!(Title::parse("Amphi \u{200B}A").is_ok());
+        assert!(parse_filter_term("Webinar").is_ok());
+        assert!(parse_filter_term("Web\0inar").is_err());
+        assert!(parse_filter_term(&"x".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn groups_are_deduplicated_in_linear_time_and_bounded_first() {
+        assert_eq!(
+            parse_groups(&["L1".into(), " L1 ".into(), "L2".into()]),
+            Ok(vec!["L1".to_owned(), "L2".to_owned()])
+        );
+        let many: Vec<String> = (0..80_000).map(|i| format!("group-{i}")).collect();
+        let started = std::time::Instant::now();
+        assert!(parse_groups(&many).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_millis(10));
+        let repeated = vec!["same".to_owned(); 200];
+        assert_eq!(parse_groups(&repeated).map(|g| g.len()), Ok(1));
+        let long = "g".repeat(10 * 1024 * 1024);
+        let refused = parse_groups(&[long]).expect_err("too long").0;
+        assert!(refused.len() < 100, "{refused}");
+        assert!(parse_groups(&["a\0".into()]).is_err());
     }
 }

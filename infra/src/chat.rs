@@ -1,10 +1,10 @@
 //! Posting to a webinar's chat: the checks that span the Webinar and the new ChatMessage.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
 
 use chrono::Utc;
 use webinar_domain::chat::{ChatCommand, ChatMessage, ChatText};
@@ -17,55 +17,125 @@ use crate::webinars::WebinarService;
 
 pub use webinar_domain::ids::ChatMessageId;
 
-/// A sliding-window limit per author. Per process: with several instances behind a balancer the
-/// effective limit is per instance, which is what it is for (keeping one poster from flooding).
-pub struct RateLimiter {
-    limit: usize,
-    window: Duration,
-    recent: Mutex<HashMap<String, VecDeque<Instant>>>,
+/// A rate: at most `limit` posts in any `window`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    pub limit: u32,
+    pub window: Duration,
 }
 
-impl RateLimiter {
-    pub fn new(limit: u32, window: Duration) -> Self {
+impl Rate {
+    /// The generic cell rate algorithm's spacing: one post per `window / limit` once the burst of
+    /// `limit` is spent.
+    fn interval(&self) -> Duration {
+        self.window / self.limit.max(1)
+    }
+}
+
+/// Chat rate limits kept in PostgreSQL (`chat_rate_limits`), so they hold across instances: one
+/// per author and one per webinar (all its viewers together). Each is a generic cell rate
+/// algorithm cell — a burst of `limit`, then one post per `window / limit` — updated by one
+/// conditional upsert, so two instances admitting at the same moment cannot both take the last
+/// place. Time is the database's clock, the same for every instance.
+pub struct ChatRateLimiter {
+    pool: PgPool,
+    per_author: Rate,
+    per_webinar: Rate,
+    posts: AtomicU64,
+}
+
+/// Expired cells are swept every this many admitted posts.
+const SWEEP_EVERY: u64 = 1_000;
+
+impl ChatRateLimiter {
+    pub fn new(pool: PgPool, per_author: Rate, per_webinar: Rate) -> Self {
         Self {
-            limit: limit.max(1) as usize,
-            window,
-            recent: Mutex::new(HashMap::new()),
+            pool,
+            per_author,
+            per_webinar,
+            posts: AtomicU64::new(0),
         }
     }
 
-    /// Counts one post by `who`, or says how long to wait.
-    pub fn check(&self, who: &str) -> Result<(), Duration> {
-        let now = Instant::now();
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        if recent.len() > 10_000 {
-            recent.retain(|_, times| {
-                times
-                    .back()
-                    .is_some_and(|t| now.duration_since(*t) < self.window)
-            });
+    /// Counts one post by `author` in `webinar`, or says how long to wait. Nothing is counted
+    /// when either limit refuses.
+    pub async fn admit(&self, author: &str, webinar: WebinarId) -> Result<(), CommandError> {
+        let mut tx = self.pool.begin().await?;
+        for (scope, rate) in [
+            (format!("author:{author}"), self.per_author),
+            (format!("webinar:{webinar}"), self.per_webinar),
+        ] {
+            if let Some(wait) = take(&mut tx, &scope, rate).await? {
+                // Rolling back returns the author's place when the webinar's cap refused.
+                tx.rollback().await?;
+                return Err(CommandError::RateLimited {
+                    retry_after_seconds: wait.as_secs_f64().ceil().max(1.0) as u64,
+                });
+            }
         }
-        let times = recent.entry(who.to_owned()).or_default();
-        while times
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= self.window)
-        {
-            times.pop_front();
+        tx.commit().await?;
+        if self.posts.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep().await;
         }
-        if times.len() >= self.limit {
-            let oldest = times.front().copied().unwrap_or(now);
-            return Err(self.window.saturating_sub(now.duration_since(oldest)));
-        }
-        times.push_back(now);
         Ok(())
     }
+
+    /// Deletes cells that no longer limit anyone (best effort: a failure only leaves rows).
+    async fn sweep(&self) {
+        let swept =
+            sqlx::query("delete from chat_rate_limits where tat < now() - interval '1 minute'")
+                .execute(&self.pool)
+                .await;
+        if let Err(error) = swept {
+            tracing::warn!(%error, "chat rate limits: sweep failed");
+        }
+    }
+}
+
+/// Takes one place in `scope`'s cell, or returns how long until one frees.
+async fn take(
+    tx: &mut sqlx::PgConnection,
+    scope: &str,
+    rate: Rate,
+) -> Result<Option<Duration>, CommandError> {
+    let interval = rate.interval().as_secs_f64();
+    let window = rate.window.as_secs_f64();
+    // A post is admitted when the cell's arrival time, pushed one interval on, stays within one
+    // window of now; the row lock of the upsert orders concurrent posts.
+    let admitted: Option<(i32,)> = sqlx::query_as(
+        "insert into chat_rate_limits as c (scope, tat) \
+         values ($1, now() + make_interval(secs => $2)) \
+         on conflict (scope) do update \
+           set tat = greatest(c.tat, now()) + make_interval(secs => $2) \
+           where greatest(c.tat, now()) + make_interval(secs => $2) <= now() + make_interval(secs => $3) \
+         returning 1",
+    )
+    .bind(scope)
+    .bind(interval)
+    .bind(window)
+    .fetch_optional(&mut *tx)
+    .await
+    ?;
+    if admitted.is_some() {
+        return Ok(None);
+    }
+    let wait: (f64,) = sqlx::query_as(
+        "select greatest(extract(epoch from (tat - now()))::float8 - $2 + $3, 0) \
+         from chat_rate_limits where scope = $1",
+    )
+    .bind(scope)
+    .bind(window)
+    .bind(interval)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(Some(Duration::from_secs_f64(wait.0)))
 }
 
 pub struct ChatService {
     bus: CommandBus<ChatMessage>,
     webinars: Arc<WebinarService>,
     policy: PermissionPolicy,
-    limiter: RateLimiter,
+    limiter: ChatRateLimiter,
 }
 
 impl ChatService {
@@ -73,7 +143,7 @@ impl ChatService {
         bus: CommandBus<ChatMessage>,
         webinars: Arc<WebinarService>,
         policy: PermissionPolicy,
-        limiter: RateLimiter,
+        limiter: ChatRateLimiter,
     ) -> Self {
         Self {
             bus,
@@ -129,11 +199,7 @@ impl ChatService {
                 "the presenters have turned the chat off".into(),
             ));
         }
-        self.limiter
-            .check(&actor.id)
-            .map_err(|wait| CommandError::RateLimited {
-                retry_after_seconds: wait.as_secs().max(1),
-            })?;
+        self.limiter.admit(&actor.id, webinar_id).await?;
         let command = ChatCommand::Post {
             webinar: webinar_id,
             author: Person {
@@ -147,20 +213,5 @@ impl ChatService {
             .execute(ChatMessageId::new(), command, metadata)
             .await
             .map_err(from_aggregate)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_limiter_allows_the_limit_then_refuses_with_a_wait() {
-        let limiter = RateLimiter::new(2, Duration::from_secs(60));
-        assert!(limiter.check("a").is_ok());
-        assert!(limiter.check("a").is_ok());
-        let wait = limiter.check("a").expect_err("third in the window");
-        assert!(wait > Duration::from_secs(50));
-        assert!(limiter.check("b").is_ok(), "limits are per author");
     }
 }

@@ -190,7 +190,7 @@ impl Default for Settings {
             // Large enough that an oversized field is refused by its own rule, naming the field.
             max_body_bytes: 16 * 1024 * 1024,
             max_query_depth: 12,
-            max_query_complexity: 1_000,
+            max_query_complexity: 10_000,
             max_webinar_minutes: 300,
             max_start_in_past_minutes: 15,
             run_reactors: true,
@@ -261,6 +261,7 @@ impl Settings {
         webinar_domain::SlotRules {
             max_duration_minutes: self.max_webinar_minutes,
             max_start_in_past_minutes: self.max_start_in_past_minutes,
+            max_days_ahead: self.schedule_horizon_days,
         }
     }
 
@@ -326,8 +327,14 @@ mod tests {
     fn list_settings_take_a_list_or_a_comma_separated_string() {
         let listed = from_toml(r#"gateway_allowed_networks = ["10.0.0.0/8", "127.0.0.0/8"]"#);
         let joined = from_toml(r#"gateway_allowed_networks = "10.0.0.0/8, 127.0.0.0/8,""#);
-        assert_eq!(listed.gateway_allowed_networks, ["10.0.0.0/8", "127.0.0.0/8"]);
-        assert_eq!(joined.gateway_allowed_networks, listed.gateway_allowed_networks);
+        assert_eq!(
+            listed.gateway_allowed_networks,
+            ["10.0.0.0/8", "127.0.0.0/8"]
+        );
+        assert_eq!(
+            joined.gateway_allowed_networks,
+            listed.gateway_allowed_networks
+        );
         assert!(from_toml("").gateway_allowed_networks.is_empty());
         assert_eq!(
             from_toml(r#"graphql_introspection = "off""#).graphql_introspection,

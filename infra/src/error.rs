@@ -26,6 +26,9 @@ pub enum CommandError {
     ChatClosed(String),
     #[error("too many messages: wait {retry_after_seconds} s before posting again")]
     RateLimited { retry_after_seconds: u64 },
+    /// A per-person quota is used up; says which.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// BigBlueButton failed or is not configured; nothing was recorded.
     #[error(transparent)]
     Meeting(#[from] MeetingError),

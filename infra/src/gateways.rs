@@ -129,14 +129,10 @@ impl GatewayService {
     ) -> Result<Written<GatewayId>, CommandError> {
         self.policy.authorize(caller, Action::ManageGateways)?;
         let reason = reason
-            .map(|r| r.trim().to_owned())
-            .filter(|r| !r.is_empty());
-        if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
-            return Err(CommandError::invalid(
-                "reason",
-                "must be at most 500 characters",
-            ));
-        }
+            .filter(|r| !r.trim().is_empty())
+            .map(|r| webinar_domain::values::parse_free_text(&r, 500))
+            .transpose()
+            .map_err(|e| CommandError::invalid("reason", e.to_string()))?;
         let command = if enabled {
             GatewayCommand::Enable
         } else {

@@ -8,14 +8,16 @@ use secrecy::SecretString;
 use sqlx::PgPool;
 use webinar_domain::chat::ChatMessage;
 use webinar_domain::gateway::Gateway;
-use webinar_domain::ports::{GatewayDirectory, LiveWebinars, MeetingService, StreamGateway};
+use webinar_domain::ports::{
+    GatewayDirectory, LiveWebinars, MeetingService, OwnerWebinars, StreamGateway,
+};
 use webinar_domain::retry::Backoff;
 use webinar_domain::webinar::Webinar;
 use webinar_domain::PermissionPolicy;
 
 use crate::bbb::BbbClient;
 use crate::callbacks::CallbackSigner;
-use crate::chat::{ChatService, RateLimiter};
+use crate::chat::{ChatRateLimiter, ChatService, Rate};
 use crate::config::Settings;
 use crate::event_store::CommandBus;
 use crate::gateways::GatewayService;
@@ -23,13 +25,14 @@ use crate::reactors::meetings::MeetingWatcher;
 use crate::reactors::Outside;
 use crate::sipmediagw::gateways::SipMediaGwGateways;
 use crate::sipmediagw::SipMediaGwClient;
-use crate::webinars::{MeetingLinks, WebinarService};
+use crate::webinars::{MeetingLinks, OwnerQuota, WebinarService};
 
 /// What the read models answer for the services (implemented by the `projections` crate).
 #[derive(Clone)]
 pub struct ReadPorts {
     pub gateway_directory: Arc<dyn GatewayDirectory>,
     pub live_webinars: Arc<dyn LiveWebinars>,
+    pub owner_webinars: Arc<dyn OwnerWebinars>,
 }
 
 /// The application services, ready to use.
@@ -82,25 +85,38 @@ impl Services {
             policy.clone(),
             reads.gateway_directory,
         ));
-        let webinars = Arc::new(WebinarService::new(
-            bus::<Webinar>(settings, &pool),
-            policy.clone(),
-            settings.slot_rules(),
-            gateways.clone(),
-            meetings.clone(),
-            MeetingLinks {
-                public_url: settings.public_url(),
-                signer: signer.clone(),
-            },
-            pool.clone(),
-        ));
+        let webinars = Arc::new(
+            WebinarService::new(
+                bus::<Webinar>(settings, &pool),
+                policy.clone(),
+                settings.slot_rules(),
+                gateways.clone(),
+                meetings.clone(),
+                MeetingLinks {
+                    public_url: settings.public_url(),
+                    signer: signer.clone(),
+                },
+                pool.clone(),
+            )
+            .with_owner_quota(OwnerQuota {
+                upcoming: reads.owner_webinars.clone(),
+                max: settings.max_upcoming_webinars_per_owner,
+            }),
+        );
         let chat = Arc::new(ChatService::new(
             bus::<ChatMessage>(settings, &pool),
             webinars.clone(),
             policy.clone(),
-            RateLimiter::new(
-                settings.chat_rate_limit,
-                Duration::from_secs(settings.chat_rate_window_seconds),
+            ChatRateLimiter::new(
+                pool.clone(),
+                Rate {
+                    limit: settings.chat_rate_limit,
+                    window: Duration::from_secs(settings.chat_rate_window_seconds),
+                },
+                Rate {
+                    limit: settings.chat_webinar_rate_limit,
+                    window: Duration::from_secs(settings.chat_rate_window_seconds),
+                },
             ),
         ));
         let streams: Arc<dyn StreamGateway> = Arc::new(SipMediaGwGateways::new(

@@ -44,5 +44,6 @@ pub fn read_ports(pool: &PgPool) -> ReadPorts {
             pool: pool.clone(),
         }),
         live_webinars: Arc::new(webinars::PgLiveWebinars { pool: pool.clone() }),
+        owner_webinars: Arc::new(webinars::PgOwnerWebinars { pool: pool.clone() }),
     }
 }

@@ -65,6 +65,16 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// Another handle on this database for a second instance; dropping it drops nothing (the
+    /// original does).
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            name: String::new(),
+            url: self.url.clone(),
+            pool: self.pool.clone(),
+        }
+    }
+
     /// Stands in for a database handed on to another owner; dropping it drops nothing.
     fn placeholder() -> TestDb {
         TestDb {

@@ -5,9 +5,11 @@ use async_graphql::{Context, InputObject, Json, Object, ResultExt, SimpleObject,
 use chrono::{DateTime, Utc};
 use webinar_projections::audit_log::{AuditFilter as Filter, AuditRow};
 
+use webinar_domain::values::parse_filter_term;
+
 use super::context::parts;
 use super::error::ApiError;
-use super::pagination::{Page, AUDIT_PAGES};
+use super::pagination::{page_cost, Page, AUDIT_PAGES};
 
 const AGGREGATE_TYPES: &[&str] = &["Webinar", "Gateway", "ChatMessage"];
 
@@ -65,6 +67,9 @@ pub struct AuditFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
+/// More event types than the log has is a mistake or an attack.
+const MAX_EVENT_TYPES: usize = 64;
+
 impl AuditFilter {
     fn parse(self) -> Result<Filter, ApiError> {
         if let (Some(from), Some(to)) = (self.from, self.to) {
@@ -76,11 +81,31 @@ impl AuditFilter {
             if !AGGREGATE_TYPES.contains(&kind.as_str()) {
                 return Err(ApiError::bad_input(
                     "filter.aggregateType",
-                    format!(
-                        "unknown aggregate type {kind:?}; one of {}",
-                        AGGREGATE_TYPES.join(", ")
-                    ),
+                    format!("must be one of {}", AGGREGATE_TYPES.join(", ")),
                 ));
+            }
+        }
+        let term = |field: &'static str, value: &Option<String>| match value {
+            Some(value) => parse_filter_term(value)
+                .map(|_| ())
+                .map_err(|e| ApiError::bad_input(field, e.to_string())),
+            None => Ok(()),
+        };
+        term(
+            "filter.aggregateId",
+            &self.aggregate_id.as_ref().map(|id| id.0.clone()),
+        )?;
+        term("filter.actorId", &self.actor_id)?;
+        term("filter.correlationId", &self.correlation_id)?;
+        if let Some(types) = &self.event_types {
+            if types.len() > MAX_EVENT_TYPES {
+                return Err(ApiError::bad_input(
+                    "filter.eventTypes",
+                    format!("at most {MAX_EVENT_TYPES} event types"),
+                ));
+            }
+            for event_type in types {
+                term("filter.eventTypes", &Some(event_type.clone()))?;
             }
         }
         Ok(Filter {
@@ -101,6 +126,7 @@ pub struct AuditQuery;
 #[Object]
 impl AuditQuery {
     /// Every event, in log order. Auditors and administrators.
+    #[graphql(complexity = "page_cost(first, AUDIT_PAGES, child_complexity)")]
     async fn audit_log(
         &self,
         ctx: &Context<'_>,

@@ -133,6 +133,7 @@ pub fn from_command(error: CommandError, input: &str) -> ApiError {
         CommandError::Chat(e) => by_code(e.code(), e.to_string()),
         CommandError::ChatClosed(reason) => ApiError::InvalidState(reason),
         e @ CommandError::RateLimited { .. } => ApiError::RateLimited(e.to_string()),
+        CommandError::QuotaExceeded(reason) => ApiError::RateLimited(reason),
         CommandError::Meeting(e) => ApiError::UpstreamUnavailable(e.to_string()),
         CommandError::SipMediaGwUrlTaken => {
             ApiError::bad_input(field("sipmediagwUrl"), CommandError::SipMediaGwUrlTaken)

@@ -5,6 +5,7 @@ pub mod catching_up;
 mod context;
 pub mod error;
 mod gateways;
+pub mod limits;
 mod metrics;
 mod pagination;
 mod stats;
@@ -41,6 +42,7 @@ pub type AppSchema = Schema<Query, Mutation, webinars::WebinarSubscription>;
 pub struct Limits {
     pub depth: usize,
     pub complexity: usize,
+    pub query: limits::QueryLimits,
 }
 
 pub fn build_schema(state: AppState, feed: crate::feed::ChangeFeed, limits: Limits) -> AppSchema {
@@ -53,6 +55,8 @@ pub fn build_schema(state: AppState, feed: crate::feed::ChangeFeed, limits: Limi
     .data(feed)
     .extension(metrics::OperationMetrics)
     .extension(catching_up::CatchingUp)
+    // Before validation: async-graphql's own walks expand fragments.
+    .extension(limits.query)
     .limit_depth(limits.depth)
     .limit_complexity(limits.complexity)
     .finish()

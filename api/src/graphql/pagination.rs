@@ -67,6 +67,15 @@ pub const AUDIT_PAGES: PageSizes = PageSizes {
     max: 500,
 };
 
+/// What a connection field costs against `max_query_complexity`: each of the `first` rows costs
+/// what its selection does, so asking for 500 rows of 20 fields costs 10,000, not 20.
+pub fn page_cost(first: Option<i32>, sizes: PageSizes, child_complexity: usize) -> usize {
+    let rows = first.map_or(sizes.default, |n| {
+        usize::try_from(n).unwrap_or(0).min(sizes.max)
+    });
+    1usize.saturating_add(rows.max(1).saturating_mul(child_complexity))
+}
+
 /// A page asked for: `first` rows after the cursor `after`.
 #[derive(Debug, Clone, Copy)]
 pub struct Page<C> {

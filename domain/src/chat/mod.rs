@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{ChatMessageId, Identified, WebinarId};
 use crate::values::{InvalidValue, Person};
 
-/// 1..=500 characters after trimming (BBB's `sendChatMessage` limit).
+/// 1..=500 characters after trimming (BBB's `sendChatMessage` limit), visible, no control
+/// characters but line breaks and tabs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ChatText(String);
@@ -23,16 +24,7 @@ impl ChatText {
 
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let trimmed = raw.trim();
-        let chars = trimmed.chars().take(Self::MAX_CHARS + 1).count();
-        if chars == 0 {
-            return Err(InvalidValue("must not be empty or blank".into()));
-        }
-        if chars > Self::MAX_CHARS {
-            return Err(InvalidValue(format!(
-                "must be at most {} characters",
-                Self::MAX_CHARS
-            )));
-        }
+        crate::values::check_text(trimmed, Self::MAX_CHARS, true)?;
         Ok(Self(trimmed.to_owned()))
     }
 

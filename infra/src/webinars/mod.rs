@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use rand::Rng;
 use sqlx::PgPool;
-use webinar_domain::ports::MeetingService;
+use webinar_domain::ports::{MeetingService, OwnerWebinars};
 use webinar_domain::webinar::{Webinar, WebinarCommand, WebinarError};
 use webinar_domain::{Action, Caller, PermissionPolicy, SlotRules, WebinarId};
 
@@ -57,6 +57,14 @@ pub struct WebinarService {
     meetings: Option<Arc<dyn MeetingService>>,
     links: MeetingLinks,
     pool: PgPool,
+    quota: Option<OwnerQuota>,
+}
+
+/// At most `max` webinars scheduled or live per owner.
+#[derive(Clone)]
+pub struct OwnerQuota {
+    pub upcoming: Arc<dyn OwnerWebinars>,
+    pub max: u32,
 }
 
 impl WebinarService {
@@ -77,7 +85,14 @@ impl WebinarService {
             meetings,
             links,
             pool,
+            quota: None,
         }
+    }
+
+    /// Refuses a new webinar to an owner who already has `quota.max` scheduled or live.
+    pub fn with_owner_quota(mut self, quota: OwnerQuota) -> Self {
+        self.quota = Some(quota);
+        self
     }
 
     /// The aggregate's state (an unscheduled default when it has no event).

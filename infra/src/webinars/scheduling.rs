@@ -55,6 +55,21 @@ impl WebinarService {
         };
         let slot = TimeSlot::parse(start_at, duration_minutes, &self.rules, Utc::now())
             .map_err(slot_error)?;
+        if let Some(quota) = &self.quota {
+            let upcoming = quota.upcoming.upcoming(&owner.id).await.map_err(|e| {
+                if crate::error::unreachable_within(&*e) {
+                    CommandError::Unavailable
+                } else {
+                    CommandError::Internal(anyhow::anyhow!("owner quota: {e}"))
+                }
+            })?;
+            if upcoming >= u64::from(quota.max) {
+                return Err(CommandError::QuotaExceeded(format!(
+                    "you already have {upcoming} webinars scheduled or live (the most one person \
+                     may have); cancel or end one first"
+                )));
+            }
+        }
         let id = WebinarId::new();
         let gateway = self.hold_a_gateway(metadata, id, slot, None).await?;
         let command = WebinarCommand::Schedule {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::PgPool;
 use uuid::Uuid;
-use webinar_domain::ports::{LiveWebinar, LiveWebinars, LookupError};
+use webinar_domain::ports::{LiveWebinar, LiveWebinars, LookupError, OwnerWebinars};
 use webinar_domain::webinar::{StreamState, Webinar, WebinarStatus};
 use webinar_domain::{GatewayId, Person, TimeSlot, WebinarAccess, WebinarId};
 
@@ -178,6 +178,23 @@ pub async fn joinable_room(
 }
 
 /// The live webinars, for the meeting watcher.
+pub struct PgOwnerWebinars {
+    pub pool: PgPool,
+}
+
+#[async_trait]
+impl OwnerWebinars for PgOwnerWebinars {
+    async fn upcoming(&self, owner_id: &str) -> Result<u64, LookupError> {
+        let (count,): (i64,) = sqlx::query_as(
+            "select count(*) from webinars where owner_id = $1 and status in ('SCHEDULED', 'LIVE')",
+        )
+        .bind(owner_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+}
+
 pub struct PgLiveWebinars {
     pub pool: PgPool,
 }

@@ -12,7 +12,7 @@ use super::inputs::parse_webinar_id;
 use super::types::{LiveEvent, LiveEventStatus, Webinar};
 use crate::graphql::context::parts;
 use crate::graphql::error::{from_command, ApiError};
-use crate::graphql::pagination::{Page, WEBINAR_PAGES};
+use crate::graphql::pagination::{page_cost, Page, WEBINAR_PAGES};
 
 #[derive(Default)]
 pub struct WebinarQuery;
@@ -21,6 +21,7 @@ pub struct WebinarQuery;
 impl WebinarQuery {
     /// The live page, in start order. Restricted events need a login, and membership of one of
     /// their groups when they have any; hosts and administrators always see theirs.
+    #[graphql(complexity = "page_cost(first, WEBINAR_PAGES, child_complexity)")]
     async fn live_events(
         &self,
         ctx: &Context<'_>,
@@ -110,6 +111,7 @@ impl WebinarQuery {
     }
 
     /// The webinars the caller owns or presents, in start order.
+    #[graphql(complexity = "page_cost(first, WEBINAR_PAGES, child_complexity)")]
     async fn my_webinars(
         &self,
         ctx: &Context<'_>,

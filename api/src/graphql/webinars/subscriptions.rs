@@ -69,7 +69,8 @@ impl WebinarSubscription {
         ))
     }
 
-    /// Every change to one webinar, for its owner, presenters and administrators.
+    /// Every change to one webinar, for its owner, presenters and administrators; it completes
+    /// when the subscriber may no longer see the webinar.
     async fn webinar_changed(
         &self,
         ctx: &Context<'_>,
@@ -89,18 +90,24 @@ impl WebinarSubscription {
         {
             return Err(ApiError::not_found("webinar")).extend();
         }
+        let caller = request.caller.clone();
         Ok(futures::stream::unfold(
-            (rx, reads),
-            move |(mut rx, reads)| async move {
+            (rx, reads, caller),
+            move |(mut rx, reads, caller)| async move {
                 loop {
                     next_change(&mut rx, |c| match c {
                         Change::Webinar(changed) if changed == id => Some(changed),
                         _ => None,
                     })
                     .await?;
-                    match reads.webinar_by_id(id).await {
-                        Ok(Some(view)) => return Some((Webinar(view), (rx, reads))),
-                        Ok(None) => continue,
+                    // Asked again on every change: a presenter removed from the webinar, or an
+                    // owner who lost it, hears nothing more and the subscription completes.
+                    match reads.webinar(&caller, id).await {
+                        Ok(Some(view)) => return Some((Webinar(view), (rx, reads, caller))),
+                        Ok(None) => {
+                            tracing::info!(webinar = %id, "webinarChanged: no longer visible to the subscriber; completed");
+                            return None;
+                        }
                         Err(error) => {
                             tracing::warn!(%error, "webinarChanged: cannot read the webinar");
                             continue;
