@@ -257,6 +257,15 @@ impl Settings {
         }
     }
 
+    /// The gateway address policy; a malformed `gateway_allowed_networks` entry is an error that
+    /// names it (startup fails on it).
+    pub fn gateway_address_policy(
+        &self,
+    ) -> Result<webinar_domain::gateway::GatewayAddressPolicy, webinar_domain::gateway::BadNetwork>
+    {
+        webinar_domain::gateway::GatewayAddressPolicy::parse(&self.gateway_allowed_networks)
+    }
+
     pub fn slot_rules(&self) -> webinar_domain::SlotRules {
         webinar_domain::SlotRules {
             max_duration_minutes: self.max_webinar_minutes,
@@ -326,8 +335,14 @@ mod tests {
     fn list_settings_take_a_list_or_a_comma_separated_string() {
         let listed = from_toml(r#"gateway_allowed_networks = ["10.0.0.0/8", "127.0.0.0/8"]"#);
         let joined = from_toml(r#"gateway_allowed_networks = "10.0.0.0/8, 127.0.0.0/8,""#);
-        assert_eq!(listed.gateway_allowed_networks, ["10.0.0.0/8", "127.0.0.0/8"]);
-        assert_eq!(joined.gateway_allowed_networks, listed.gateway_allowed_networks);
+        assert_eq!(
+            listed.gateway_allowed_networks,
+            ["10.0.0.0/8", "127.0.0.0/8"]
+        );
+        assert_eq!(
+            joined.gateway_allowed_networks,
+            listed.gateway_allowed_networks
+        );
         assert!(from_toml("").gateway_allowed_networks.is_empty());
         assert_eq!(
             from_toml(r#"graphql_introspection = "off""#).graphql_introspection,
