@@ -29,10 +29,13 @@ const REGISTER: &str =
 const UPDATE: &str = "mutation($id: ID!, $input: UpdateGatewayInput!) {
     updateGateway(id: $id, input: $input) { id sipmediagwUrl hasToken version } }";
 
+/// A request's path and its `Authorization` header.
+type Seen = (String, Option<String>);
+
 /// A SIPMediaGW stand-in (legacy API) that records the path and `Authorization` header of every
 /// request it gets.
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<(String, Option<String>)>>>);
+struct Recorder(Arc<Mutex<Vec<Seen>>>);
 
 impl Recorder {
     async fn spawn(cancel: &CancellationToken) -> (Recorder, SocketAddr) {
@@ -50,7 +53,7 @@ impl Recorder {
         (recorder, address)
     }
 
-    fn requests(&self) -> Vec<(String, Option<String>)> {
+    fn requests(&self) -> Vec<Seen> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
