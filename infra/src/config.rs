@@ -257,6 +257,15 @@ impl Settings {
         }
     }
 
+    /// The gateway address policy; a malformed `gateway_allowed_networks` entry is an error that
+    /// names it (startup fails on it).
+    pub fn gateway_address_policy(
+        &self,
+    ) -> Result<webinar_domain::gateway::GatewayAddressPolicy, webinar_domain::gateway::BadNetwork>
+    {
+        webinar_domain::gateway::GatewayAddressPolicy::parse(&self.gateway_allowed_networks)
+    }
+
     pub fn slot_rules(&self) -> webinar_domain::SlotRules {
         webinar_domain::SlotRules {
             max_duration_minutes: self.max_webinar_minutes,

@@ -1,4 +1,5 @@
-//! The gateway use cases: permission check, secret storage, URL uniqueness, then the command.
+//! The gateway use cases: permission check, address policy, secret storage, URL uniqueness, then
+//! the command.
 //!
 //! Two rules span more than one aggregate and are kept here with the database's help: no two
 //! gateways share a SIPMediaGW URL (a claim row, taken before the event is written), and tokens
@@ -9,7 +10,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use webinar_domain::gateway::{
-    Gateway, GatewayChanges, GatewayCommand, GatewayError, GatewaySpec, TokenChange,
+    Gateway, GatewayAddressPolicy, GatewayChanges, GatewayCommand, GatewayError, GatewaySpec,
+    TokenChange,
 };
 use webinar_domain::ports::GatewayDirectory;
 use webinar_domain::{Action, Caller, GatewayId, HttpUrl, PermissionPolicy, TimeSlot, WebinarId};
@@ -22,8 +24,11 @@ use crate::secrets::{store_gateway_token, GatewayToken};
 /// What an update does to the token.
 #[derive(Debug, Clone, Default)]
 pub enum TokenInput {
+    /// Keep it, unless the SIPMediaGW URL changes (then the update is refused).
     #[default]
     Keep,
+    /// Keep it even though the SIPMediaGW URL changes (`keepToken: true`).
+    KeepAcrossMove,
     Set(GatewayToken),
     Clear,
 }
@@ -32,6 +37,8 @@ pub struct GatewayService {
     bus: CommandBus<Gateway>,
     pool: PgPool,
     policy: PermissionPolicy,
+    /// Where gateways may point (`gateway_allowed_networks`).
+    addresses: GatewayAddressPolicy,
     directory: Arc<dyn GatewayDirectory>,
 }
 
@@ -43,14 +50,33 @@ impl GatewayService {
         bus: CommandBus<Gateway>,
         pool: PgPool,
         policy: PermissionPolicy,
+        addresses: GatewayAddressPolicy,
         directory: Arc<dyn GatewayDirectory>,
     ) -> Self {
         Self {
             bus,
             pool,
             policy,
+            addresses,
             directory,
         }
+    }
+
+    /// Refuses URLs that point where gateways may not (this machine, internal networks, the
+    /// metadata service), naming the input field.
+    fn check_addresses(
+        &self,
+        sipmediagw_url: Option<&HttpUrl>,
+        hls_url: Option<&HttpUrl>,
+    ) -> Result<(), CommandError> {
+        for (field, url) in [("sipmediagwUrl", sipmediagw_url), ("hlsUrl", hls_url)] {
+            if let Some(url) = url {
+                self.addresses
+                    .check_str(url.as_str())
+                    .map_err(|refused| CommandError::invalid(field, refused))?;
+            }
+        }
+        Ok(())
     }
 
     #[tracing::instrument(name = "register_gateway", skip_all)]
@@ -62,6 +88,7 @@ impl GatewayService {
         token: Option<GatewayToken>,
     ) -> Result<Written<GatewayId>, CommandError> {
         self.policy.authorize(caller, Action::ManageGateways)?;
+        self.check_addresses(Some(&spec.sipmediagw_url), Some(&spec.hls_url))?;
         let id = GatewayId::new();
         self.claim_url(&spec.sipmediagw_url, id).await?;
         let result = async {
@@ -89,6 +116,7 @@ impl GatewayService {
         token: TokenInput,
     ) -> Result<Written<GatewayId>, CommandError> {
         self.policy.authorize(caller, Action::ManageGateways)?;
+        self.check_addresses(changes.sipmediagw_url.as_ref(), changes.hls_url.as_ref())?;
         let current = self.load_registered(id).await?;
         let moves_to = changes
             .sipmediagw_url
@@ -100,6 +128,7 @@ impl GatewayService {
         let result = async {
             let token = match token {
                 TokenInput::Keep => TokenChange::Keep,
+                TokenInput::KeepAcrossMove => TokenChange::KeepAcrossMove,
                 TokenInput::Clear => TokenChange::Clear,
                 TokenInput::Set(token) => {
                     TokenChange::Set(store_gateway_token(&self.pool, id, &token).await?)

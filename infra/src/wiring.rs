@@ -71,6 +71,9 @@ impl Services {
         reads: ReadPorts,
     ) -> anyhow::Result<Self> {
         let policy = settings.permission_policy();
+        // A typo in the allowed networks must stop the server, not silently allow nothing (or
+        // everything).
+        let addresses = settings.gateway_address_policy()?;
         let signer = CallbackSigner::from_secret(jwt_secret);
         let meetings = match settings.bbb() {
             Some(api) => Some(Arc::new(BbbClient::new(
@@ -83,6 +86,7 @@ impl Services {
             bus::<Gateway>(settings, &pool),
             pool.clone(),
             policy.clone(),
+            addresses.clone(),
             reads.gateway_directory,
         ));
         let webinars = Arc::new(
@@ -120,7 +124,10 @@ impl Services {
             ),
         ));
         let streams: Arc<dyn StreamGateway> = Arc::new(SipMediaGwGateways::new(
-            SipMediaGwClient::new(Duration::from_secs(settings.sipmediagw_timeout_seconds))?,
+            SipMediaGwClient::new(
+                Duration::from_secs(settings.sipmediagw_timeout_seconds),
+                addresses,
+            )?,
             gateways.clone(),
             pool.clone(),
             settings.join_domain(),

@@ -38,7 +38,8 @@ async fn the_legacy_client_reads_every_answer_of_the_web_py_launcher() {
     let cancel = CancellationToken::new();
     let sim = SipMediaGwSim::new(Api::Legacy, Some("1234"));
     let address = serve(sim.router(), &cancel).await;
-    let client = SipMediaGwClient::new(Duration::from_secs(2)).expect("client");
+    let client = SipMediaGwClient::new(Duration::from_secs(2), crate::harness::loopback_gateways())
+        .expect("client");
     let good = target(address, GatewayApi::Legacy, Some("1234"));
 
     let wrong = target(address, GatewayApi::Legacy, Some("nope"));
@@ -114,7 +115,8 @@ async fn the_gateway_client_reads_the_fastapi_launcher() {
     let cancel = CancellationToken::new();
     let sim = SipMediaGwSim::new(Api::Gateway, None);
     let address = serve(sim.router(), &cancel).await;
-    let client = SipMediaGwClient::new(Duration::from_secs(2)).expect("client");
+    let client = SipMediaGwClient::new(Duration::from_secs(2), crate::harness::loopback_gateways())
+        .expect("client");
     let gw = target(address, GatewayApi::Gateway, None);
     assert_eq!(client.start(&gw, "room1", "d", "rtmp://l/x").await, Ok(()));
     assert_eq!(client.is_streaming(&gw, "room1").await, Ok(true));

@@ -187,8 +187,18 @@ pub fn test_settings(db: &TestDb) -> Settings {
         meeting_poll_ms: 200,
         sipmediagw_timeout_seconds: 2,
         bbb_timeout_seconds: 2,
+        // The simulators listen on loopback, which the gateway address policy refuses by default.
+        gateway_allowed_networks: vec![LOOPBACK.into()],
         ..Settings::default()
     }
+}
+
+/// Where the tests' simulators listen.
+pub const LOOPBACK: &str = "127.0.0.0/8";
+
+/// A gateway address policy that lets clients reach the simulators.
+pub fn loopback_gateways() -> webinar_domain::gateway::GatewayAddressPolicy {
+    webinar_domain::gateway::GatewayAddressPolicy::parse(&[LOOPBACK]).expect("a valid network")
 }
 
 impl TestApp {

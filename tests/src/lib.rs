@@ -14,6 +14,8 @@ mod event_log;
 #[cfg(test)]
 mod gateway_api;
 #[cfg(test)]
+mod gateway_policy;
+#[cfg(test)]
 mod hostile;
 #[cfg(test)]
 mod isolation;

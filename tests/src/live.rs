@@ -455,8 +455,11 @@ async fn a_stream_started_but_not_recorded_before_a_crash_is_not_started_again()
         .await
         .expect("room");
     // The reactor's start reached SIPMediaGW, then the process died before recording it.
-    let client =
-        webinar_infra::sipmediagw::SipMediaGwClient::new(Duration::from_secs(2)).expect("client");
+    let client = webinar_infra::sipmediagw::SipMediaGwClient::new(
+        Duration::from_secs(2),
+        crate::harness::loopback_gateways(),
+    )
+    .expect("client");
     let target = webinar_infra::sipmediagw::SipTarget {
         base_url: url.clone(),
         api: webinar_domain::gateway::GatewayApi::Legacy,

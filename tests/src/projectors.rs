@@ -35,6 +35,7 @@ async fn write_history(db: &TestDb, gateways: usize) -> Vec<GatewayId> {
         CommandBus::<Gateway>::new(db.pool.clone(), (), 3, 10),
         db.pool.clone(),
         PermissionPolicy::default(),
+        Default::default(),
         webinar_projections::read_ports(&db.pool).gateway_directory,
     );
     let caller = Caller::System("test");

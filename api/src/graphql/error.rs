@@ -128,7 +128,10 @@ pub fn from_command(error: CommandError, input: &str) -> ApiError {
             field: name,
             reason,
         } => ApiError::bad_input(field(name), reason),
-        CommandError::Gateway(e) => by_code(e.code(), e.to_string()),
+        CommandError::Gateway(e) => match e.field() {
+            Some(name) => ApiError::bad_input(field(name), e),
+            None => by_code(e.code(), e.to_string()),
+        },
         CommandError::Webinar(e) => by_code(e.code(), e.to_string()),
         CommandError::Chat(e) => by_code(e.code(), e.to_string()),
         CommandError::ChatClosed(reason) => ApiError::InvalidState(reason),

@@ -91,10 +91,14 @@ pub struct UpdateGatewayInput {
     pub hls_url: Option<String>,
     pub broadcaster: Option<String>,
     pub sipmediagw_url: Option<String>,
-    /// A new bearer token.
+    /// A new bearer token. Required when `sipmediagwUrl` changes (unless `clearToken` or
+    /// `keepToken`): the old server's token must not be sent to the new one.
     pub sipmediagw_token: Option<String>,
     /// Remove the bearer token.
     pub clear_token: Option<bool>,
+    /// Keep the current token although `sipmediagwUrl` changes (the same server under a new
+    /// address, say). Without it, changing the URL needs a new token or `clearToken`.
+    pub keep_token: Option<bool>,
     pub api: Option<GatewayApi>,
 }
 
@@ -158,6 +162,7 @@ impl UpdateGatewayInput {
             self.sipmediagw_token.as_ref(),
             GatewayToken::parse,
         )?;
+        let keep = self.keep_token.unwrap_or(false);
         let token = match (token, self.clear_token.unwrap_or(false)) {
             (Some(_), true) => {
                 return Err(ApiError::bad_input(
@@ -165,8 +170,15 @@ impl UpdateGatewayInput {
                     "cannot both set and clear the token",
                 ))
             }
+            (Some(_), false) | (None, true) if keep => {
+                return Err(ApiError::bad_input(
+                    "input.keepToken",
+                    "cannot keep the token while setting or clearing it",
+                ))
+            }
             (Some(token), false) => TokenInput::Set(token),
             (None, true) => TokenInput::Clear,
+            (None, false) if keep => TokenInput::KeepAcrossMove,
             (None, false) => TokenInput::Keep,
         };
         Ok((changes, token))

@@ -28,6 +28,13 @@ pub enum GatewayError {
     /// Another webinar holds an overlapping slot (the scheduler then tries another gateway).
     #[error("the gateway is already booked during this slot")]
     SlotTaken,
+    /// The SIPMediaGW URL changes but the token would stay: the next call would hand the old
+    /// server's secret to the new one, so the administrator must say what to do with it.
+    #[error(
+        "the SIPMediaGW URL changes: give the new server's token, clear the token, or confirm \
+         keeping the old one (keepToken)"
+    )]
+    TokenNotReentered,
 }
 
 impl GatewayError {
@@ -38,6 +45,15 @@ impl GatewayError {
             GatewayError::AlreadyRegistered => "CONFLICT",
             GatewayError::InvalidState { .. } | GatewayError::HasReservations(_) => "INVALID_STATE",
             GatewayError::SlotTaken => "NO_GATEWAY_AVAILABLE",
+            GatewayError::TokenNotReentered => "BAD_USER_INPUT",
+        }
+    }
+
+    /// The input field a `BAD_USER_INPUT` refusal is about.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::TokenNotReentered => Some("sipmediagwToken"),
+            _ => None,
         }
     }
 }
@@ -142,9 +158,18 @@ impl Gateway {
             }
             GatewayCommand::Update { changes, token } => {
                 self.require_live("updating")?;
+                let moves = changes
+                    .sipmediagw_url
+                    .as_ref()
+                    .is_some_and(|url| Some(url) != self.sipmediagw_url.as_ref());
+                if moves && token == TokenChange::Keep && self.token_fingerprint.is_some() {
+                    return Err(GatewayError::TokenNotReentered);
+                }
                 let mut events: Vec<_> = self.effective_changes(changes).into_iter().collect();
                 let token = match token {
-                    TokenChange::Keep => self.token_fingerprint.clone(),
+                    TokenChange::Keep | TokenChange::KeepAcrossMove => {
+                        self.token_fingerprint.clone()
+                    }
                     TokenChange::Set(fingerprint) => Some(fingerprint),
                     TokenChange::Clear => None,
                 };
@@ -553,6 +578,94 @@ mod tests {
                 state: "DISABLED",
                 action: "reserving a slot",
             });
+    }
+
+    #[tokio::test]
+    async fn moving_to_another_server_needs_the_token_again_or_an_explicit_keep() {
+        let moved = || GatewayChanges {
+            sipmediagw_url: Some(HttpUrl::parse("https://gw-b.univ.fr").expect("valid")),
+            ..Default::default()
+        };
+        let moved_event = || GatewayEvent::GatewayUpdated {
+            name: None,
+            rtmp_url: None,
+            hls_url: None,
+            broadcaster: None,
+            sipmediagw_url: Some(HttpUrl::parse("https://gw-b.univ.fr").expect("valid")),
+            api: None,
+        };
+        let refused = GatewayError::TokenNotReentered;
+        assert_eq!(
+            (refused.code(), refused.field()),
+            ("BAD_USER_INPUT", Some("sipmediagwToken"))
+        );
+        Framework::with(())
+            .given(vec![registered()])
+            .when_async(GatewayCommand::Update {
+                changes: moved(),
+                token: TokenChange::Keep,
+            })
+            .await
+            .then_expect_error(GatewayError::TokenNotReentered);
+        Framework::with(())
+            .given(vec![registered()])
+            .when_async(GatewayCommand::Update {
+                changes: moved(),
+                token: TokenChange::Set(TokenFingerprint::from_hex("beef".into())),
+            })
+            .await
+            .then_expect_events(vec![
+                moved_event(),
+                GatewayEvent::GatewayTokenRotated {
+                    token_fingerprint: Some(TokenFingerprint::from_hex("beef".into())),
+                },
+            ]);
+        Framework::with(())
+            .given(vec![registered()])
+            .when_async(GatewayCommand::Update {
+                changes: moved(),
+                token: TokenChange::Clear,
+            })
+            .await
+            .then_expect_events(vec![
+                moved_event(),
+                GatewayEvent::GatewayTokenRotated {
+                    token_fingerprint: None,
+                },
+            ]);
+        Framework::with(())
+            .given(vec![registered()])
+            .when_async(GatewayCommand::Update {
+                changes: moved(),
+                token: TokenChange::KeepAcrossMove,
+            })
+            .await
+            .then_expect_events(vec![moved_event()]);
+        // Naming the same server (any spelling of it) is no move; without a token nothing leaks.
+        Framework::with(())
+            .given(vec![registered()])
+            .when_async(GatewayCommand::Update {
+                changes: GatewayChanges {
+                    sipmediagw_url: Some(HttpUrl::parse("https://gw-a.univ.fr/").expect("valid")),
+                    ..Default::default()
+                },
+                token: TokenChange::Keep,
+            })
+            .await
+            .then_expect_events(vec![]);
+        Framework::with(())
+            .given(vec![
+                registered(),
+                GatewayEvent::GatewayTokenRotated {
+                    token_fingerprint: None,
+                },
+            ])
+            .when_async(GatewayCommand::Update {
+                changes: moved(),
+                token: TokenChange::Keep,
+            })
+            .await
+            .then_expect_events(vec![moved_event()]);
     }
 
     #[tokio::test]

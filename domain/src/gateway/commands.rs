@@ -57,8 +57,13 @@ pub enum GatewayCommand {
 /// What an update does to the bearer token.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum TokenChange {
+    /// Keep it, unless the SIPMediaGW URL changes: then the update is refused, because the old
+    /// server's token would go to the new server.
     #[default]
     Keep,
+    /// Keep it even though the SIPMediaGW URL changes (the administrator said so: the same
+    /// server under a new name, say).
+    KeepAcrossMove,
     /// A new token, stored apart, named by its fingerprint.
     Set(TokenFingerprint),
     Clear,

@@ -4,10 +4,12 @@
 //! Its bearer token never enters this aggregate: the infrastructure stores the token apart and
 //! hands the aggregate only a `TokenFingerprint`, so the event log cannot leak it.
 
+mod address;
 mod aggregate;
 mod commands;
 mod events;
 
+pub use address::{classify, AddressClass, AddressRefused, BadNetwork, GatewayAddressPolicy};
 pub use aggregate::{Gateway, GatewayError};
 pub use commands::{GatewayChanges, GatewayCommand, GatewaySpec, TokenChange};
 pub use events::GatewayEvent;

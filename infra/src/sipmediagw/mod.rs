@@ -4,14 +4,20 @@
 //! Success is `res == "ok"`, never just HTTP 200: v1.6/v1.7 report "No free resources found" and
 //! "The gateway failed to launch" under 200. A response body is never logged or kept whole — the
 //! web.py debug page echoes the Authorization header — only short, known fields are read.
+//!
+//! Every request obeys the gateway address policy (`gateway_allowed_networks`): an IP literal is
+//! checked before the request, a host name's addresses by [`resolver`] at connection time, and
+//! redirects are never followed (one could point at the metadata service with our token).
 
 pub mod gateways;
+pub mod resolver;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
-use webinar_domain::gateway::GatewayApi;
+use webinar_domain::gateway::{GatewayAddressPolicy, GatewayApi};
 use webinar_domain::ports::{Stopped, StreamGatewayError};
 
 /// Where and how to reach one gateway's SIPMediaGW.
@@ -30,17 +36,25 @@ fn short(text: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct SipMediaGwClient {
     http: reqwest::Client,
+    addresses: Arc<GatewayAddressPolicy>,
 }
 
 impl SipMediaGwClient {
     /// `timeout` bounds start and stop (SIPMediaGW may take 10-25 s); quick calls get 10 s.
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
+    /// `addresses` says where gateways may be reached.
+    pub fn new(timeout: Duration, addresses: GatewayAddressPolicy) -> Result<Self, reqwest::Error> {
+        let addresses = Arc::new(addresses);
         Ok(Self {
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .timeout(timeout)
                 .redirect(reqwest::redirect::Policy::none())
+                .dns_resolver(Arc::new(resolver::PolicyResolver::new(addresses.clone())))
+                // Through a proxy, the proxy would resolve the gateway's name and the resolver
+                // above would judge only the proxy's address.
+                .no_proxy()
                 .build()?,
+            addresses,
         })
     }
 
@@ -48,20 +62,26 @@ impl SipMediaGwClient {
         format!("{}{path}", target.base_url.trim_end_matches('/'))
     }
 
+    /// A request to `target`, or `NotUsable` when its URL breaks the address policy (a gateway
+    /// registered before the policy was tightened keeps its events, not its reach).
     fn request(
         &self,
         target: &SipTarget,
         method: reqwest::Method,
         path: &str,
-    ) -> reqwest::RequestBuilder {
-        let request = self.http.request(method, Self::url(target, path));
-        match &target.token {
+    ) -> Result<reqwest::RequestBuilder, StreamGatewayError> {
+        let url = Self::url(target, path);
+        self.addresses
+            .check_str(&url)
+            .map_err(|refused| StreamGatewayError::NotUsable(format!("its URL {refused}")))?;
+        let request = self.http.request(method, url);
+        Ok(match &target.token {
             Some(token) => request.header(
                 reqwest::header::AUTHORIZATION,
                 format!("Bearer {}", token.expose_secret()),
             ),
             None => request,
-        }
+        })
     }
 
     /// Sends and reads the JSON body, mapping transport and HTTP failures.
@@ -78,7 +98,9 @@ impl SipMediaGwClient {
         request: reqwest::RequestBuilder,
     ) -> Result<(u16, Value), StreamGatewayError> {
         let response = request.send().await.map_err(|e| {
-            if e.is_timeout() {
+            if let Some(refused) = resolver::refusal_within(&e) {
+                StreamGatewayError::NotUsable(format!("its host {refused}"))
+            } else if e.is_timeout() {
                 StreamGatewayError::Timeout
             } else {
                 StreamGatewayError::Unreachable
@@ -121,7 +143,7 @@ impl SipMediaGwClient {
         match target.api {
             GatewayApi::Legacy => {
                 let request = self
-                    .request(target, reqwest::Method::GET, "/start")
+                    .request(target, reqwest::Method::GET, "/start")?
                     .query(&[("room", room), ("domain", domain), ("rtmpDst", rtmp)]);
                 let (status, body) = self.send("start", request).await?;
                 if status != 200 {
@@ -144,7 +166,7 @@ impl SipMediaGwClient {
             }
             GatewayApi::Gateway => {
                 let request = self
-                    .request(target, reqwest::Method::POST, "/gateway/start")
+                    .request(target, reqwest::Method::POST, "/gateway/start")?
                     .json(&json!({
                         "room": room, "gw_id": room, "main_app": "streaming",
                         "browsing_name": domain, "rtmp_dst": rtmp,
@@ -173,7 +195,7 @@ impl SipMediaGwClient {
             GatewayApi::Legacy => {
                 self.send(
                     "stop",
-                    self.request(target, reqwest::Method::GET, "/stop")
+                    self.request(target, reqwest::Method::GET, "/stop")?
                         .query(&[("room", room)]),
                 )
                 .await?
@@ -181,7 +203,7 @@ impl SipMediaGwClient {
             GatewayApi::Gateway => {
                 self.send(
                     "stop",
-                    self.request(target, reqwest::Method::POST, "/gateway/stop")
+                    self.request(target, reqwest::Method::POST, "/gateway/stop")?
                         .json(&json!({ "gw_id": room })),
                 )
                 .await?
@@ -208,7 +230,7 @@ impl SipMediaGwClient {
                 let (status, body) = self
                     .send(
                         "status",
-                        self.request(target, reqwest::Method::GET, "/progress")
+                        self.request(target, reqwest::Method::GET, "/progress")?
                             .query(&[("room", room)]),
                     )
                     .await?;
@@ -222,7 +244,7 @@ impl SipMediaGwClient {
                 let (status, body) = self
                     .send(
                         "status",
-                        self.request(target, reqwest::Method::GET, "/gateway/status")
+                        self.request(target, reqwest::Method::GET, "/gateway/status")?
                             .query(&[("gw_id", room)]),
                     )
                     .await?;
@@ -256,13 +278,13 @@ impl SipMediaGwClient {
             GatewayApi::Legacy => {
                 self.send(
                     "toggle_chat",
-                    self.request(target, reqwest::Method::GET, "/chat")
+                    self.request(target, reqwest::Method::GET, "/chat")?
                         .query(&[("room", room), ("toggle", "True")]),
                 )
                 .await?
             }
             GatewayApi::Gateway => {
-                self.send("toggle_chat", self.request(target, reqwest::Method::POST, "/gateway/command").json(&json!({
+                self.send("toggle_chat", self.request(target, reqwest::Method::POST, "/gateway/command")?.json(&json!({
                     "gw_id": room, "payload": { "command": "sendKey", "param1": "chat-toggle" }
                 })))
                 .await?
@@ -283,7 +305,7 @@ impl SipMediaGwClient {
                 // web.py's POST /chat takes no token; sending one does no harm.
                 self.send(
                     "post_chat",
-                    self.request(target, reqwest::Method::POST, "/chat")
+                    self.request(target, reqwest::Method::POST, "/chat")?
                         .json(&json!({ "room": room, "msg": message })),
                 )
                 .await?
@@ -291,7 +313,7 @@ impl SipMediaGwClient {
             GatewayApi::Gateway => {
                 self.send(
                     "post_chat",
-                    self.request(target, reqwest::Method::POST, "/gateway/command")
+                    self.request(target, reqwest::Method::POST, "/gateway/command")?
                         .json(&json!({
                             "gw_id": room, "payload": { "command": "sendChat", "param1": message }
                         })),
