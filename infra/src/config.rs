@@ -326,8 +326,14 @@ mod tests {
     fn list_settings_take_a_list_or_a_comma_separated_string() {
         let listed = from_toml(r#"gateway_allowed_networks = ["10.0.0.0/8", "127.0.0.0/8"]"#);
         let joined = from_toml(r#"gateway_allowed_networks = "10.0.0.0/8, 127.0.0.0/8,""#);
-        assert_eq!(listed.gateway_allowed_networks, ["10.0.0.0/8", "127.0.0.0/8"]);
-        assert_eq!(joined.gateway_allowed_networks, listed.gateway_allowed_networks);
+        assert_eq!(
+            listed.gateway_allowed_networks,
+            ["10.0.0.0/8", "127.0.0.0/8"]
+        );
+        assert_eq!(
+            joined.gateway_allowed_networks,
+            listed.gateway_allowed_networks
+        );
         assert!(from_toml("").gateway_allowed_networks.is_empty());
         assert_eq!(
             from_toml(r#"graphql_introspection = "off""#).graphql_introspection,
