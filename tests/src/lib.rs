@@ -14,6 +14,8 @@ mod event_log;
 #[cfg(test)]
 mod gateway_api;
 #[cfg(test)]
+mod http_surface;
+#[cfg(test)]
 mod isolation;
 #[cfg(test)]
 mod live;

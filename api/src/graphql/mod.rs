@@ -41,10 +41,13 @@ pub type AppSchema = Schema<Query, Mutation, webinars::WebinarSubscription>;
 pub struct Limits {
     pub depth: usize,
     pub complexity: usize,
+    /// `false` when `graphql_introspection = "off"`: nobody may introspect. (Anonymous callers
+    /// under `authenticated` are refused per request, in `routes::graphql`.)
+    pub introspection: bool,
 }
 
 pub fn build_schema(state: AppState, feed: crate::feed::ChangeFeed, limits: Limits) -> AppSchema {
-    Schema::build(
+    let schema = Schema::build(
         Query::default(),
         Mutation::default(),
         webinars::WebinarSubscription,
@@ -54,8 +57,12 @@ pub fn build_schema(state: AppState, feed: crate::feed::ChangeFeed, limits: Limi
     .extension(metrics::OperationMetrics)
     .extension(catching_up::CatchingUp)
     .limit_depth(limits.depth)
-    .limit_complexity(limits.complexity)
-    .finish()
+    .limit_complexity(limits.complexity);
+    if limits.introspection {
+        schema.finish()
+    } else {
+        schema.disable_introspection().finish()
+    }
 }
 
 /// The schema in SDL, as exported to `api/schema.graphql`.
