@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::extract::MatchedPath;
 use axum::http::{HeaderName, Request};
 use axum::Router;
 use secrecy::SecretString;
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use webinar_infra::config::Settings;
+use webinar_infra::config::{Introspection, Settings};
 use webinar_infra::consumer::{
     Leadership, ProjectionProgress, ProjectorRunner, Reactor, ReactorOptions, ReactorRunner,
     RunnerOptions,
@@ -39,6 +40,27 @@ pub struct Application {
     state: AppState,
     feed: ChangeFeed,
     cancel: CancellationToken,
+}
+
+/// The span of one request: its method and route, never its path or query. Paths carry secrets
+/// (the join page's room key: whoever has it joins the meeting), query strings too (the end
+/// callback's signature), so the route template is logged (`/live/join/{room}`), or `unmatched`.
+fn http_span<B>(request: &Request<B>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    tracing::info_span!(
+        "http",
+        method = %request.method(),
+        route,
+        request_id,
+    )
 }
 
 impl Application {
@@ -78,6 +100,7 @@ impl Application {
                 max_directives: settings.max_query_directives,
                 max_mutations: settings.max_batch_operations,
             },
+            introspection: settings.graphql_introspection != Introspection::Off,
         };
         let state = AppState::new(settings, pool, &jwt_secret, progress)?;
         let feed = ChangeFeed::default();
@@ -90,21 +113,8 @@ impl Application {
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(
-                    // Method and path only: query strings and bodies may carry secrets.
                     TraceLayer::new_for_http()
-                        .make_span_with(|request: &Request<_>| {
-                            let request_id = request
-                                .headers()
-                                .get(&REQUEST_ID)
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("");
-                            tracing::info_span!(
-                                "http",
-                                method = %request.method(),
-                                path = %request.uri().path(),
-                                request_id,
-                            )
-                        })
+                        .make_span_with(http_span)
                         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),

@@ -18,6 +18,8 @@ mod gateway_policy;
 #[cfg(test)]
 mod hostile;
 #[cfg(test)]
+mod http_surface;
+#[cfg(test)]
 mod isolation;
 #[cfg(test)]
 mod live;

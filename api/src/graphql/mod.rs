@@ -43,10 +43,13 @@ pub struct Limits {
     pub depth: usize,
     pub complexity: usize,
     pub query: limits::QueryLimits,
+    /// `false` when `graphql_introspection = "off"`: nobody may introspect. (Anonymous callers
+    /// under `authenticated` are refused per request, in `routes::graphql`.)
+    pub introspection: bool,
 }
 
 pub fn build_schema(state: AppState, feed: crate::feed::ChangeFeed, limits: Limits) -> AppSchema {
-    Schema::build(
+    let schema = Schema::build(
         Query::default(),
         Mutation::default(),
         webinars::WebinarSubscription,
@@ -58,8 +61,12 @@ pub fn build_schema(state: AppState, feed: crate::feed::ChangeFeed, limits: Limi
     // Before validation: async-graphql's own walks expand fragments.
     .extension(limits.query)
     .limit_depth(limits.depth)
-    .limit_complexity(limits.complexity)
-    .finish()
+    .limit_complexity(limits.complexity);
+    if limits.introspection {
+        schema.finish()
+    } else {
+        schema.disable_introspection().finish()
+    }
 }
 
 /// The schema in SDL, as exported to `api/schema.graphql`.

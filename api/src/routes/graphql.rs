@@ -5,31 +5,31 @@
 
 use std::str::FromStr;
 
-use async_graphql::http::{GraphiQLSource, WebSocketProtocols, WsMessage, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::http::{WebSocketProtocols, WsMessage, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::{BatchRequest, BatchResponse, Data, ServerError};
 use axum::body::{to_bytes, Body};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use futures::{SinkExt, StreamExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use webinar_domain::Caller;
 use webinar_infra::auth::AuthError;
+use webinar_infra::config::Introspection;
 use webinar_infra::metrics::GRAPHQL_REQUESTS;
 
 use super::Shared;
 use crate::graphql::RequestContext;
 
-pub async fn graphiql() -> impl IntoResponse {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/ws")
-            .finish(),
-    )
+/// GraphiQL, unless `graphql_introspection = "off"`: then the console is not offered at all.
+pub async fn graphiql(State(shared): State<Shared>) -> Response {
+    if shared.state.settings().graphql_introspection == Introspection::Off {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    }
+    super::graphiql::page().await
 }
 
 fn error_body(code: &str, message: &str) -> serde_json::Value {
@@ -109,7 +109,70 @@ fn input_field(message: &str) -> Option<&'static str> {
     (datetime && in_webinar_input).then_some("input.startAt")
 }
 
+/// Whether the body is declared JSON: `application/json` or `application/graphql-response+json`,
+/// with any parameters (`; charset=utf-8`). Anything else is refused unread, because a browser
+/// sends `text/plain` and form bodies cross-origin without a CORS preflight (CSRF).
+fn declares_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.eq_ignore_ascii_case("application/graphql-response+json")
+}
+
+/// Whether the request's query (parsed here once; async-graphql keeps the parse) selects `__schema`
+/// or `__type` at the root of an operation, directly or through fragments. A query that does not
+/// parse is left to the schema to refuse.
+fn introspects(request: &mut async_graphql::Request, max_bytes: usize) -> bool {
+    use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+    fn walk<'a>(
+        doc: &'a ExecutableDocument,
+        set: &'a SelectionSet,
+        seen: &mut Vec<&'a str>,
+    ) -> bool {
+        set.items.iter().any(|item| match &item.node {
+            Selection::Field(field) => {
+                matches!(field.node.name.node.as_str(), "__schema" | "__type")
+            }
+            Selection::InlineFragment(inline) => walk(doc, &inline.node.selection_set.node, seen),
+            Selection::FragmentSpread(spread) => {
+                let name = spread.node.fragment_name.node.as_str();
+                // Not validated yet: a fragment may spread itself.
+                if seen.contains(&name) {
+                    return false;
+                }
+                seen.push(name);
+                doc.fragments
+                    .get(&spread.node.fragment_name.node)
+                    .is_some_and(|fragment| walk(doc, &fragment.node.selection_set.node, seen))
+            }
+        })
+    }
+    // An oversized query is refused by the query limits before anything runs; parsing it here
+    // first would be the very work those limits exist to prevent.
+    if request.query.len() > max_bytes {
+        return false;
+    }
+    let Ok(doc) = request.parsed_query() else {
+        return false;
+    };
+    doc.operations
+        .iter()
+        .any(|(_, operation)| walk(doc, &operation.node.selection_set.node, &mut Vec::new()))
+}
+
 pub async fn graphql(State(shared): State<Shared>, headers: HeaderMap, body: Body) -> Response {
+    if !declares_json(&headers) {
+        return reject(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "BAD_USER_INPUT",
+            "a GraphQL request must be sent with `Content-Type: application/json`",
+        );
+    }
     let authorization = match headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
         None => None,
         Some(Ok(value)) => Some(value),
@@ -142,7 +205,7 @@ pub async fn graphql(State(shared): State<Shared>, headers: HeaderMap, body: Bod
             )
         }
     };
-    let batch: BatchRequest = match serde_json::from_slice(&bytes) {
+    let mut batch: BatchRequest = match serde_json::from_slice(&bytes) {
         Ok(batch) => batch,
         Err(error) => {
             // serde quotes the offending value: keep the message short whatever was sent.
@@ -162,6 +225,30 @@ pub async fn graphql(State(shared): State<Shared>, headers: HeaderMap, body: Bod
                 "BAD_USER_INPUT",
                 &format!("a batch may hold at most {max_batch} operations"),
             );
+        }
+    }
+    // `authenticated` (the default): the schema is shown to callers with a token only; `off`: to
+    // nobody. async-graphql, told so, hides the schema but gives no coded error a client can act
+    // on, so the refusal is made here; disabling it in the request (and, for `off`, in the
+    // schema) stays as the backstop.
+    let refusal = match shared.state.settings().graphql_introspection {
+        Introspection::On => None,
+        Introspection::Authenticated if matches!(caller, Caller::User(_)) => None,
+        Introspection::Authenticated => Some((
+            "UNAUTHENTICATED",
+            "introspection needs a bearer token (GraphiQL: put \
+             {\"Authorization\": \"Bearer …\"} in its headers)",
+        )),
+        Introspection::Off => Some(("FORBIDDEN", "introspection is disabled on this server")),
+    };
+    if let Some((code, message)) = refusal {
+        batch = batch.disable_introspection();
+        let max_bytes = shared.state.settings().max_query_bytes;
+        if batch
+            .iter_mut()
+            .any(|request| introspects(request, max_bytes))
+        {
+            return reject(StatusCode::OK, code, message);
         }
     }
     let context = RequestContext {
@@ -191,6 +278,10 @@ pub async fn subscriptions(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    if !origin_allowed(&shared.state.settings().ws_allowed_origins, &headers) {
+        tracing::warn!("/ws: upgrade from an origin not in ws_allowed_origins refused");
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
     let request_id = request_id(&headers);
     // The first sub-protocol we speak, as async-graphql-axum's extractor picks it.
     let protocol = headers
@@ -316,5 +407,108 @@ async fn serve_socket(
                 break;
             }
         }
+    }
+}
+
+/// A browser sends `Origin` on every WebSocket handshake and lets any page open one, cookies or
+/// not: with `ws_allowed_origins` set, only those pages may. Clients that are not browsers send
+/// no `Origin` and are let through (they could forge one anyway).
+fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    match headers.get(header::ORIGIN) {
+        None => true,
+        Some(origin) => origin.to_str().is_ok_and(|origin| {
+            allowed
+                .iter()
+                .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn introspects_query(query: &str) -> bool {
+        introspects(&mut async_graphql::Request::new(query), 32 * 1024)
+    }
+
+    #[test]
+    fn introspection_is_found_at_the_root_through_fragments_only() {
+        assert!(introspects_query("{ __schema { types { name } } }"));
+        assert!(introspects_query("{ t: __type(name: \"X\") { name } }"));
+        assert!(introspects_query(
+            "query A { me { id } } query B { __schema { queryType { name } } }"
+        ));
+        assert!(introspects_query(
+            "{ ...F } fragment F on Query { ... on Query { __schema { types { name } } } }"
+        ));
+        assert!(!introspects_query("{ __typename me { id } }"));
+        assert!(!introspects_query("{ me { __typename } }"));
+        assert!(!introspects_query("{ ...F } fragment F on Query { ...F }"));
+        assert!(!introspects_query("{ not graphql"));
+    }
+
+    /// The backstop behind [`introspects`]: a request with introspection disabled learns nothing
+    /// of the schema, whatever shape its query takes.
+    #[tokio::test]
+    async fn a_request_with_introspection_disabled_sees_no_schema() {
+        struct Q;
+        #[async_graphql::Object]
+        impl Q {
+            async fn a(&self) -> i32 {
+                1
+            }
+        }
+        let schema = async_graphql::Schema::new(
+            Q,
+            async_graphql::EmptyMutation,
+            async_graphql::EmptySubscription,
+        );
+        for query in [
+            "{ __schema { types { name } } }",
+            "{ ...F } fragment F on Q { s: __schema { types { name } } }",
+            "{ __type(name: \"Q\") { name } }",
+        ] {
+            let request = async_graphql::Request::new(query).disable_introspection();
+            let response =
+                serde_json::to_string(&schema.execute(request).await).unwrap_or_default();
+            assert!(!response.contains("\"name\""), "{query}: {response}");
+        }
+    }
+
+    #[test]
+    fn only_json_bodies_are_accepted() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+            declares_json(&headers)
+        };
+        assert!(with("application/json"));
+        assert!(with("application/json; charset=utf-8"));
+        assert!(with("APPLICATION/JSON"));
+        assert!(with("application/graphql-response+json"));
+        assert!(!with("text/plain"));
+        assert!(!with("application/x-www-form-urlencoded"));
+        assert!(!with("multipart/form-data; boundary=x"));
+        assert!(!with("application/jsonx"));
+        assert!(!declares_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn origins_are_checked_only_when_listed_and_sent() {
+        let allowed = vec!["https://pod.example.org/".to_owned()];
+        let from = |origin: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ORIGIN, HeaderValue::from_static(origin));
+            headers
+        };
+        assert!(origin_allowed(&allowed, &from("https://pod.example.org")));
+        assert!(!origin_allowed(&allowed, &from("https://evil.example.org")));
+        assert!(!origin_allowed(&allowed, &from("null")));
+        assert!(origin_allowed(&allowed, &HeaderMap::new()));
+        assert!(origin_allowed(&[], &from("https://evil.example.org")));
     }
 }

@@ -4,8 +4,11 @@ use std::time::Duration;
 
 use ::metrics::gauge;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use webinar_infra::metrics;
 use webinar_infra::{consumer, event_log};
 
@@ -37,8 +40,36 @@ pub async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {
     }
 }
 
-/// Prometheus text format. Consumer lag is measured at scrape time.
-pub async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
+/// Whether `headers` carry `Authorization: Bearer <token>`. Compared in constant time (over
+/// SHA-256 digests, so that not even the length leaks), as the token guards every scrape.
+fn bearer_matches(headers: &HeaderMap, token: &SecretString) -> bool {
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
+    else {
+        return false;
+    };
+    let given = Sha256::digest(given.trim().as_bytes());
+    let expected = Sha256::digest(token.expose_secret().as_bytes());
+    bool::from(given.ct_eq(&expected))
+}
+
+/// Prometheus text format. Consumer lag is measured at scrape time. With `metrics_token` set,
+/// only a scraper that presents it is answered.
+pub async fn metrics(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(token) = &shared.state.settings().metrics_token {
+        if !bearer_matches(&headers, token) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer realm=\"metrics\"")],
+                "a bearer token is required",
+            )
+                .into_response();
+        }
+    }
     let pool = shared.state.pool();
     let lag = async {
         let head = event_log::last_global_position(pool).await?;
@@ -65,4 +96,5 @@ pub async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
         )],
         metrics::render(),
     )
+        .into_response()
 }

@@ -68,15 +68,47 @@ async fn room(shared: &Shared, room: &str) -> Option<(String, Option<String>)> {
     }
 }
 
+/// The name the streaming participant has in the meeting, whatever the form says: the room key
+/// lets its holder in, but not under a name of their choosing (`Admin`, a presenter's).
+pub const STREAMING_NAME: &str = "streaming";
+
+/// The origin (`https://host[:port]`) of an absolute http(s) URL, if it has one that is safe to
+/// put in a header.
+fn origin(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let host = rest.split(['/', '?', '#']).next()?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    (!host.is_empty() && host.chars().all(plain)).then(|| &url[..scheme.len() + 3 + host.len()])
+}
+
+/// The join page's policy: no scripts, no styles, nothing loaded; the form may only go to us,
+/// and, as browsers also check `form-action` on the redirect that follows, on to BBB.
+fn join_csp(shared: &Shared) -> String {
+    let bbb = shared
+        .state
+        .settings()
+        .bbb_url
+        .as_deref()
+        .and_then(origin)
+        .map(|origin| format!(" {origin}"))
+        .unwrap_or_default();
+    format!("default-src 'none'; form-action 'self'{bbb}; frame-ancestors 'none'; base-uri 'none'")
+}
+
 /// The name form. `#joinFormName` is what SIPMediaGW's browser fills (v1.7 and main); `#id_name`
-/// is the field of Pod's form, which later browsing scripts fill.
+/// is the field of Pod's form, which later browsing scripts fill. The names they fill are
+/// ignored: see [`STREAMING_NAME`].
 pub async fn join_page(State(shared): State<Shared>, Path(key): Path<String>) -> Response {
     let Some((title, _)) = room(&shared, &key).await else {
         return not_found();
     };
+    let csp = join_csp(&shared);
     let title = escape(&title);
     let key = escape(&key);
-    Html(format!(
+    let mut response = Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head><body>\
          <h1>{title}</h1><button id=\"okcookie\" type=\"button\">OK</button>\
          <form id=\"join\" method=\"get\" action=\"/live/join/{key}/go\">\
@@ -84,15 +116,18 @@ pub async fn join_page(State(shared): State<Shared>, Path(key): Path<String>) ->
          <input id=\"id_name\" name=\"id_name\" type=\"text\" aria-label=\"Name\">\
          <button type=\"submit\">Join</button></form></body></html>"
     ))
-    .into_response()
+    .into_response();
+    if let Ok(csp) = header::HeaderValue::from_str(&csp) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    response
 }
 
-/// Submits the form: to the BBB meeting as a VIEWER under the given name.
-pub async fn join_go(
-    State(shared): State<Shared>,
-    Path(key): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
+/// Submits the form: to the BBB meeting as a VIEWER named [`STREAMING_NAME`] (the submitted
+/// name is ignored).
+pub async fn join_go(State(shared): State<Shared>, Path(key): Path<String>) -> Response {
     let Some((_, Some(meeting))) = room(&shared, &key).await else {
         return not_found();
     };
@@ -103,16 +138,9 @@ pub async fn join_go(
         )
             .into_response();
     };
-    let name = ["name", "id_name"]
-        .iter()
-        .filter_map(|k| query.get(*k))
-        .map(|n| n.trim())
-        .find(|n| !n.is_empty())
-        .unwrap_or("streaming");
-    let name: String = name.chars().filter(|c| !c.is_control()).take(100).collect();
     let url = meetings.join_url(
         &meeting,
-        &name,
+        STREAMING_NAME,
         &format!("streaming-{key}"),
         MeetingRole::Viewer,
     );
@@ -124,4 +152,28 @@ pub async fn join_go(
         header::HeaderValue::from_static("no-store"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin;
+
+    #[test]
+    fn the_bbb_origin_is_taken_from_its_api_url() {
+        assert_eq!(
+            origin("https://bbb.example.org/bigbluebutton/api"),
+            Some("https://bbb.example.org")
+        );
+        assert_eq!(
+            origin("http://127.0.0.1:8101/bigbluebutton/api"),
+            Some("http://127.0.0.1:8101")
+        );
+        assert_eq!(
+            origin("https://bbb.example.org"),
+            Some("https://bbb.example.org")
+        );
+        assert_eq!(origin("https://bbb.example.org; script-src *"), None);
+        assert_eq!(origin("javascript:alert(1)"), None);
+        assert_eq!(origin("https:///path"), None);
+    }
 }
