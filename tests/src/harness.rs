@@ -617,6 +617,27 @@ pub async fn wait_until(
 pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Opens `/ws` with `origin` (if any); the handshake's outcome.
+pub async fn open_ws(
+    app: &TestApp,
+    origin: Option<&str>,
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    let mut request = format!("ws://{}/ws", app.address)
+        .into_client_request()
+        .expect("request");
+    let headers = request.headers_mut();
+    headers.insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    if let Some(origin) = origin {
+        headers.insert("origin", origin.parse().expect("header"));
+    }
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(socket, _)| socket)
+}
+
 /// Opens `/ws`, authenticates with `token`, and subscribes to `query`.
 pub async fn subscribe(
     app: &TestApp,
@@ -624,16 +645,7 @@ pub async fn subscribe(
     query: &str,
     variables: Value,
 ) -> Socket {
-    let mut request = format!("ws://{}/ws", app.address)
-        .into_client_request()
-        .expect("request");
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().expect("header"),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("connect /ws");
+    let mut socket = open_ws(app, None).await.expect("connect /ws");
     let payload = token.map_or(
         json!({}),
         |t| json!({ "Authorization": format!("Bearer {t}") }),

@@ -397,15 +397,7 @@ async fn sockets_close_when_their_token_expires_or_they_never_initialise() {
     assert_ne!(CloseCode::from(code), CloseCode::Normal);
 
     // A socket that never sends connection_init.
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = format!("ws://{}/ws", app.address)
-        .into_client_request()
-        .expect("request");
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().expect("header"),
-    );
-    let (mut idle, _) = tokio_tungstenite::connect_async(request)
+    let mut idle = crate::harness::open_ws(&app, None)
         .await
         .expect("connect /ws");
     let (code, _) = close_frame(&mut idle, Duration::from_secs(5)).await;

@@ -9,15 +9,14 @@ use chrono::Utc;
 use futures::{SinkExt, StreamExt};
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use webinar_infra::config::Introspection;
 use webinar_infra::sim::sipmediagw::Api;
 
 use crate::harness::{
-    captured_logs, error_code, receive, register_gateway, register_live_gateway, send, silent,
-    sipmediagw, subscribe, TestApp,
+    captured_logs, error_code, open_ws, receive, register_gateway, register_live_gateway, send,
+    silent, sipmediagw, subscribe, TestApp,
 };
 
 /// Every `src="…"` and `href="…"` of `html`.
@@ -380,27 +379,6 @@ async fn introspection_on_lets_anyone_in_and_off_nobody() {
         .await
         .expect("GET");
     assert_eq!(page.status().as_u16(), 404);
-}
-
-/// Opens `/ws` with `origin` (if any); the handshake's outcome.
-async fn open_ws(
-    app: &TestApp,
-    origin: Option<&str>,
-) -> Result<crate::harness::Socket, tokio_tungstenite::tungstenite::Error> {
-    let mut request = format!("ws://{}/ws", app.address)
-        .into_client_request()
-        .expect("request");
-    let headers = request.headers_mut();
-    headers.insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().expect("header"),
-    );
-    if let Some(origin) = origin {
-        headers.insert("origin", origin.parse().expect("header"));
-    }
-    tokio_tungstenite::connect_async(request)
-        .await
-        .map(|(socket, _)| socket)
 }
 
 #[tokio::test]
