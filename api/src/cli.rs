@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
-use webinar_infra::auth::{claims, JwtKeys};
+use webinar_infra::auth::claims;
 use webinar_infra::config::Settings;
 
 use crate::startup::Application;
@@ -230,8 +230,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             roles,
             ttl,
         } => {
-            let keys = JwtKeys::new(&jwt_secret(&settings)?)
-                .expecting(settings.jwt_issuer.clone(), settings.jwt_audience.clone());
+            let keys = settings.jwt_keys(&jwt_secret(&settings)?);
             let token = keys.issue(&claims(&sub, &name, &affiliations, &groups, &roles, ttl))?;
             println!("{token}");
             Ok(())

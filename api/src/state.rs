@@ -47,8 +47,7 @@ impl AppState {
         let reads = ReadModels::new(pool.clone(), services.policy.clone());
         Ok(Self {
             inner: Arc::new(Inner {
-                jwt: JwtKeys::new(jwt_secret)
-                    .expecting(settings.jwt_issuer.clone(), settings.jwt_audience.clone()),
+                jwt: settings.jwt_keys(jwt_secret),
                 settings,
                 pool,
                 services,

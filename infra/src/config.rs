@@ -250,6 +250,12 @@ impl Settings {
             .map_err(Box::new)
     }
 
+    /// Keys that sign and check tokens with `secret`, expecting the configured issuer and audience.
+    pub fn jwt_keys(&self, secret: &SecretString) -> crate::auth::JwtKeys {
+        crate::auth::JwtKeys::new(secret)
+            .expecting(self.jwt_issuer.clone(), self.jwt_audience.clone())
+    }
+
     pub fn permission_policy(&self) -> PermissionPolicy {
         PermissionPolicy {
             webinar_affiliations: self.webinar_affiliations.clone(),

@@ -1,21 +1,14 @@
-//! GraphQL over HTTP (`POST /graphql`), GraphiQL (`GET /graphql`) and graphql-transport-ws (`/ws`).
+//! GraphQL over HTTP (`POST /graphql`) and the GraphiQL page (`GET /graphql`); `/ws` is in
+//! [`super::ws`].
 //!
 //! The body is read here rather than by async-graphql-axum's extractor so that an oversized or
 //! malformed request gets a GraphQL error with a code, like every other failure.
 
-use std::str::FromStr;
-
-use async_graphql::http::{WebSocketProtocols, WsMessage, ALL_WEBSOCKET_PROTOCOLS};
-use async_graphql::{BatchRequest, BatchResponse, Data, ServerError};
+use async_graphql::{BatchRequest, BatchResponse, ServerError};
 use axum::body::{to_bytes, Body};
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
-use futures::{SinkExt, StreamExt};
-use tokio::sync::watch;
-use tokio::time::Instant;
 use webinar_domain::Caller;
 use webinar_infra::auth::AuthError;
 use webinar_infra::config::Introspection;
@@ -49,14 +42,14 @@ fn reject(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// The caller named by an `Authorization` header (anonymous without one).
-fn caller(shared: &Shared, authorization: Option<&str>) -> Result<Caller, AuthError> {
+pub(super) fn caller(shared: &Shared, authorization: Option<&str>) -> Result<Caller, AuthError> {
     match authorization {
         None => Ok(Caller::Anonymous),
         Some(value) => shared.state.jwt().verify_header(value).map(Caller::User),
     }
 }
 
-fn request_id(headers: &HeaderMap) -> Option<String> {
+pub(super) fn request_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
@@ -271,162 +264,6 @@ pub async fn graphql(State(shared): State<Shared>, headers: HeaderMap, body: Bod
     axum::Json(response).into_response()
 }
 
-/// graphql-transport-ws. The bearer token travels in `connection_init`'s payload as
-/// `{"Authorization": "Bearer …"}` (or `authorization`, or `token`).
-pub async fn subscriptions(
-    State(shared): State<Shared>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    if !origin_allowed(&shared.state.settings().ws_allowed_origins, &headers) {
-        tracing::warn!("/ws: upgrade from an origin not in ws_allowed_origins refused");
-        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
-    }
-    let request_id = request_id(&headers);
-    // The first sub-protocol we speak, as async-graphql-axum's extractor picks it.
-    let protocol = headers
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|offered| {
-            offered
-                .split(',')
-                .find_map(|p| WebSocketProtocols::from_str(p.trim()).ok())
-        });
-    let Some(protocol) = protocol else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "Sec-WebSocket-Protocol must offer graphql-transport-ws or graphql-ws",
-        )
-            .into_response();
-    };
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| serve_socket(shared, socket, protocol, request_id))
-}
-
-/// Where a socket stands: waiting for `connection_init`, or open until its token expires (never,
-/// for an anonymous one).
-#[derive(Debug, Clone, Copy)]
-enum Session {
-    Waiting,
-    Open { expires: Option<DateTime<Utc>> },
-}
-
-/// Runs the protocol on `socket`, closing it when `connection_init` does not come in time (4408,
-/// as graphql-transport-ws says) or when the caller's token expires (4401): a subscription must
-/// not outlive the authorization it was opened with.
-async fn serve_socket(
-    shared: Shared,
-    socket: WebSocket,
-    protocol: WebSocketProtocols,
-    request_id: Option<String>,
-) {
-    let (mut sink, stream) = socket.split();
-    let input = stream
-        .take_while(|received| futures::future::ready(received.is_ok()))
-        .filter_map(|received| {
-            futures::future::ready(match received {
-                Ok(message @ (Message::Text(_) | Message::Binary(_))) => Some(message.into_data()),
-                _ => None,
-            })
-        });
-    let (session_tx, mut session) = watch::channel(Session::Waiting);
-    let init = {
-        let shared = shared.clone();
-        move |payload: serde_json::Value| async move {
-            let header = ["Authorization", "authorization"]
-                .iter()
-                .find_map(|k| payload.get(*k).and_then(|v| v.as_str()).map(str::to_owned))
-                .or_else(|| {
-                    payload
-                        .get("token")
-                        .and_then(|v| v.as_str())
-                        .map(|t| format!("Bearer {t}"))
-                });
-            let (caller, expires) = match header {
-                None => (Caller::Anonymous, None),
-                Some(header) => {
-                    let verified = shared
-                        .state
-                        .jwt()
-                        .verify_header_until(&header)
-                        .map_err(|e| async_graphql::Error::new(e.to_string()))?;
-                    (Caller::User(verified.actor), Some(verified.expires_at))
-                }
-            };
-            let _ = session_tx.send(Session::Open { expires });
-            let mut data = Data::default();
-            data.insert(RequestContext { caller, request_id });
-            Ok(data)
-        }
-    };
-    let messages = async_graphql::http::WebSocket::new(shared.schema.clone(), input, protocol)
-        .on_connection_init(init);
-    futures::pin_mut!(messages);
-    let init_deadline = Instant::now() + shared.state.settings().ws_init_timeout();
-    loop {
-        let (deadline, code, reason) = match *session.borrow_and_update() {
-            Session::Waiting => (init_deadline, 4408, "Connection initialisation timeout"),
-            Session::Open { expires: Some(at) } => {
-                let left = (at - Utc::now()).to_std().unwrap_or_default();
-                (Instant::now() + left, 4401, "the bearer token has expired")
-            }
-            // Anonymous: nothing to expire (a day is as good as never, and re-checked then).
-            Session::Open { expires: None } => (
-                Instant::now() + std::time::Duration::from_secs(86_400),
-                4401,
-                "",
-            ),
-        };
-        tokio::select! {
-            message = messages.next() => {
-                let Some(message) = message else { break };
-                let message = match message {
-                    WsMessage::Text(text) => Message::Text(text.into()),
-                    WsMessage::Close(code, reason) => Message::Close(Some(CloseFrame {
-                        code,
-                        reason: reason.into(),
-                    })),
-                };
-                if sink.send(message).await.is_err() {
-                    break;
-                }
-            }
-            changed = session.changed() => {
-                if changed.is_err() {
-                    // The init callback is gone: the protocol already decided.
-                    continue;
-                }
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                if reason.is_empty() {
-                    continue;
-                }
-                let close = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
-                let _ = sink.send(close).await;
-                break;
-            }
-        }
-    }
-}
-
-/// A browser sends `Origin` on every WebSocket handshake and lets any page open one, cookies or
-/// not: with `ws_allowed_origins` set, only those pages may. Clients that are not browsers send
-/// no `Origin` and are let through (they could forge one anyway).
-fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
-    if allowed.is_empty() {
-        return true;
-    }
-    match headers.get(header::ORIGIN) {
-        None => true,
-        Some(origin) => origin.to_str().is_ok_and(|origin| {
-            allowed
-                .iter()
-                .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,20 +332,5 @@ mod tests {
         assert!(!with("multipart/form-data; boundary=x"));
         assert!(!with("application/jsonx"));
         assert!(!declares_json(&HeaderMap::new()));
-    }
-
-    #[test]
-    fn origins_are_checked_only_when_listed_and_sent() {
-        let allowed = vec!["https://pod.example.org/".to_owned()];
-        let from = |origin: &'static str| {
-            let mut headers = HeaderMap::new();
-            headers.insert(header::ORIGIN, HeaderValue::from_static(origin));
-            headers
-        };
-        assert!(origin_allowed(&allowed, &from("https://pod.example.org")));
-        assert!(!origin_allowed(&allowed, &from("https://evil.example.org")));
-        assert!(!origin_allowed(&allowed, &from("null")));
-        assert!(origin_allowed(&allowed, &HeaderMap::new()));
-        assert!(origin_allowed(&[], &from("https://evil.example.org")));
     }
 }

@@ -5,6 +5,7 @@ mod graphiql;
 mod graphql;
 mod health;
 mod live;
+mod ws;
 
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
@@ -25,7 +26,7 @@ pub fn router(shared: Shared) -> Router {
     Router::new()
         .route("/graphql", get(graphql::graphiql).post(graphql::graphql))
         .route("/graphql/assets/{file}", get(graphiql::asset))
-        .route("/ws", get(graphql::subscriptions))
+        .route("/ws", get(ws::subscriptions))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
