@@ -3,6 +3,7 @@
 //! `connection_init` does not come in time or the caller's token expires.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use async_graphql::http::{WebSocketProtocols, WsMessage, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::Data;
@@ -79,9 +80,13 @@ async fn serve_socket(
                 _ => None,
             })
         });
+    // The sender outlives the init callback (which async-graphql drops once called): a closed
+    // channel would make `changed()` ready forever and the loop below spin.
     let (session_tx, mut session) = watch::channel(Session::Waiting);
+    let session_tx = Arc::new(session_tx);
     let init = {
         let shared = shared.clone();
+        let session_tx = Arc::clone(&session_tx);
         move |payload: serde_json::Value| async move {
             let header = ["Authorization", "authorization"]
                 .iter()
@@ -114,18 +119,20 @@ async fn serve_socket(
     futures::pin_mut!(messages);
     let init_deadline = Instant::now() + shared.state.settings().ws_init_timeout();
     loop {
-        let (deadline, code, reason) = match *session.borrow_and_update() {
-            Session::Waiting => (init_deadline, 4408, "Connection initialisation timeout"),
+        // When the socket must close, and how; an anonymous socket has nothing to expire.
+        let closing = match *session.borrow_and_update() {
+            Session::Waiting => Some((init_deadline, 4408, "Connection initialisation timeout")),
             Session::Open { expires: Some(at) } => {
                 let left = (at - Utc::now()).to_std().unwrap_or_default();
-                (Instant::now() + left, 4401, "the bearer token has expired")
+                Some((Instant::now() + left, 4401, "the bearer token has expired"))
             }
-            // Anonymous: nothing to expire (a day is as good as never, and re-checked then).
-            Session::Open { expires: None } => (
-                Instant::now() + std::time::Duration::from_secs(86_400),
-                4401,
-                "",
-            ),
+            Session::Open { expires: None } => None,
+        };
+        let deadline = async {
+            match closing {
+                Some((at, _, _)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
         };
         tokio::select! {
             message = messages.next() => {
@@ -141,16 +148,10 @@ async fn serve_socket(
                     break;
                 }
             }
-            changed = session.changed() => {
-                if changed.is_err() {
-                    // The init callback is gone: the protocol already decided.
-                    continue;
-                }
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                if reason.is_empty() {
-                    continue;
-                }
+            // A new session state: the deadline is recomputed above.
+            _ = session.changed() => {}
+            _ = deadline => {
+                let Some((_, code, reason)) = closing else { continue };
                 let close = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
                 let _ = sink.send(close).await;
                 break;
