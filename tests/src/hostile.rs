@@ -244,6 +244,28 @@ async fn control_characters_and_huge_lists_are_bad_input_naming_the_field() {
         json!("filter.actorId"),
         "{body}"
     );
+    let many_types: Vec<String> = (0..65).map(|i| format!("Type{i}")).collect();
+    for (filter, field) in [
+        (
+            json!({ "eventTypes": ["Sched\u{0}uled"] }),
+            "filter.eventTypes",
+        ),
+        (json!({ "eventTypes": many_types }), "filter.eventTypes"),
+        (json!({ "correlationId": "c\u{1}" }), "filter.correlationId"),
+    ] {
+        let body = app
+            .gql(
+                Some(&admin),
+                "query($f: AuditFilter) { auditLog(filter: $f) { edges { cursor } } }",
+                json!({ "f": filter }),
+            )
+            .await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["field"],
+            json!(field),
+            "{body}"
+        );
+    }
 
     // Nothing of it reached the database as an error.
     let log = crate::harness::captured_logs();

@@ -85,7 +85,7 @@ impl AuditFilter {
                 ));
             }
         }
-        let term = |field: &'static str, value: &Option<String>| match value {
+        let term = |field: &'static str, value: Option<&str>| match value {
             Some(value) => parse_filter_term(value)
                 .map(|_| ())
                 .map_err(|e| ApiError::bad_input(field, e.to_string())),
@@ -93,10 +93,10 @@ impl AuditFilter {
         };
         term(
             "filter.aggregateId",
-            &self.aggregate_id.as_ref().map(|id| id.0.clone()),
+            self.aggregate_id.as_ref().map(|id| id.as_str()),
         )?;
-        term("filter.actorId", &self.actor_id)?;
-        term("filter.correlationId", &self.correlation_id)?;
+        term("filter.actorId", self.actor_id.as_deref())?;
+        term("filter.correlationId", self.correlation_id.as_deref())?;
         if let Some(types) = &self.event_types {
             if types.len() > MAX_EVENT_TYPES {
                 return Err(ApiError::bad_input(
@@ -105,7 +105,7 @@ impl AuditFilter {
                 ));
             }
             for event_type in types {
-                term("filter.eventTypes", &Some(event_type.clone()))?;
+                term("filter.eventTypes", Some(event_type))?;
             }
         }
         Ok(Filter {

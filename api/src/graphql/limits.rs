@@ -15,8 +15,7 @@ use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
 };
 use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, FragmentDefinition, OperationType, Selection,
-    SelectionSet,
+    ExecutableDocument, FragmentDefinition, OperationType, Selection, SelectionSet,
 };
 use async_graphql::{ErrorExtensions, Name, Positioned, Request, ServerError, ServerResult};
 
@@ -79,7 +78,7 @@ impl QueryLimits {
             ));
         }
         let mut sizes = FragmentSizes::new(document);
-        for (_, operation) in operations(document) {
+        for (_, operation) in document.operations.iter() {
             let selection = &operation.node.selection_set;
             let fields = sizes.measure(selection, Depth::All)?;
             if fields > self.max_fields as u64 {
@@ -108,24 +107,6 @@ impl QueryLimits {
     }
 }
 
-fn operations(
-    document: &ExecutableDocument,
-) -> Box<
-    dyn Iterator<
-            Item = (
-                Option<&Name>,
-                &Positioned<async_graphql::parser::types::OperationDefinition>,
-            ),
-        > + '_,
-> {
-    match &document.operations {
-        DocumentOperations::Single(operation) => Box::new(std::iter::once((None, operation))),
-        DocumentOperations::Multiple(map) => {
-            Box::new(map.iter().map(|(name, operation)| (Some(name), operation)))
-        }
-    }
-}
-
 /// A refusal with the contract's code and the setting that set the limit.
 pub fn refusal(message: String, setting: &'static str) -> ServerError {
     async_graphql::Error::new(message)
@@ -146,7 +127,7 @@ struct Syntax {
 impl Syntax {
     fn count(document: &ExecutableDocument) -> Self {
         let mut syntax = Self::default();
-        for (_, operation) in operations(document) {
+        for (_, operation) in document.operations.iter() {
             syntax.directives += operation.node.directives.len();
             for variable in &operation.node.variable_definitions {
                 syntax.directives += variable.node.directives.len();

@@ -206,6 +206,9 @@ mod tests {
         assert!(ChatText::parse("  ").is_err());
         assert!(ChatText::parse(&"x".repeat(500)).is_ok());
         assert!(ChatText::parse(&"x".repeat(501)).is_err());
+        assert!(ChatText::parse("hel\0lo").is_err());
+        assert!(ChatText::parse("\u{200B}").is_err());
+        assert!(ChatText::parse("two\nlines").is_ok());
     }
 
     #[tokio::test]
