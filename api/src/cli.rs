@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use webinar_infra::auth::claims;
 use webinar_infra::config::Settings;
@@ -136,6 +136,13 @@ pub enum SimCommand {
         /// run time with `POST /_sim/faults`.
         #[arg(long = "fault", value_parser = parse_fault)]
         faults: Vec<webinar_infra::sim::sipmediagw::Fault>,
+        /// `--api gateway`: the ids of its initialised gateway containers (default `gw0`).
+        /// Repeatable; any other `gw_id` is refused, as by the real launcher.
+        #[arg(long = "gw-id")]
+        gw_ids: Vec<String>,
+        /// `--api gateway`: answer as v1.8.4 does (500 for an unknown id's status, no room).
+        #[arg(long)]
+        v1_8_4: bool,
     },
 }
 
@@ -236,7 +243,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Projections { command } => projections(settings, command).await,
-        Command::Sim { which } => simulate(settings, which).await,
+        Command::Sim { which } => crate::simulate::simulate(settings, which).await,
         Command::History {
             command: HistoryCommand::Generate { webinars },
         } => {
@@ -273,49 +280,6 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             crate::export::export(&pool, format, from, to, aggregate).await
         }
     }
-}
-
-async fn simulate(settings: Settings, which: SimCommand) -> anyhow::Result<()> {
-    use webinar_infra::sim::{bbb::BbbSim, sipmediagw::Api, sipmediagw::SipMediaGwSim};
-    let cancel = CancellationToken::new();
-    let (router, listen, what) = match which {
-        SimCommand::Bbb { listen, secret } => {
-            let secret = secret
-                .or_else(|| {
-                    settings
-                        .bbb_secret
-                        .as_ref()
-                        .map(|s| s.expose_secret().to_owned())
-                })
-                .context("give the BBB secret with --secret or WEBINAR_BBB_SECRET")?;
-            (
-                BbbSim::new(&secret).router(),
-                listen,
-                "BigBlueButton API at /bigbluebutton/api",
-            )
-        }
-        SimCommand::Sipmediagw {
-            api,
-            listen,
-            token,
-            slots,
-            faults,
-        } => {
-            let (api, default_token) = match api {
-                SimApi::Legacy => (Api::Legacy, Some("1234".to_owned())),
-                SimApi::Gateway => (Api::Gateway, None),
-            };
-            let token = token.or(default_token);
-            let sim = SipMediaGwSim::new(api, token.as_deref()).with_slots(slots);
-            sim.set_faults(&faults);
-            (sim.router(), listen, "SIPMediaGW launcher")
-        }
-    };
-    let address = webinar_infra::sim::spawn(router, listen, cancel.clone()).await?;
-    println!("simulated {what} on http://{address}");
-    crate::startup::shutdown_signal().await;
-    cancel.cancel();
-    Ok(())
 }
 
 async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {

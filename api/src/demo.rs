@@ -94,6 +94,8 @@ pub async fn register_demo_gateway(state: &AppState, sipmediagw_url: &str) -> an
         broadcaster: Label::parse("Demo broadcaster")?,
         sipmediagw_url: HttpUrl::parse(sipmediagw_url)?,
         api: GatewayApi::Legacy,
+        gw_ids: Vec::new(),
+        browsing_name: webinar_domain::gateway::BrowsingName::default(),
     };
     let token = GatewayToken::parse(DEMO_TOKEN)?;
     match state

@@ -1,4 +1,5 @@
-//! Change notifications for subscriptions. The `webinars` and `live_events` projectors announce
+//! Change notifications for subscriptions. The `webinars`, `live_events` and `live_sessions`
+//! projectors announce
 //! the rows each batch changed with `pg_notify` inside their batch transaction, so a notification arrives
 //! exactly when the change is visible, on every instance, whoever ran the projector.
 
@@ -8,12 +9,15 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use webinar_domain::WebinarId;
 use webinar_projections::live_events::LIVE_EVENT_CHANGED;
+use webinar_projections::live_sessions::LIVE_SESSION_CHANGED;
 use webinar_projections::webinars::WEBINAR_CHANGED;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
     LiveEvent(WebinarId),
     Webinar(WebinarId),
+    /// A webinar's BigBlueButton session.
+    LiveSession(WebinarId),
 }
 
 /// Fans read-model changes out to subscriptions.
@@ -43,7 +47,7 @@ impl ChangeFeed {
                 let listener = async {
                     let mut listener = PgListener::connect_with(&pool).await?;
                     listener
-                        .listen_all([LIVE_EVENT_CHANGED, WEBINAR_CHANGED])
+                        .listen_all([LIVE_EVENT_CHANGED, WEBINAR_CHANGED, LIVE_SESSION_CHANGED])
                         .await?;
                     Ok::<_, sqlx::Error>(listener)
                 };
@@ -65,16 +69,16 @@ impl ChangeFeed {
                     match notification {
                         Ok(n) => {
                             // One notification per projector batch: the changed ids, comma-separated.
-                            let live = n.channel() == LIVE_EVENT_CHANGED;
+                            let kind = match n.channel() {
+                                LIVE_EVENT_CHANGED => Change::LiveEvent,
+                                LIVE_SESSION_CHANGED => Change::LiveSession,
+                                _ => Change::Webinar,
+                            };
                             for id in n.payload().split(',') {
                                 let Ok(id) = id.parse::<WebinarId>() else {
                                     continue;
                                 };
-                                let change = if live {
-                                    Change::LiveEvent(id)
-                                } else {
-                                    Change::Webinar(id)
-                                };
+                                let change = kind(id);
                                 // No subscriber is not an error.
                                 let _ = sender.send(change);
                             }

@@ -53,7 +53,7 @@ select e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_versi
     (4, 'Webinar', v.id, 3, 'Started', '1.0',
         json_build_object('Started', json_build_object('meeting_id', 'webinar-' || v.id)), v.meta),
     (5, 'Webinar', v.id, 4, 'StreamStartRequested', '1.0', to_json('StreamStartRequested'::text), v.meta),
-    (6, 'Webinar', v.id, 5, 'StreamStarted', '1.0', to_json('StreamStarted'::text), v.system),
+    (6, 'Webinar', v.id, 5, 'StreamStarted', '2.0', json_build_object('StreamStarted', json_build_object()), v.system),
     (7, 'ChatMessage', md5('chat-a' || w.n)::uuid::text, 1, 'Posted', '1.0',
         json_build_object('Posted', json_build_object('webinar_id', v.id,
           'author', json_build_object('id', 'student-' || (w.n % 5000), 'name', 'Student'),

@@ -14,6 +14,7 @@ pub mod feed;
 pub mod graphql;
 pub mod history;
 pub mod routes;
+mod simulate;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -51,6 +51,8 @@ pub enum Action<'a> {
     /// See the webinar's live event on the live page.
     SeeLiveEvent(&'a dyn WebinarAccess),
     ManageGateways,
+    /// The BigBlueButton sessions of live webinars (`liveSessions`).
+    ViewLiveSessions,
     /// The audit log and the replay of a webinar's history.
     ReadAudit,
     ReadStats,
@@ -68,6 +70,7 @@ impl Action<'_> {
             Action::PostChat(_) => "post chat",
             Action::SeeLiveEvent(_) => "see live event",
             Action::ManageGateways => "manage gateways",
+            Action::ViewLiveSessions => "view live sessions",
             Action::ReadAudit => "read audit",
             Action::ReadStats => "read stats",
         }
@@ -175,6 +178,10 @@ impl PermissionPolicy {
             Action::ManageGateways => allow(
                 actor.is_admin(),
                 Forbidden("only an administrator may manage gateways"),
+            ),
+            Action::ViewLiveSessions => allow(
+                actor.is_admin(),
+                Forbidden("only an administrator may see live sessions"),
             ),
             Action::ReadAudit => allow(
                 actor.is_admin() || actor.has_role(roles::AUDITOR),

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::ids::{GatewayId, WebinarId};
 use crate::schedule::TimeSlot;
+use crate::webinar::Participant;
 
 /// What a read-model lookup fails with (the database, typically): opaque to the domain.
 pub type LookupError = Box<dyn std::error::Error + Send + Sync>;
@@ -53,9 +54,25 @@ pub enum MeetingRole {
     Viewer,
 }
 
+/// A meeting as BigBlueButton lists it (`getMeetings`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedMeeting {
+    pub meeting_id: String,
+    pub running: bool,
+    pub attendees: Vec<Participant>,
+}
+
 /// Where presenters meet (BigBlueButton).
 #[async_trait]
 pub trait MeetingService: Send + Sync {
+    /// The server meetings are created on, for the record (its API host).
+    fn server(&self) -> Option<String> {
+        None
+    }
+    /// Every meeting BigBlueButton has (the reconciliation sweep).
+    async fn list_meetings(&self) -> Result<Vec<ListedMeeting>, MeetingError>;
+    /// Registers `callback_url` as a webhook (idempotent: a hook it has already is a success).
+    async fn register_hook(&self, callback_url: &str) -> Result<(), MeetingError>;
     /// Creates the meeting; creating one that exists is a success (idempotent).
     async fn create(&self, meeting: &NewMeeting<'_>) -> Result<(), MeetingError>;
     /// The URL that lets `full_name` into `meeting_id` with `role`.
@@ -98,6 +115,13 @@ pub enum StreamGatewayError {
     Http { status: u16, detail: Option<String> },
     #[error("SIPMediaGW answered something unexpected")]
     Protocol,
+    /// The v1.8+ launcher has no gateway container by this id (it answers 404, or v1.8.4 a 500,
+    /// to a status request about it).
+    #[error(
+        "SIPMediaGW has no gateway container {0}: list in gwIds the ids its launcher initialised \
+         (`docker compose ls` on the SIPMediaGW host)"
+    )]
+    UnknownGwId(String),
     /// The gateway cannot be called at all (not registered, its settings unreadable).
     #[error("gateway not usable: {0}")]
     NotUsable(String),
@@ -111,6 +135,7 @@ impl StreamGatewayError {
             self,
             StreamGatewayError::Unauthorized
                 | StreamGatewayError::NotUsable(_)
+                | StreamGatewayError::UnknownGwId(_)
                 | StreamGatewayError::Http {
                     status: 400 | 404 | 422,
                     ..
@@ -127,26 +152,53 @@ pub enum Stopped {
     NotRunning,
 }
 
+/// Which stream a call is about: our room, and the launcher's gateway container it runs on when
+/// that was recorded (`StreamStarted.gw_id`, SIPMediaGW v1.8+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamRef<'a> {
+    pub room: &'a str,
+    pub gw_id: Option<&'a str>,
+}
+
+impl<'a> StreamRef<'a> {
+    pub fn new(room: &'a str, gw_id: Option<&'a str>) -> Self {
+        Self { room, gw_id }
+    }
+}
+
 /// The SIPMediaGW servers that stream a room of a meeting to the audience.
 #[async_trait]
 pub trait StreamGateway: Send + Sync {
-    /// Starts streaming `room` to the gateway's RTMP destination.
-    async fn start(&self, gateway: GatewayId, room: &str) -> Result<(), StreamGatewayError>;
-    /// Stops `room`; a room that is not running counts as stopped.
-    async fn stop(&self, gateway: GatewayId, room: &str) -> Result<Stopped, StreamGatewayError>;
-    /// Whether `room` streams now (a repeated start must not start twice).
-    async fn is_streaming(
+    /// Starts streaming `room` to the gateway's RTMP destination. Answers the gateway container it
+    /// runs on (v1.8+; `None` for launchers that know streams by room), to be recorded.
+    async fn start(
         &self,
         gateway: GatewayId,
         room: &str,
+    ) -> Result<Option<String>, StreamGatewayError>;
+    /// Stops the stream; one that is not running counts as stopped.
+    async fn stop(
+        &self,
+        gateway: GatewayId,
+        stream: StreamRef<'_>,
+    ) -> Result<Stopped, StreamGatewayError>;
+    /// Whether the room streams now (a repeated start must not start twice).
+    async fn is_streaming(
+        &self,
+        gateway: GatewayId,
+        stream: StreamRef<'_>,
     ) -> Result<bool, StreamGatewayError>;
     /// Shows or hides the meeting's chat in the stream.
-    async fn toggle_chat(&self, gateway: GatewayId, room: &str) -> Result<(), StreamGatewayError>;
+    async fn toggle_chat(
+        &self,
+        gateway: GatewayId,
+        stream: StreamRef<'_>,
+    ) -> Result<(), StreamGatewayError>;
     /// Types `message` into the meeting's public chat (Pod's relay).
     async fn post_chat(
         &self,
         gateway: GatewayId,
-        room: &str,
+        stream: StreamRef<'_>,
         message: &str,
     ) -> Result<(), StreamGatewayError>;
 }
@@ -160,6 +212,14 @@ pub trait GatewayDirectory: Send + Sync {
         slot: &TimeSlot,
         webinar: WebinarId,
     ) -> Result<Vec<GatewayId>, LookupError>;
+}
+
+/// The SIPMediaGW v1.8+ gateway containers of `gateway` that streams other than `room`'s hold now
+/// (a read model: a new stream must not take one of them, or the launcher would cut that stream).
+#[async_trait]
+pub trait HeldGwIds: Send + Sync {
+    async fn held(&self, gateway: GatewayId, except_room: &str)
+        -> Result<Vec<String>, LookupError>;
 }
 
 /// How many webinars an owner has that are scheduled or live (a read model: it may lag by a

@@ -8,7 +8,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha384, Sha512};
-use webinar_domain::ports::{MeetingError, MeetingRole, MeetingService, NewMeeting};
+use webinar_domain::ports::{ListedMeeting, MeetingError, MeetingRole, MeetingService, NewMeeting};
+use webinar_domain::webinar::Participant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -20,6 +21,17 @@ pub enum Checksum {
 }
 
 impl Checksum {
+    /// The algorithm of a hex checksum, told by its length (as BigBlueButton and bbb-webhooks do).
+    pub fn of_length(length: usize) -> Option<Self> {
+        match length {
+            40 => Some(Checksum::Sha1),
+            64 => Some(Checksum::Sha256),
+            96 => Some(Checksum::Sha384),
+            128 => Some(Checksum::Sha512),
+            _ => None,
+        }
+    }
+
     pub fn hex(&self, input: &[u8]) -> String {
         match self {
             Checksum::Sha1 => hex::encode(Sha1::digest(input)),
@@ -58,6 +70,11 @@ impl BbbApi {
             secret,
             checksum,
         }
+    }
+
+    /// The API base (`https://bbb.example.org/bigbluebutton/api`).
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// The signed URL of `call` with `params` (in this order).
@@ -147,7 +164,8 @@ pub struct MeetingInfo {
     pub meeting_id: String,
     pub running: bool,
     pub participant_count: u32,
-    pub attendees: Vec<String>,
+    /// From `<attendee>`: `userID` (BigBlueButton's internal id), `fullName`, `role`.
+    pub attendees: Vec<Participant>,
 }
 
 /// The BBB API over HTTP: every call has a timeout, TLS is verified, and XML is parsed into typed
@@ -177,7 +195,14 @@ fn meeting_info(node: roxmltree::Node<'_, '_>) -> MeetingInfo {
             .map(|a| {
                 a.children()
                     .filter(|n| n.has_tag_name("attendee"))
-                    .filter_map(|n| text_of(n, "fullName"))
+                    .filter_map(|n| {
+                        Participant::from_bbb(
+                            &text_of(n, "userID").unwrap_or_default(),
+                            "",
+                            &text_of(n, "fullName").unwrap_or_default(),
+                            &text_of(n, "role").unwrap_or_default(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default(),
@@ -317,6 +342,26 @@ impl BbbClient {
             .unwrap_or_default())
     }
 
+    /// The callback URLs of the hooks bbb-webhooks has (`hooks/list`).
+    pub async fn list_hooks(&self) -> Result<Vec<String>, MeetingError> {
+        let body = self.call("hooks/list", &[]).await?;
+        let doc = roxmltree::Document::parse(&body)
+            .map_err(|_| MeetingError::Protocol("not XML".into()))?;
+        Ok(doc
+            .descendants()
+            .filter(|n| n.has_tag_name("hook"))
+            .filter_map(|n| text_of(n, "callbackURL"))
+            .collect())
+    }
+
+    /// `hooks/create`; "There is already a hook for this callback URL" (`duplicateWarning`, under
+    /// SUCCESS) is a success.
+    pub async fn create_hook(&self, callback_url: &str) -> Result<(), MeetingError> {
+        self.call("hooks/create", &[("callbackURL", callback_url)])
+            .await
+            .map(|_| ())
+    }
+
     /// BBB 3.0+: posts `message` (1..=500 characters) to the public chat as `user_name`.
     async fn post_chat_message(
         &self,
@@ -340,8 +385,41 @@ impl BbbClient {
 
 #[async_trait]
 impl MeetingService for BbbClient {
+    fn server(&self) -> Option<String> {
+        url::Url::parse(self.api.base())
+            .ok()?
+            .host_str()
+            .map(str::to_owned)
+    }
+
     async fn create(&self, meeting: &NewMeeting<'_>) -> Result<(), MeetingError> {
         self.create_meeting(meeting).await
+    }
+
+    async fn list_meetings(&self) -> Result<Vec<ListedMeeting>, MeetingError> {
+        Ok(self
+            .get_meetings()
+            .await?
+            .into_iter()
+            .map(|m| ListedMeeting {
+                meeting_id: m.meeting_id,
+                running: m.running,
+                attendees: m.attendees,
+            })
+            .collect())
+    }
+
+    /// Checks `hooks/list` first: a hook bbb-webhooks still has needs no new call.
+    async fn register_hook(&self, callback_url: &str) -> Result<(), MeetingError> {
+        if self
+            .list_hooks()
+            .await?
+            .iter()
+            .any(|hook| hook == callback_url)
+        {
+            return Ok(());
+        }
+        self.create_hook(callback_url).await
     }
 
     fn join_url(

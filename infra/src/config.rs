@@ -75,8 +75,18 @@ pub struct Settings {
     /// A reservation whose webinar was never scheduled on its gateway is released this long after
     /// it was made (a request that crashed between its two steps).
     pub reservation_grace_seconds: u64,
-    /// How often live meetings are checked with BBB, in milliseconds.
+    /// How often live meetings are checked with BBB, in milliseconds (without webhooks).
     pub meeting_poll_ms: u64,
+    /// Take BigBlueButton's news from its webhooks (`bbb-webhooks`) instead of polling.
+    pub bbb_webhooks: bool,
+    /// The URL bbb-webhooks posts to (default `<public_url>/bbb/webhooks`). Deliveries are
+    /// checked against it, so it must be the URL registered, exactly.
+    pub bbb_webhooks_callback_url: Option<String>,
+    /// Register the hook with `hooks/create` at start-up and at each sweep (turn off when
+    /// bbb-webhooks has it as a `permanentURLs` entry, as behind Scalelite).
+    pub bbb_webhooks_register: bool,
+    /// With webhooks, how often the reconciliation sweep (`getMeetings`) runs, in seconds.
+    pub bbb_sweep_seconds: u64,
     /// A live webinar still running this long after its slot ends is ended.
     pub end_grace_minutes: i64,
     /// Where audience messages go: `sipmediagw` (Pod-compatible) or `bbb` (sendChatMessage, BBB 3.0+).
@@ -202,6 +212,10 @@ impl Default for Settings {
             reactor_max_in_flight: 32,
             reservation_grace_seconds: 120,
             meeting_poll_ms: 15_000,
+            bbb_webhooks: false,
+            bbb_webhooks_callback_url: None,
+            bbb_webhooks_register: true,
+            bbb_sweep_seconds: 300,
             end_grace_minutes: 15,
             chat_relay: ChatRelay::Sipmediagw,
             chat_rate_limit: 5,
@@ -300,6 +314,27 @@ impl Settings {
             .split_once("://")
             .map_or(public.as_str(), |(_, rest)| rest);
         format!("{host}/live/join")
+    }
+
+    /// Where bbb-webhooks delivers, when webhooks are on and BigBlueButton is configured.
+    pub fn bbb_webhooks(&self) -> Option<crate::bbb_webhooks::WebhookVerifier> {
+        let secret = self.bbb_secret.clone().filter(|_| self.bbb_webhooks)?;
+        self.bbb_url.as_ref()?;
+        let url = self
+            .bbb_webhooks_callback_url
+            .clone()
+            .unwrap_or_else(|| format!("{}/bbb/webhooks", self.public_url()));
+        Some(crate::bbb_webhooks::WebhookVerifier::new(url, secret))
+    }
+
+    /// How often the meeting watcher looks at BigBlueButton: the sweep with webhooks, the poll
+    /// without.
+    pub fn meeting_check_interval(&self) -> Duration {
+        if self.bbb_webhooks {
+            Duration::from_secs(self.bbb_sweep_seconds.max(1))
+        } else {
+            Duration::from_millis(self.meeting_poll_ms.max(1))
+        }
     }
 
     pub fn public_url(&self) -> String {

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod bbb;
+pub mod bbb_webhooks;
 pub mod callbacks;
 pub mod chat;
 pub mod config;

@@ -25,6 +25,7 @@ pub const CONSUMER_LAG: &str = "webinar_consumer_lag_events";
 pub const REACTOR_GIVE_UPS: &str = "webinar_reactor_give_ups_total";
 pub const OUTSIDE_CALL_DURATION: &str = "webinar_outside_call_duration_seconds";
 pub const DATABASE_UP: &str = "webinar_database_up";
+pub const BBB_WEBHOOK_DELIVERIES: &str = "webinar_bbb_webhook_deliveries_total";
 
 /// Bucket bounds in seconds: from a fast read (1 ms) to a SIPMediaGW start that blocks (30 s).
 const BUCKETS: &[f64] = &[
@@ -76,6 +77,10 @@ fn describe() {
         "Calls to BigBlueButton and SIPMediaGW, by system, call and outcome."
     );
     describe_gauge!(DATABASE_UP, "Whether the database answered the scrape.");
+    describe_counter!(
+        BBB_WEBHOOK_DELIVERIES,
+        "bbb-webhooks deliveries, by outcome (accepted, unsigned, bad_signature, failed)."
+    );
 }
 
 /// Installs the process-wide recorder (once; later calls return the same handle).

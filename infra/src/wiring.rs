@@ -9,19 +9,20 @@ use sqlx::PgPool;
 use webinar_domain::chat::ChatMessage;
 use webinar_domain::gateway::Gateway;
 use webinar_domain::ports::{
-    GatewayDirectory, LiveWebinars, MeetingService, OwnerWebinars, StreamGateway,
+    GatewayDirectory, HeldGwIds, LiveWebinars, MeetingService, OwnerWebinars, StreamGateway,
 };
 use webinar_domain::retry::Backoff;
 use webinar_domain::webinar::Webinar;
 use webinar_domain::PermissionPolicy;
 
 use crate::bbb::BbbClient;
+use crate::bbb_webhooks::WebhookVerifier;
 use crate::callbacks::CallbackSigner;
 use crate::chat::{ChatRateLimiter, ChatService, Rate};
 use crate::config::Settings;
 use crate::event_store::CommandBus;
 use crate::gateways::GatewayService;
-use crate::reactors::meetings::MeetingWatcher;
+use crate::reactors::meetings::{MeetingWatcher, Sweep};
 use crate::reactors::Outside;
 use crate::sipmediagw::gateways::SipMediaGwGateways;
 use crate::sipmediagw::SipMediaGwClient;
@@ -33,6 +34,7 @@ pub struct ReadPorts {
     pub gateway_directory: Arc<dyn GatewayDirectory>,
     pub live_webinars: Arc<dyn LiveWebinars>,
     pub owner_webinars: Arc<dyn OwnerWebinars>,
+    pub held_gw_ids: Arc<dyn HeldGwIds>,
 }
 
 /// The application services, ready to use.
@@ -45,6 +47,8 @@ pub struct Services {
     /// BigBlueButton, when configured.
     pub meetings: Option<Arc<dyn MeetingService>>,
     pub signer: CallbackSigner,
+    /// Checks bbb-webhooks deliveries, when webhooks are on.
+    pub webhooks: Option<WebhookVerifier>,
     /// What the reactors share.
     pub outside: Outside,
     pub watcher: Arc<MeetingWatcher>,
@@ -129,6 +133,7 @@ impl Services {
                 addresses,
             )?,
             gateways.clone(),
+            reads.held_gw_ids.clone(),
             pool.clone(),
             settings.join_domain(),
         ));
@@ -149,12 +154,21 @@ impl Services {
             },
             chat_relay: settings.chat_relay,
         };
-        let watcher = Arc::new(MeetingWatcher::new(
-            outside.clone(),
-            reads.live_webinars,
-            Duration::from_millis(settings.meeting_poll_ms),
-            settings.end_grace_minutes,
-        ));
+        let watcher = Arc::new(
+            MeetingWatcher::new(
+                outside.clone(),
+                reads.live_webinars,
+                settings.meeting_check_interval(),
+                settings.end_grace_minutes,
+            )
+            .sweeping(settings.bbb_webhooks().map(|hooks| {
+                Sweep {
+                    register_hook: settings
+                        .bbb_webhooks_register
+                        .then(|| hooks.callback_url().to_owned()),
+                }
+            })),
+        );
         Ok(Self {
             policy,
             gateways,
@@ -162,6 +176,7 @@ impl Services {
             chat,
             meetings,
             signer,
+            webhooks: settings.bbb_webhooks(),
             outside,
             watcher,
         })

@@ -33,6 +33,8 @@ struct Record {
     version: i64,
     registered_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    gw_ids: Vec<String>,
+    browsing_name: String,
 }
 
 impl Record {
@@ -47,7 +49,12 @@ impl Record {
                 broadcaster,
                 sipmediagw_url,
                 api,
+                gw_ids,
+                browsing_name,
             } => {
+                if let Some(gw_ids) = gw_ids {
+                    self.gw_ids = gw_ids.iter().map(|id| id.as_str().to_owned()).collect();
+                }
                 let set = |field: &mut String, value: Option<String>| {
                     if let Some(value) = value {
                         *field = value;
@@ -65,6 +72,10 @@ impl Record {
                     sipmediagw_url.map(|v| v.as_str().to_owned()),
                 );
                 set(&mut self.api, api.map(|v| v.as_str().to_owned()));
+                set(
+                    &mut self.browsing_name,
+                    browsing_name.map(|v| v.as_str().to_owned()),
+                );
             }
             GatewayEvent::GatewayTokenRotated { token_fingerprint } => {
                 self.has_token = token_fingerprint.is_some();
@@ -90,16 +101,24 @@ impl Record {
 }
 
 const COLUMNS: &str = "gateway_id, name, rtmp_url, hls_url, broadcaster, sipmediagw_url, api,
-    has_token, enabled, retired, disabled_reason, version, registered_at, updated_at";
+    has_token, enabled, retired, disabled_reason, version, registered_at, updated_at, gw_ids,
+    browsing_name";
 
 async fn upsert(conn: &mut PgConnection, rows: &[&Record]) -> Result<(), sqlx::Error> {
     let text = |f: fn(&Record) -> &str| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
     sqlx::query(&format!(
         "insert into gateways ({COLUMNS})
-         select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                              $6::text[], $7::text[], $8::bool[], $9::bool[], $10::bool[],
-                              $11::text[], $12::bigint[], $13::timestamptz[], $14::timestamptz[])
+         select g.id, g.name, g.rtmp, g.hls, g.broadcaster, g.url, g.api, g.has_token, g.enabled,
+                g.retired, g.reason, g.version, g.registered_at, g.updated_at,
+                array(select jsonb_array_elements_text(g.gw_ids)), g.browsing_name
+           from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                       $6::text[], $7::text[], $8::bool[], $9::bool[], $10::bool[],
+                       $11::text[], $12::bigint[], $13::timestamptz[], $14::timestamptz[],
+                       $15::jsonb[], $16::text[])
+                as g(id, name, rtmp, hls, broadcaster, url, api, has_token, enabled, retired,
+                     reason, version, registered_at, updated_at, gw_ids, browsing_name)
          on conflict (gateway_id) do update set
+            gw_ids = excluded.gw_ids, browsing_name = excluded.browsing_name,
             name = excluded.name, rtmp_url = excluded.rtmp_url, hls_url = excluded.hls_url,
             broadcaster = excluded.broadcaster, sipmediagw_url = excluded.sipmediagw_url,
             api = excluded.api, has_token = excluded.has_token, enabled = excluded.enabled,
@@ -124,6 +143,12 @@ async fn upsert(conn: &mut PgConnection, rows: &[&Record]) -> Result<(), sqlx::E
     .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.registered_at).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| sqlx::types::Json(&r.gw_ids))
+            .collect::<Vec<_>>(),
+    )
+    .bind(text(|r| &r.browsing_name))
     .execute(conn)
     .await?;
     Ok(())
@@ -208,6 +233,8 @@ fn fold<'e>(
                     sipmediagw_url,
                     api,
                     token_fingerprint,
+                    gw_ids,
+                    browsing_name,
                 },
             ) => {
                 rows.insert(
@@ -227,6 +254,8 @@ fn fold<'e>(
                         version: event.sequence,
                         registered_at: event.recorded_at,
                         updated_at: event.recorded_at,
+                        gw_ids: gw_ids.iter().map(|id| id.as_str().to_owned()).collect(),
+                        browsing_name: browsing_name.as_str().to_owned(),
                     },
                 );
             }
@@ -280,6 +309,8 @@ impl TryFrom<Record> for GatewayRow {
             version: record.version,
             registered_at: record.registered_at,
             updated_at: record.updated_at,
+            gw_ids: record.gw_ids,
+            browsing_name: record.browsing_name,
         })
     }
 }
@@ -303,6 +334,9 @@ pub struct GatewayRow {
     pub version: i64,
     pub registered_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The SIPMediaGW v1.8+ launcher's gateway containers.
+    pub gw_ids: Vec<String>,
+    pub browsing_name: String,
 }
 
 impl GatewayRow {
@@ -319,6 +353,12 @@ impl GatewayRow {
             && gateway.token_fingerprint.is_some() == self.has_token
             && gateway.enabled == self.enabled
             && gateway.retired == self.retired
+            && gateway.browsing_name.as_str() == self.browsing_name
+            && gateway
+                .gw_ids
+                .iter()
+                .map(|id| id.as_str())
+                .eq(self.gw_ids.iter().map(String::as_str))
     }
 }
 

@@ -9,6 +9,7 @@ mod events;
 pub mod gateway_reservations;
 pub mod gateways;
 pub mod live_events;
+pub mod live_sessions;
 pub mod queries;
 pub mod stats;
 pub mod webinars;
@@ -26,6 +27,7 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(gateway_reservations::GatewayReservationsProjector),
         Arc::new(webinars::WebinarsProjector),
         Arc::new(live_events::LiveEventsProjector),
+        Arc::new(live_sessions::LiveSessionsProjector),
         Arc::new(chat_messages::ChatMessagesProjector),
         Arc::new(audit_log::AuditLogProjector),
         Arc::new(stats::StatsProjector),
@@ -45,5 +47,6 @@ pub fn read_ports(pool: &PgPool) -> ReadPorts {
         }),
         live_webinars: Arc::new(webinars::PgLiveWebinars { pool: pool.clone() }),
         owner_webinars: Arc::new(webinars::PgOwnerWebinars { pool: pool.clone() }),
+        held_gw_ids: Arc::new(live_sessions::PgHeldGwIds { pool: pool.clone() }),
     }
 }

@@ -13,6 +13,7 @@ use crate::audit_log::{self, AuditFilter, AuditRow};
 use crate::chat_messages::{self, ChatMessageRow};
 use crate::gateways::{self, GatewayRow};
 use crate::live_events::{self, Audience, LiveEventFilter, LiveEventRow};
+use crate::live_sessions::{self, LiveSessionRow};
 use crate::stats::{self, UtilizationRow, WebinarStatsRow};
 use crate::webinars::{self, WebinarView};
 
@@ -133,6 +134,35 @@ impl ReadModels {
     pub async fn gateways(&self, caller: &Caller) -> Result<Vec<GatewayRow>, QueryError> {
         self.policy.authorize(caller, Action::ManageGateways)?;
         Ok(gateways::list(&self.pool).await?)
+    }
+
+    /// BigBlueButton sessions of started webinars, newest first (`running` filters). Admins.
+    pub async fn live_sessions(
+        &self,
+        caller: &Caller,
+        running: Option<bool>,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: i64,
+    ) -> Result<Vec<LiveSessionRow>, QueryError> {
+        self.policy.authorize(caller, Action::ViewLiveSessions)?;
+        Ok(live_sessions::list(&self.pool, running, after, limit).await?)
+    }
+
+    /// One webinar's session, for administrators (`None` for others and before it starts).
+    pub async fn live_session(
+        &self,
+        caller: &Caller,
+        webinar: WebinarId,
+    ) -> Result<Option<LiveSessionRow>, QueryError> {
+        if !self.policy.allows(caller, Action::ViewLiveSessions) {
+            return Ok(None);
+        }
+        Ok(live_sessions::get(&self.pool, webinar.as_uuid()).await?)
+    }
+
+    /// Whether the caller may see live sessions (checked when a subscription starts).
+    pub fn authorize_live_sessions(&self, caller: &Caller) -> Result<(), QueryError> {
+        Ok(self.policy.authorize(caller, Action::ViewLiveSessions)?)
     }
 
     /// A gateway, read back after an administrator's change.

@@ -218,7 +218,7 @@ impl Fold {
                     row.started_at.get_or_insert(at);
                 }
             }
-            StreamStarted => {
+            StreamStarted { .. } => {
                 if let Some(row) = self.row(id) {
                     row.first_live_at.get_or_insert(at);
                     row.live_since.get_or_insert(at);

@@ -112,6 +112,8 @@ async fn run(gateway_count: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
             broadcaster: Label::parse("b").expect("valid"),
             sipmediagw_url: HttpUrl::parse(&format!("https://g{n}.example.org")).expect("valid"),
             api: GatewayApi::Legacy,
+            gw_ids: Vec::new(),
+            browsing_name: Default::default(),
         };
         let system = Caller::System("test");
         let written = gateways

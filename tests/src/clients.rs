@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use webinar_domain::gateway::GatewayApi;
 use webinar_domain::ports::{
-    MeetingError, MeetingService, NewMeeting, Stopped, StreamGatewayError,
+    MeetingError, MeetingService, NewMeeting, Stopped, StreamGatewayError, StreamRef,
 };
 use webinar_infra::bbb::{BbbApi, BbbClient, Checksum};
 use webinar_infra::sim::bbb::BbbSim;
@@ -30,7 +30,13 @@ fn target(address: SocketAddr, api: GatewayApi, token: Option<&str>) -> SipTarge
         base_url: format!("http://{address}"),
         api,
         token: token.map(|t| SecretString::from(t.to_owned())),
+        browsing_name: "bigbluebutton".to_owned(),
     }
+}
+
+/// A stream the web.py launchers know by its room alone.
+fn room(name: &str) -> StreamRef<'_> {
+    StreamRef::new(name, None)
 }
 
 #[tokio::test]
@@ -45,39 +51,39 @@ async fn the_legacy_client_reads_every_answer_of_the_web_py_launcher() {
     let wrong = target(address, GatewayApi::Legacy, Some("nope"));
     assert_eq!(
         client
-            .start(&wrong, "r1", "pod/live/join", "rtmp://l/x")
+            .start(&wrong, room("r1"), "pod/live/join", "rtmp://l/x")
             .await,
         Err(StreamGatewayError::Unauthorized)
     );
     assert_eq!(
         client
-            .start(&good, "r1", "pod/live/join", "rtmp://l/x")
+            .start(&good, room("r1"), "pod/live/join", "rtmp://l/x")
             .await,
         Ok(())
     );
-    assert_eq!(client.is_streaming(&good, "r1").await, Ok(true));
+    assert_eq!(client.is_streaming(&good, room("r1")).await, Ok(true));
     // One stream per server: "No free resources found" under HTTP 200 is a failure.
     assert_eq!(
-        client.start(&good, "r2", "d", "rtmp://l/y").await,
+        client.start(&good, room("r2"), "d", "rtmp://l/y").await,
         Err(StreamGatewayError::Busy)
     );
-    assert_eq!(client.toggle_chat(&good, "r1").await, Ok(()));
-    assert_eq!(client.post_chat(&good, "r1", "hello").await, Ok(()));
-    assert_eq!(client.stop(&good, "r1").await, Ok(Stopped::Stopped));
+    assert_eq!(client.toggle_chat(&good, room("r1")).await, Ok(()));
+    assert_eq!(client.post_chat(&good, room("r1"), "hello").await, Ok(()));
+    assert_eq!(client.stop(&good, room("r1")).await, Ok(Stopped::Stopped));
     assert_eq!(
-        client.stop(&good, "r1").await,
+        client.stop(&good, room("r1")).await,
         Ok(Stopped::NotRunning),
         "400 no running container"
     );
-    assert_eq!(client.is_streaming(&good, "r1").await, Ok(false));
+    assert_eq!(client.is_streaming(&good, room("r1")).await, Ok(false));
 
     sim.set_faults(&[Fault::LaunchFailed]);
     assert_eq!(
-        client.start(&good, "r1", "d", "rtmp://l/x").await,
+        client.start(&good, room("r1"), "d", "rtmp://l/x").await,
         Err(StreamGatewayError::LaunchFailed)
     );
     sim.set_faults(&[Fault::Html500]);
-    let html = client.start(&good, "r1", "d", "rtmp://l/x").await;
+    let html = client.start(&good, room("r1"), "d", "rtmp://l/x").await;
     assert_eq!(
         html,
         Err(StreamGatewayError::Http {
@@ -91,7 +97,7 @@ async fn the_legacy_client_reads_every_answer_of_the_web_py_launcher() {
     );
     sim.set_faults(&[Fault::Latency(Duration::from_secs(5))]);
     assert_eq!(
-        client.start(&good, "r1", "d", "rtmp://l/x").await,
+        client.start(&good, room("r1"), "d", "rtmp://l/x").await,
         Err(StreamGatewayError::Timeout)
     );
     sim.set_faults(&[]);
@@ -105,35 +111,134 @@ async fn the_legacy_client_reads_every_answer_of_the_web_py_launcher() {
     cancel.cancel();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
-        client.start(&good, "r1", "d", "rtmp://l/x").await,
+        client.start(&good, room("r1"), "d", "rtmp://l/x").await,
         Err(StreamGatewayError::Unreachable)
     );
 }
 
 #[tokio::test]
-async fn the_gateway_client_reads_the_fastapi_launcher() {
+async fn the_gateway_client_runs_streams_on_the_containers_the_launcher_has() {
     let cancel = CancellationToken::new();
-    let sim = SipMediaGwSim::new(Api::Gateway, None);
+    // The production backend: two initialised containers, no others.
+    let sim =
+        SipMediaGwSim::new(Api::Gateway, None).with_gw_ids(&["3pi8m7isj175s0mtrnd7dyj6", "gw1"]);
     let address = serve(sim.router(), &cancel).await;
     let client = SipMediaGwClient::new(Duration::from_secs(2), crate::harness::loopback_gateways())
         .expect("client");
     let gw = target(address, GatewayApi::Gateway, None);
-    assert_eq!(client.start(&gw, "room1", "d", "rtmp://l/x").await, Ok(()));
-    assert_eq!(client.is_streaming(&gw, "room1").await, Ok(true));
+    let on = |room, id| StreamRef::new(room, Some(id));
+    let first = "3pi8m7isj175s0mtrnd7dyj6";
+
+    // An id the launcher never initialised: the status says so, clearly, and a start fails.
     assert_eq!(
-        client.start(&gw, "room2", "d", "rtmp://l/x").await,
-        Err(StreamGatewayError::LaunchFailed)
+        client.is_streaming(&gw, on("room1", "room1")).await,
+        Err(StreamGatewayError::UnknownGwId("room1".into()))
     );
-    assert_eq!(client.post_chat(&gw, "room1", "hi").await, Ok(()));
-    assert_eq!(client.stop(&gw, "room1").await, Ok(Stopped::Stopped));
-    assert_eq!(client.stop(&gw, "room1").await, Ok(Stopped::NotRunning));
+    assert!(StreamGatewayError::UnknownGwId("x".into())
+        .to_string()
+        .contains("gwIds"));
     assert_eq!(
         client
-            .post_chat(&gw, "room1", "late")
-            .await
-            .map_err(|e| matches!(e, StreamGatewayError::Http { status: 403, .. })),
-        Err(true)
+            .start(&gw, on("room1", "room1"), "d", "rtmp://l/x")
+            .await,
+        Err(StreamGatewayError::LaunchFailed),
+        "404 Failed to start gateway container"
     );
+    // Without an id, the v1.8 client refuses to guess.
+    assert!(matches!(
+        client.start(&gw, room("room1"), "d", "rtmp://l/x").await,
+        Err(StreamGatewayError::NotUsable(_))
+    ));
+
+    // An initialised container that streams nothing yet is up, but not streaming our room.
+    assert_eq!(
+        client.is_streaming(&gw, on("room1", first)).await,
+        Ok(false)
+    );
+    assert_eq!(
+        client
+            .start(&gw, on("room1", first), "d", "rtmp://l/x")
+            .await,
+        Ok(())
+    );
+    assert_eq!(client.is_streaming(&gw, on("room1", first)).await, Ok(true));
+    assert_eq!(
+        client.is_streaming(&gw, on("room2", first)).await,
+        Ok(false)
+    );
+    // The browsing name is the gateway's (`bigbluebutton`), not our join domain.
+    assert_eq!(
+        sim.counters().started_with,
+        vec![(
+            "room1".to_owned(),
+            "bigbluebutton".to_owned(),
+            "rtmp://l/x".to_owned()
+        )]
+    );
+    assert_eq!(
+        client.post_chat(&gw, on("room1", first), "hi").await,
+        Ok(())
+    );
+    assert_eq!(client.toggle_chat(&gw, on("room1", first)).await, Ok(()));
+    assert_eq!(
+        sim.counters().chats,
+        vec![("room1".to_owned(), "hi".to_owned())]
+    );
+    assert_eq!(
+        client.stop(&gw, on("room1", first)).await,
+        Ok(Stopped::Stopped)
+    );
+    assert_eq!(
+        client.stop(&gw, on("room1", first)).await,
+        Ok(Stopped::NotRunning),
+        "404 no running container"
+    );
+    assert_eq!(
+        client.is_streaming(&gw, on("room1", first)).await,
+        Ok(false),
+        "down, exited"
+    );
+    assert!(
+        matches!(
+            client.post_chat(&gw, on("room1", first), "late").await,
+            Err(StreamGatewayError::Http { status: 404, .. })
+        ),
+        "a stopped container takes no command"
+    );
+    // A stopped container starts again (compose recreates it).
+    assert_eq!(
+        client
+            .start(&gw, on("room3", first), "d", "rtmp://l/x")
+            .await,
+        Ok(())
+    );
+    assert_eq!(sim.replaced_streams(), 0);
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn the_gateway_client_understands_v1_8_4s_500_for_an_unknown_id() {
+    let cancel = CancellationToken::new();
+    let sim = SipMediaGwSim::new(Api::Gateway, None)
+        .with_gw_ids(&["gw0"])
+        .with_release(webinar_infra::sim::sipmediagw::Release::V1_8_4);
+    let address = serve(sim.router(), &cancel).await;
+    let client = SipMediaGwClient::new(Duration::from_secs(2), crate::harness::loopback_gateways())
+        .expect("client");
+    let gw = target(address, GatewayApi::Gateway, None);
+    assert_eq!(
+        client
+            .is_streaming(&gw, StreamRef::new("room1", Some("nope")))
+            .await,
+        Err(StreamGatewayError::UnknownGwId("nope".into()))
+    );
+    // v1.8.4's status never names the room: a running container cannot be told apart, so it
+    // reads as not streaming (a start again only restarts that one container).
+    let on = StreamRef::new("room1", Some("gw0"));
+    assert_eq!(client.start(&gw, on, "d", "rtmp://l/x").await, Ok(()));
+    assert_eq!(client.is_streaming(&gw, on).await, Ok(false));
+    assert_eq!(client.start(&gw, on, "d", "rtmp://l/x").await, Ok(()));
+    assert_eq!(sim.replaced_streams(), 0, "the same room, restarted");
     cancel.cancel();
 }
 
@@ -201,11 +306,17 @@ async fn the_bbb_client_signs_parses_and_types_failures() {
         Ok(false),
         "nobody joined yet"
     );
-    assert!(sim.add_user("webinar-1", "streaming"));
+    assert!(sim.add_user("webinar-1", "streaming").is_some());
     assert_eq!(client.is_meeting_running("webinar-1").await, Ok(true));
     let info = client.get_meeting_info("webinar-1").await.expect("info");
     assert_eq!(
-        (info.participant_count, info.attendees.clone()),
+        (
+            info.participant_count,
+            info.attendees
+                .iter()
+                .map(|a| a.name.clone())
+                .collect::<Vec<_>>()
+        ),
         (1, vec!["streaming".to_owned()])
     );
     assert_eq!(client.get_meetings().await.map(|m| m.len()), Ok(1));

@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use webinar_domain::gateway::{GatewayAddressPolicy, GatewayApi};
-use webinar_domain::ports::StreamGatewayError;
+use webinar_domain::ports::{StreamGatewayError, StreamRef};
 use webinar_infra::sim::sipmediagw::Api;
 use webinar_infra::sipmediagw::{SipMediaGwClient, SipTarget};
 
@@ -368,6 +368,7 @@ fn target(url: &str) -> SipTarget {
         base_url: url.to_owned(),
         api: GatewayApi::Legacy,
         token: Some(SecretString::from("t0ken".to_owned())),
+        browsing_name: "bigbluebutton".to_owned(),
     }
 }
 
@@ -389,7 +390,9 @@ async fn the_client_checks_addresses_at_connection_time_too() {
     // A gateway registered before the policy was tightened is not called.
     let strict = client(&[]);
     for target in [&literal, &by_name] {
-        let refused = strict.is_streaming(target, "room").await;
+        let refused = strict
+            .is_streaming(target, StreamRef::new("room", None))
+            .await;
         assert!(
             matches!(refused, Err(StreamGatewayError::NotUsable(_))),
             "{}: {refused:?}",
@@ -399,13 +402,25 @@ async fn the_client_checks_addresses_at_connection_time_too() {
     // Only ::1 allowed: `localhost` passes the name check, but its resolved 127.0.0.1 is
     // dropped (what stops DNS rebinding), so the recorder on 127.0.0.1 is never reached.
     let v6_only = client(&["::1/128"]);
-    let refused = v6_only.is_streaming(&by_name, "room").await;
+    let refused = v6_only
+        .is_streaming(&by_name, StreamRef::new("room", None))
+        .await;
     assert!(refused.is_err(), "{refused:?}");
     assert!(recorder.requests().is_empty(), "{:?}", recorder.requests());
 
     let loopback = client(&["127.0.0.0/8"]);
-    assert_eq!(loopback.is_streaming(&literal, "room").await, Ok(false));
-    assert_eq!(loopback.is_streaming(&by_name, "room").await, Ok(false));
+    assert_eq!(
+        loopback
+            .is_streaming(&literal, StreamRef::new("room", None))
+            .await,
+        Ok(false)
+    );
+    assert_eq!(
+        loopback
+            .is_streaming(&by_name, StreamRef::new("room", None))
+            .await,
+        Ok(false)
+    );
     assert_eq!(recorder.requests().len(), 2);
     cancel.cancel();
 }

@@ -573,7 +573,9 @@ pub async fn register_live_gateway(
             "mutation($input: RegisterGatewayInput!) { registerGateway(input: $input) { id } }",
             json!({ "input": { "name": name, "rtmpUrl": format!("rtmp://live.example.org/live/{name}"),
                 "hlsUrl": format!("https://live.example.org/{name}.m3u8"), "broadcaster": name,
-                "sipmediagwUrl": url, "sipmediagwToken": token, "api": api } }),
+                "sipmediagwUrl": url, "sipmediagwToken": token, "api": api,
+                // The simulator's v1.8 launcher has one container, `gw0`, unless told otherwise.
+                "gwIds": if api == "GATEWAY" { json!(["gw0"]) } else { json!([]) } } }),
         )
         .await;
     body["data"]["registerGateway"]["id"]

@@ -8,6 +8,8 @@ pub mod harness;
 #[cfg(test)]
 mod allocation_properties;
 #[cfg(test)]
+mod bbb_events;
+#[cfg(test)]
 mod clients;
 #[cfg(test)]
 mod event_log;

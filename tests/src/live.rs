@@ -464,9 +464,15 @@ async fn a_stream_started_but_not_recorded_before_a_crash_is_not_started_again()
         base_url: url.clone(),
         api: webinar_domain::gateway::GatewayApi::Legacy,
         token: Some(secrecy::SecretString::from("t".to_owned())),
+        browsing_name: "bigbluebutton".to_owned(),
     };
     client
-        .start(&target, &room, "d", "rtmp://x/y")
+        .start(
+            &target,
+            webinar_domain::ports::StreamRef::new(&room, None),
+            "d",
+            "rtmp://x/y",
+        )
         .await
         .expect("start");
     let app = app.restart(|_| {}).await;

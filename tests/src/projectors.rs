@@ -26,6 +26,9 @@ fn spec(n: usize) -> GatewaySpec {
         } else {
             GatewayApi::Gateway
         },
+        gw_ids: webinar_domain::gateway::parse_gw_ids(&[format!("gw{n}"), "spare".into()])
+            .expect("valid"),
+        browsing_name: Default::default(),
     }
 }
 

@@ -245,5 +245,7 @@ async fn two_thousand_messages_over_twenty_webinars_are_relayed_in_parallel_each
             .collect();
         assert_eq!(relayed, logged, "relayed in the order posted");
     }
-    assert!(took < Duration::from_secs(6), "relayed in {took:?}");
+    // One at a time, 2,000 calls of 20 ms take 40 s; in parallel lanes, 4 to 8 s on two cores
+    // (more when the machine is busy). The bound tells the two apart with room to spare.
+    assert!(took < Duration::from_secs(20), "relayed in {took:?}");
 }

@@ -2,7 +2,9 @@
 
 use async_graphql::{Context, Enum, InputObject, Object, ResultExt, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use webinar_domain::gateway::{GatewayApi as DomainApi, GatewayChanges, GatewaySpec};
+use webinar_domain::gateway::{
+    parse_gw_ids, BrowsingName, GatewayApi as DomainApi, GatewayChanges, GatewaySpec,
+};
 use webinar_domain::{GatewayId, HttpUrl, InvalidValue, Label, RtmpUrl};
 use webinar_infra::event_store::Written;
 use webinar_infra::gateways::TokenInput;
@@ -20,7 +22,8 @@ use crate::state::AppState;
 pub enum GatewayApi {
     /// web.py launcher (SIPMediaGW v1.6/v1.7): `GET /start`, `/stop`, `/chat`, `/progress`.
     Legacy,
-    /// FastAPI launcher (SIPMediaGW v1.8+): `POST /gateway/start|stop|command`.
+    /// FastAPI launcher (SIPMediaGW v1.8+): `POST /gateway/start|stop|command`, on one of the
+    /// gateway's `gwIds`.
     Gateway,
 }
 
@@ -35,6 +38,11 @@ pub struct Gateway {
     pub broadcaster: String,
     pub sipmediagw_url: String,
     pub api: GatewayApi,
+    /// `GATEWAY` API: the launcher's gateway containers a stream may run on (the docker compose
+    /// projects `SIPMediaGW.sh -i` initialised).
+    pub gw_ids: Vec<String>,
+    /// `GATEWAY` API: the launcher's browsing script (`bigbluebutton`).
+    pub browsing_name: String,
     pub enabled: bool,
     pub retired: bool,
     pub has_token: bool,
@@ -57,6 +65,8 @@ impl From<GatewayRow> for Gateway {
             broadcaster: row.broadcaster,
             sipmediagw_url: row.sipmediagw_url,
             api: row.api.into(),
+            gw_ids: row.gw_ids,
+            browsing_name: row.browsing_name,
             enabled: row.enabled,
             retired: row.retired,
             has_token: row.has_token,
@@ -82,6 +92,13 @@ pub struct RegisterGatewayInput {
     pub sipmediagw_token: Option<String>,
     #[graphql(default_with = "GatewayApi::Legacy")]
     pub api: GatewayApi,
+    /// Required for the `GATEWAY` API: the ids of the launcher's gateway containers (the project
+    /// names `docker compose ls` lists on the SIPMediaGW host). A stream takes the first one no
+    /// other stream holds.
+    #[graphql(default)]
+    pub gw_ids: Vec<String>,
+    /// The launcher's browsing script (`GATEWAY` API). Default `bigbluebutton`.
+    pub browsing_name: Option<String>,
 }
 
 #[derive(InputObject, Default)]
@@ -100,6 +117,9 @@ pub struct UpdateGatewayInput {
     /// address, say). Without it, changing the URL needs a new token or `clearToken`.
     pub keep_token: Option<bool>,
     pub api: Option<GatewayApi>,
+    /// Replaces the list of gateway containers.
+    pub gw_ids: Option<Vec<String>>,
+    pub browsing_name: Option<String>,
 }
 
 /// Parses one input field, naming it in the error.
@@ -133,6 +153,14 @@ impl RegisterGatewayInput {
             broadcaster: field("input.broadcaster", &self.broadcaster, Label::parse)?,
             sipmediagw_url: field("input.sipmediagwUrl", &self.sipmediagw_url, HttpUrl::parse)?,
             api: self.api.into(),
+            gw_ids: parse_gw_ids(&self.gw_ids)
+                .map_err(|e| ApiError::bad_input("input.gwIds", e))?,
+            browsing_name: optional(
+                "input.browsingName",
+                self.browsing_name.as_ref(),
+                BrowsingName::parse,
+            )?
+            .unwrap_or_default(),
         };
         let token = optional(
             "input.sipmediagwToken",
@@ -156,6 +184,17 @@ impl UpdateGatewayInput {
                 HttpUrl::parse,
             )?,
             api: self.api.map(Into::into),
+            gw_ids: self
+                .gw_ids
+                .as_deref()
+                .map(parse_gw_ids)
+                .transpose()
+                .map_err(|e| ApiError::bad_input("input.gwIds", e))?,
+            browsing_name: optional(
+                "input.browsingName",
+                self.browsing_name.as_ref(),
+                BrowsingName::parse,
+            )?,
         };
         let token = optional(
             "input.sipmediagwToken",

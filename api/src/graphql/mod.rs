@@ -8,11 +8,12 @@ mod gateways;
 pub mod limits;
 mod metrics;
 mod pagination;
+mod sessions;
 mod stats;
 mod viewer;
 mod webinars;
 
-use async_graphql::{MergedObject, Schema};
+use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 pub use context::RequestContext;
 pub use error::ApiError;
@@ -23,6 +24,7 @@ use crate::state::AppState;
 pub struct Query(
     audit::AuditQuery,
     gateways::GatewayQuery,
+    sessions::LiveSessionQuery,
     stats::StatsQuery,
     viewer::ViewerQuery,
     webinars::WebinarQuery,
@@ -35,7 +37,13 @@ pub struct Mutation(
     webinars::ChatMutation,
 );
 
-pub type AppSchema = Schema<Query, Mutation, webinars::WebinarSubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(
+    webinars::WebinarSubscription,
+    sessions::LiveSessionSubscription,
+);
+
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Limits that keep one request from costing the server too much.
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +60,7 @@ pub fn build_schema(state: AppState, feed: crate::feed::ChangeFeed, limits: Limi
     let schema = Schema::build(
         Query::default(),
         Mutation::default(),
-        webinars::WebinarSubscription,
+        Subscription::default(),
     )
     .data(state)
     .data(feed)
@@ -74,7 +82,7 @@ pub fn sdl() -> String {
     Schema::build(
         Query::default(),
         Mutation::default(),
-        webinars::WebinarSubscription,
+        Subscription::default(),
     )
     .finish()
     .sdl()

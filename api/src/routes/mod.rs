@@ -1,10 +1,11 @@
 //! HTTP routes: GraphQL over HTTP and WebSocket, health, readiness and metrics, and what BBB and
-//! SIPMediaGW call (the end callback, the join page).
+//! SIPMediaGW call (the end callback, bbb-webhooks' deliveries, the join page).
 
 mod graphiql;
 mod graphql;
 mod health;
 mod live;
+mod webhooks;
 mod ws;
 
 use axum::http::{header, HeaderValue};
@@ -31,6 +32,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/callbacks/bbb/end/{webinar}", get(live::bbb_end))
+        .route("/bbb/webhooks", axum::routing::post(webhooks::deliveries))
         .route("/live/join/{room}", get(live::join_page))
         .route("/live/join/{room}/go", get(live::join_go))
         .with_state(shared)

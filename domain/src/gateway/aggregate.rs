@@ -6,7 +6,9 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use super::{GatewayApi, GatewayChanges, GatewayCommand, GatewayEvent, TokenChange};
+use super::{
+    BrowsingName, GatewayApi, GatewayChanges, GatewayCommand, GatewayEvent, GwId, TokenChange,
+};
 use crate::ids::{GatewayId, Identified, WebinarId};
 use crate::schedule::TimeSlot;
 use crate::values::{HttpUrl, Label, RtmpUrl, TokenFingerprint};
@@ -35,6 +37,13 @@ pub enum GatewayError {
          keeping the old one (keepToken)"
     )]
     TokenNotReentered,
+    /// A v1.8+ launcher starts only the gateway containers it has: without their ids, every
+    /// start would fail.
+    #[error(
+        "a GATEWAY (SIPMediaGW v1.8+) gateway needs the ids of its launcher's gateway containers \
+         (gwIds: the project names `docker compose ls` lists on the SIPMediaGW host)"
+    )]
+    GwIdsRequired,
 }
 
 impl GatewayError {
@@ -45,7 +54,7 @@ impl GatewayError {
             GatewayError::AlreadyRegistered => "CONFLICT",
             GatewayError::InvalidState { .. } | GatewayError::HasReservations(_) => "INVALID_STATE",
             GatewayError::SlotTaken => "NO_GATEWAY_AVAILABLE",
-            GatewayError::TokenNotReentered => "BAD_USER_INPUT",
+            GatewayError::TokenNotReentered | GatewayError::GwIdsRequired => "BAD_USER_INPUT",
         }
     }
 
@@ -53,6 +62,7 @@ impl GatewayError {
     pub fn field(&self) -> Option<&'static str> {
         match self {
             GatewayError::TokenNotReentered => Some("sipmediagwToken"),
+            GatewayError::GwIdsRequired => Some("gwIds"),
             _ => None,
         }
     }
@@ -68,6 +78,11 @@ pub struct Gateway {
     pub sipmediagw_url: Option<HttpUrl>,
     pub api: Option<GatewayApi>,
     pub token_fingerprint: Option<TokenFingerprint>,
+    /// The launcher's gateway containers (`GATEWAY` API).
+    #[serde(default)]
+    pub gw_ids: Vec<GwId>,
+    #[serde(default)]
+    pub browsing_name: BrowsingName,
     pub enabled: bool,
     pub retired: bool,
     /// Webinar -> the slot it holds here.
@@ -122,7 +137,11 @@ impl Gateway {
         let broadcaster = differs(changes.broadcaster, &self.broadcaster);
         let sipmediagw_url = differs(changes.sipmediagw_url, &self.sipmediagw_url);
         let api = differs(changes.api, &self.api);
+        let gw_ids = changes.gw_ids.filter(|ids| *ids != self.gw_ids);
+        let browsing_name = changes.browsing_name.filter(|b| *b != self.browsing_name);
         let nothing = name.is_none()
+            && gw_ids.is_none()
+            && browsing_name.is_none()
             && rtmp_url.is_none()
             && hls_url.is_none()
             && broadcaster.is_none()
@@ -135,6 +154,8 @@ impl Gateway {
             broadcaster,
             sipmediagw_url,
             api,
+            gw_ids,
+            browsing_name,
         })
     }
 
@@ -146,6 +167,9 @@ impl Gateway {
                 if self.registered {
                     return Err(GatewayError::AlreadyRegistered);
                 }
+                if spec.api == GatewayApi::Gateway && spec.gw_ids.is_empty() {
+                    return Err(GatewayError::GwIdsRequired);
+                }
                 vec![GatewayRegistered {
                     name: spec.name,
                     rtmp_url: spec.rtmp_url,
@@ -154,6 +178,8 @@ impl Gateway {
                     sipmediagw_url: spec.sipmediagw_url,
                     api: spec.api,
                     token_fingerprint: token,
+                    gw_ids: spec.gw_ids,
+                    browsing_name: spec.browsing_name,
                 }]
             }
             GatewayCommand::Update { changes, token } => {
@@ -164,6 +190,11 @@ impl Gateway {
                     .is_some_and(|url| Some(url) != self.sipmediagw_url.as_ref());
                 if moves && token == TokenChange::Keep && self.token_fingerprint.is_some() {
                     return Err(GatewayError::TokenNotReentered);
+                }
+                let api = changes.api.or(self.api);
+                let gw_ids = changes.gw_ids.as_ref().unwrap_or(&self.gw_ids);
+                if api == Some(GatewayApi::Gateway) && gw_ids.is_empty() {
+                    return Err(GatewayError::GwIdsRequired);
                 }
                 let mut events: Vec<_> = self.effective_changes(changes).into_iter().collect();
                 let token = match token {
@@ -276,8 +307,12 @@ impl Aggregate for Gateway {
                 sipmediagw_url,
                 api,
                 token_fingerprint,
+                gw_ids,
+                browsing_name,
             } => {
                 self.registered = true;
+                self.gw_ids = gw_ids;
+                self.browsing_name = browsing_name;
                 self.enabled = true;
                 self.name = Some(name);
                 self.rtmp_url = Some(rtmp_url);
@@ -294,7 +329,15 @@ impl Aggregate for Gateway {
                 broadcaster,
                 sipmediagw_url,
                 api,
+                gw_ids,
+                browsing_name,
             } => {
+                if let Some(gw_ids) = gw_ids {
+                    self.gw_ids = gw_ids;
+                }
+                if let Some(browsing_name) = browsing_name {
+                    self.browsing_name = browsing_name;
+                }
                 if name.is_some() {
                     self.name = name;
                 }
@@ -350,6 +393,8 @@ mod tests {
             broadcaster: Label::parse("Amphi A").expect("valid"),
             sipmediagw_url: HttpUrl::parse("https://gw-a.univ.fr").expect("valid"),
             api: GatewayApi::Legacy,
+            gw_ids: vec![],
+            browsing_name: BrowsingName::default(),
         }
     }
 
@@ -363,7 +408,72 @@ mod tests {
             sipmediagw_url: spec.sipmediagw_url,
             api: spec.api,
             token_fingerprint: Some(TokenFingerprint::from_hex("abcd".into())),
+            gw_ids: vec![],
+            browsing_name: BrowsingName::default(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_v1_8_gateway_needs_the_ids_of_its_containers() {
+        let v18 = GatewaySpec {
+            api: GatewayApi::Gateway,
+            ..spec()
+        };
+        Framework::with(())
+            .given_no_previous_events()
+            .when_async(GatewayCommand::Register {
+                spec: v18.clone(),
+                token: None,
+            })
+            .await
+            .then_expect_error(GatewayError::GwIdsRequired);
+        // Switching a registered gateway to the v1.8 API needs them too.
+        Framework::with(())
+            .given(vec![registered()])
+            .when_async(GatewayCommand::Update {
+                changes: GatewayChanges {
+                    api: Some(GatewayApi::Gateway),
+                    ..GatewayChanges::default()
+                },
+                token: TokenChange::Keep,
+            })
+            .await
+            .then_expect_error(GatewayError::GwIdsRequired);
+        let ids = crate::gateway::parse_gw_ids(&["gw0"]).expect("valid");
+        Framework::with(())
+            .given(vec![registered()])
+            .when_async(GatewayCommand::Update {
+                changes: GatewayChanges {
+                    api: Some(GatewayApi::Gateway),
+                    gw_ids: Some(ids.clone()),
+                    ..GatewayChanges::default()
+                },
+                token: TokenChange::Keep,
+            })
+            .await
+            .then_expect_events(vec![GatewayEvent::GatewayUpdated {
+                name: None,
+                rtmp_url: None,
+                hls_url: None,
+                broadcaster: None,
+                sipmediagw_url: None,
+                api: Some(GatewayApi::Gateway),
+                gw_ids: Some(ids),
+                browsing_name: None,
+            }]);
+    }
+
+    #[test]
+    fn older_registrations_read_with_no_ids_and_the_bigbluebutton_browsing() {
+        let old = serde_json::json!({"GatewayRegistered": {
+            "name": "A", "rtmp_url": "rtmp://h/l", "hls_url": "https://h/x.m3u8", "broadcaster": "A",
+            "sipmediagw_url": "https://gw", "api": "LEGACY", "token_fingerprint": null}});
+        let event: GatewayEvent = serde_json::from_value(old).expect("an older event reads");
+        assert!(matches!(
+            event,
+            GatewayEvent::GatewayRegistered { ref gw_ids, ref browsing_name, .. }
+                if gw_ids.is_empty() && browsing_name.as_str() == "bigbluebutton"
+        ));
     }
 
     #[tokio::test]
@@ -411,6 +521,8 @@ mod tests {
                 broadcaster: Some(Label::parse("Amphi B").expect("valid")),
                 sipmediagw_url: None,
                 api: None,
+                gw_ids: None,
+                browsing_name: None,
             }]);
     }
 
@@ -593,6 +705,8 @@ mod tests {
             broadcaster: None,
             sipmediagw_url: Some(HttpUrl::parse("https://gw-b.univ.fr").expect("valid")),
             api: None,
+            gw_ids: None,
+            browsing_name: None,
         };
         let refused = GatewayError::TokenNotReentered;
         assert_eq!(

@@ -1,6 +1,6 @@
 //! What may be asked of a gateway. Every field is an already-parsed value object.
 
-use super::GatewayApi;
+use super::{BrowsingName, GatewayApi, GwId};
 use crate::ids::WebinarId;
 use crate::schedule::TimeSlot;
 use crate::values::{HttpUrl, Label, RtmpUrl, TokenFingerprint};
@@ -14,6 +14,9 @@ pub struct GatewaySpec {
     pub broadcaster: Label,
     pub sipmediagw_url: HttpUrl,
     pub api: GatewayApi,
+    /// The launcher's gateway containers (`GATEWAY` API: at least one).
+    pub gw_ids: Vec<GwId>,
+    pub browsing_name: BrowsingName,
 }
 
 /// A partial update: `None` leaves a field as it is.
@@ -25,6 +28,8 @@ pub struct GatewayChanges {
     pub broadcaster: Option<Label>,
     pub sipmediagw_url: Option<HttpUrl>,
     pub api: Option<GatewayApi>,
+    pub gw_ids: Option<Vec<GwId>>,
+    pub browsing_name: Option<BrowsingName>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use super::GatewayApi;
+use super::{BrowsingName, GatewayApi, GwId};
 use crate::ids::WebinarId;
 use crate::schedule::TimeSlot;
 use crate::values::{HttpUrl, Label, RtmpUrl, TokenFingerprint};
@@ -18,6 +18,12 @@ pub enum GatewayEvent {
         sipmediagw_url: HttpUrl,
         api: GatewayApi,
         token_fingerprint: Option<TokenFingerprint>,
+        /// Added with SIPMediaGW v1.8 support; absent from older events, which read as none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        gw_ids: Vec<GwId>,
+        /// Absent from older events, which read as `bigbluebutton`.
+        #[serde(default)]
+        browsing_name: BrowsingName,
     },
     /// Only the fields that changed are present.
     GatewayUpdated {
@@ -33,6 +39,10 @@ pub enum GatewayEvent {
         sipmediagw_url: Option<HttpUrl>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         api: Option<GatewayApi>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gw_ids: Option<Vec<GwId>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        browsing_name: Option<BrowsingName>,
     },
     GatewayTokenRotated {
         token_fingerprint: Option<TokenFingerprint>,

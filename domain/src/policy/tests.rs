@@ -120,6 +120,7 @@ fn every_action_against_every_kind_of_caller() {
         (Action::PostChat(&w),            "u    h      y      y         y     y     h       h       y"),
         (Action::SeeLiveEvent(&w),        "h    h      y      y         y     y     h       h       y"),
         (Action::ManageGateways,          "u    f      f      f         f     y     f       f       y"),
+        (Action::ViewLiveSessions,        "u    f      f      f         f     y     f       f       y"),
         (Action::ReadAudit,               "u    f      f      f         f     y     y       f       y"),
         (Action::ReadStats,               "u    f      f      f         f     y     f       y       y"),
     ]);

@@ -1,12 +1,14 @@
 //! The Webinar's state and its decisions.
 
+use std::collections::BTreeMap;
+
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    DetailsChange, EndReason, StreamState, WebinarCommand, WebinarDetails, WebinarEvent,
-    WebinarStatus,
+    DetailsChange, EndReason, Participant, StreamState, WebinarCommand, WebinarDetails,
+    WebinarEvent, WebinarStatus,
 };
 use crate::ids::{GatewayId, Identified, WebinarId};
 use crate::policy::WebinarAccess;
@@ -66,7 +68,20 @@ pub struct Webinar {
     /// Start attempts that failed since the stream was last asked to start.
     #[serde(default)]
     pub stream_attempts: u32,
+    /// Where the stream last started: the gateway and its launcher's container (v1.8+).
+    #[serde(default)]
+    pub stream_seat: Option<StreamSeat>,
+    /// Who is in the BigBlueButton meeting now, by internal user id.
+    #[serde(default)]
+    pub participants: BTreeMap<String, Participant>,
     pub end_reason: Option<EndReason>,
+}
+
+/// A SIPMediaGW v1.8+ gateway container a stream runs on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamSeat {
+    pub gateway_id: GatewayId,
+    pub gw_id: String,
 }
 
 impl Webinar {
@@ -93,6 +108,38 @@ impl Webinar {
             state: self.stream.as_str(),
             action,
         }
+    }
+
+    /// `gone` leave the meeting. If the streaming participant is among them and no other remains
+    /// while the stream is live, the stream is not live any more: it is restarted.
+    fn leaving(&self, gone: &[String]) -> Vec<WebinarEvent> {
+        let gone: Vec<&Participant> = gone
+            .iter()
+            .filter_map(|id| self.participants.get(id))
+            .collect();
+        let mut events: Vec<WebinarEvent> = gone
+            .iter()
+            .map(|p| WebinarEvent::ParticipantLeft {
+                user_id: p.user_id.clone(),
+            })
+            .collect();
+        let bot_left = gone.iter().any(|p| p.streaming);
+        let bot_stays = self
+            .participants
+            .values()
+            .any(|p| p.streaming && !gone.iter().any(|g| g.user_id == p.user_id));
+        if bot_left && !bot_stays && self.stream == StreamState::Live {
+            events.push(WebinarEvent::StreamRestartRequested);
+        }
+        events
+    }
+
+    /// The launcher container the stream runs on at `gateway`, if it was recorded there.
+    pub fn gw_id_on(&self, gateway: GatewayId) -> Option<&str> {
+        self.stream_seat
+            .as_ref()
+            .filter(|seat| seat.gateway_id == gateway)
+            .map(|seat| seat.gw_id.as_str())
     }
 
     /// The slot this webinar should hold on `gateway`: its own slot while it is scheduled or live
@@ -221,11 +268,12 @@ impl Webinar {
             WebinarCommand::Start {
                 meeting_id,
                 by_owner,
+                server,
             } => {
                 self.in_status(&[StatusScheduled, Live], "starting")?;
                 let mut events = Vec::new();
                 if self.status == StatusScheduled {
-                    events.push(Started { meeting_id });
+                    events.push(Started { meeting_id, server });
                 }
                 if by_owner && self.stream == S::Idle {
                     events.push(StreamStartRequested);
@@ -269,10 +317,10 @@ impl Webinar {
                 )?;
                 vec![Cancelled]
             }
-            WebinarCommand::RecordStreamStarted => {
+            WebinarCommand::RecordStreamStarted { gw_id } => {
                 self.in_status(&[Live, StatusEnded], "recording a started stream")?;
                 match self.stream {
-                    S::Starting => vec![StreamStarted],
+                    S::Starting => vec![StreamStarted { gw_id }],
                     S::Live => vec![],
                     _ => return Err(self.stream_error("recording a started stream")),
                 }
@@ -312,6 +360,42 @@ impl Webinar {
                     S::Live => vec![],
                     _ => return Err(self.stream_error("recording a failed stop")),
                 }
+            }
+            // What BigBlueButton reports of a meeting that is not live (any more) changes
+            // nothing: deliveries arrive late, and twice.
+            WebinarCommand::RecordParticipantJoined(participant) => {
+                if self.status != Live
+                    || self.participants.get(&participant.user_id) == Some(&participant)
+                {
+                    vec![]
+                } else {
+                    vec![ParticipantJoined(participant)]
+                }
+            }
+            WebinarCommand::RecordParticipantLeft { user_id } => {
+                if self.status != Live {
+                    vec![]
+                } else {
+                    self.leaving(&[user_id])
+                }
+            }
+            WebinarCommand::SyncParticipants { present } => {
+                if self.status != Live {
+                    return Ok(vec![]);
+                }
+                let gone: Vec<String> = self
+                    .participants
+                    .keys()
+                    .filter(|id| !present.iter().any(|p| &p.user_id == *id))
+                    .cloned()
+                    .collect();
+                let mut events: Vec<WebinarEvent> = present
+                    .into_iter()
+                    .filter(|p| self.participants.get(&p.user_id) != Some(p))
+                    .map(ParticipantJoined)
+                    .collect();
+                events.extend(self.leaving(&gone));
+                events
             }
             WebinarCommand::RecordStreamStopped => {
                 self.in_status(&[Live, StatusEnded], "recording a stopped stream")?;
@@ -424,7 +508,7 @@ impl Aggregate for Webinar {
             }
             ChatEnabled => self.enable_chat = true,
             ChatDisabled => self.enable_chat = false,
-            Started { meeting_id } => {
+            Started { meeting_id, .. } => {
                 self.meeting_id = Some(meeting_id);
                 self.status = WebinarStatus::Live;
             }
@@ -433,9 +517,13 @@ impl Aggregate for Webinar {
                 self.stream_error = None;
                 self.stream_attempts = 0;
             }
-            StreamStarted => {
+            StreamStarted { gw_id } => {
                 self.stream = StreamState::Live;
                 self.stream_error = None;
+                self.stream_seat = match (gw_id, self.gateway_id) {
+                    (Some(gw_id), Some(gateway_id)) => Some(StreamSeat { gateway_id, gw_id }),
+                    _ => None,
+                };
             }
             StreamFailed {
                 reason,
@@ -457,6 +545,13 @@ impl Aggregate for Webinar {
             }
             GatewayReassigned { to, .. } => self.gateway_id = Some(to),
             MeetingEnded { reason } => self.end_reason = Some(reason),
+            ParticipantJoined(participant) => {
+                self.participants
+                    .insert(participant.user_id.clone(), participant);
+            }
+            ParticipantLeft { user_id } => {
+                self.participants.remove(&user_id);
+            }
             Ended => self.status = WebinarStatus::Ended,
             Cancelled => self.status = WebinarStatus::Cancelled,
         }

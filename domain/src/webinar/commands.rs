@@ -1,6 +1,7 @@
 //! What may be asked of a webinar. Values are already parsed; permissions were checked by the
 //! application service (the aggregate enforces only state rules).
 
+use super::Participant;
 use crate::ids::GatewayId;
 use crate::schedule::TimeSlot;
 use crate::values::{Description, Person, Title};
@@ -38,6 +39,10 @@ crate::named_enum! {
         BbbCallback = "BBB_CALLBACK",
         /// `isMeetingRunning` said no, twice in a row.
         Poll = "POLL",
+        /// BigBlueButton's webhook said `meeting-ended`.
+        Webhook = "WEBHOOK",
+        /// The reconciliation sweep found the meeting gone (`getMeetings` no longer lists it).
+        Sweep = "SWEEP",
         /// The slot ended long enough ago.
         SlotOver = "SLOT_OVER",
     }
@@ -67,6 +72,8 @@ pub enum WebinarCommand {
     Start {
         meeting_id: String,
         by_owner: bool,
+        /// The BigBlueButton API host, for the record.
+        server: Option<String>,
     },
     StopLive,
     RestartLive,
@@ -74,8 +81,10 @@ pub enum WebinarCommand {
         reason: EndReason,
     },
     Cancel,
-    /// Reactor: SIPMediaGW started the stream.
-    RecordStreamStarted,
+    /// Reactor: SIPMediaGW started the stream (on `gw_id`, for the v1.8+ launchers).
+    RecordStreamStarted {
+        gw_id: Option<String>,
+    },
     /// Reactor: a start attempt failed.
     RecordStreamFailed {
         reason: String,
@@ -88,6 +97,16 @@ pub enum WebinarCommand {
     RecordStreamStopFailed {
         reason: String,
         attempts: u32,
+    },
+    /// BigBlueButton says someone joined the meeting.
+    RecordParticipantJoined(Participant),
+    /// BigBlueButton says someone left it.
+    RecordParticipantLeft {
+        user_id: String,
+    },
+    /// The sweep's view of who is in the meeting: everyone else has left.
+    SyncParticipants {
+        present: Vec<Participant>,
     },
     /// Reactor: the stream failed for good on its gateway; move to `to` (already reserved) and
     /// start again there.

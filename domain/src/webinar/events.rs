@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use super::EndReason;
+use super::{EndReason, Participant};
 use crate::ids::GatewayId;
 use crate::values::{Description, Person, Title};
 
@@ -46,9 +46,17 @@ pub enum WebinarEvent {
     ChatDisabled,
     Started {
         meeting_id: String,
+        /// The BigBlueButton API host the meeting was created on (absent from older events).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<String>,
     },
     StreamStartRequested,
-    StreamStarted,
+    /// Since version 2.0 (see `upcasters`): the launcher's gateway container the stream runs on
+    /// (SIPMediaGW v1.8+); none for the web.py launchers, which know streams by room.
+    StreamStarted {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gw_id: Option<String>,
+    },
     StreamFailed {
         reason: String,
         attempt: u32,
@@ -71,6 +79,12 @@ pub enum WebinarEvent {
     MeetingEnded {
         reason: EndReason,
     },
+    /// Someone joined the live webinar's BigBlueButton meeting.
+    ParticipantJoined(Participant),
+    /// Someone left it (by BigBlueButton's internal user id).
+    ParticipantLeft {
+        user_id: String,
+    },
     Ended,
     Cancelled,
 }
@@ -85,7 +99,7 @@ impl DomainEvent for WebinarEvent {
             WebinarEvent::ChatDisabled => "ChatDisabled",
             WebinarEvent::Started { .. } => "Started",
             WebinarEvent::StreamStartRequested => "StreamStartRequested",
-            WebinarEvent::StreamStarted => "StreamStarted",
+            WebinarEvent::StreamStarted { .. } => "StreamStarted",
             WebinarEvent::StreamFailed { .. } => "StreamFailed",
             WebinarEvent::StreamStopRequested => "StreamStopRequested",
             WebinarEvent::StreamStopped => "StreamStopped",
@@ -93,6 +107,8 @@ impl DomainEvent for WebinarEvent {
             WebinarEvent::StreamRestartRequested => "StreamRestartRequested",
             WebinarEvent::GatewayReassigned { .. } => "GatewayReassigned",
             WebinarEvent::MeetingEnded { .. } => "MeetingEnded",
+            WebinarEvent::ParticipantJoined(_) => "ParticipantJoined",
+            WebinarEvent::ParticipantLeft { .. } => "ParticipantLeft",
             WebinarEvent::Ended => "Ended",
             WebinarEvent::Cancelled => "Cancelled",
         }
@@ -102,6 +118,7 @@ impl DomainEvent for WebinarEvent {
     fn event_version(&self) -> String {
         match self {
             WebinarEvent::Scheduled { .. } => super::upcasters::SCHEDULED_VERSION,
+            WebinarEvent::StreamStarted { .. } => super::upcasters::STREAM_STARTED_VERSION,
             _ => "1.0",
         }
         .to_owned()

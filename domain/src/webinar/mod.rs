@@ -8,11 +8,13 @@
 mod aggregate;
 mod commands;
 mod events;
+mod participants;
 pub mod upcasters;
 
-pub use aggregate::{Webinar, WebinarError};
+pub use aggregate::{StreamSeat, Webinar, WebinarError};
 pub use commands::{DetailsChange, EndReason, WebinarCommand, WebinarDetails};
 pub use events::WebinarEvent;
+pub use participants::{Participant, STREAMING_NAME};
 
 use crate::ids::WebinarId;
 
@@ -67,6 +69,11 @@ impl From<WebinarStatus> for LiveEventStatus {
 /// meeting (BBB's `create` is idempotent on it). Built here and nowhere else.
 pub fn meeting_id(webinar: WebinarId) -> String {
     format!("webinar-{webinar}")
+}
+
+/// The webinar a BigBlueButton meeting id of ours belongs to (`None` for anyone else's meeting).
+pub fn webinar_of_meeting(meeting_id: &str) -> Option<WebinarId> {
+    meeting_id.strip_prefix("webinar-")?.parse().ok()
 }
 
 #[cfg(test)]

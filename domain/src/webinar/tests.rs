@@ -46,6 +46,7 @@ fn states() -> Vec<(&'static str, Vec<WebinarEvent>)> {
     use WebinarEvent::*;
     let started = Started {
         meeting_id: "m".into(),
+        server: None,
     };
     let live = |more: Vec<WebinarEvent>| {
         let mut events = vec![scheduled(), started.clone()];
@@ -57,12 +58,15 @@ fn states() -> Vec<(&'static str, Vec<WebinarEvent>)> {
         ("SCHEDULED", vec![scheduled()]),
         ("LIVE/IDLE", live(vec![])),
         ("LIVE/STARTING", live(vec![StreamStartRequested])),
-        ("LIVE/LIVE", live(vec![StreamStartRequested, StreamStarted])),
+        (
+            "LIVE/LIVE",
+            live(vec![StreamStartRequested, StreamStarted { gw_id: None }]),
+        ),
         (
             "LIVE/STOPPING",
             live(vec![
                 StreamStartRequested,
-                StreamStarted,
+                StreamStarted { gw_id: None },
                 StreamStopRequested,
             ]),
         ),
@@ -70,7 +74,7 @@ fn states() -> Vec<(&'static str, Vec<WebinarEvent>)> {
             "LIVE/STOPPED",
             live(vec![
                 StreamStartRequested,
-                StreamStarted,
+                StreamStarted { gw_id: None },
                 StreamStopRequested,
                 StreamStopped,
             ]),
@@ -90,7 +94,7 @@ fn states() -> Vec<(&'static str, Vec<WebinarEvent>)> {
             "ENDED",
             live(vec![
                 StreamStartRequested,
-                StreamStarted,
+                StreamStarted { gw_id: None },
                 MeetingEnded {
                     reason: EndReason::Presenter,
                 },
@@ -102,7 +106,7 @@ fn states() -> Vec<(&'static str, Vec<WebinarEvent>)> {
             "ENDED/LIVE",
             live(vec![
                 StreamStartRequested,
-                StreamStarted,
+                StreamStarted { gw_id: None },
                 MeetingEnded {
                     reason: EndReason::Presenter,
                 },
@@ -165,6 +169,7 @@ fn commands() -> Vec<(&'static str, WebinarCommand)> {
             WebinarCommand::Start {
                 meeting_id: "m".into(),
                 by_owner: true,
+                server: None,
             },
         ),
         (
@@ -172,6 +177,7 @@ fn commands() -> Vec<(&'static str, WebinarCommand)> {
             WebinarCommand::Start {
                 meeting_id: "m".into(),
                 by_owner: false,
+                server: None,
             },
         ),
         ("StopLive", WebinarCommand::StopLive),
@@ -183,7 +189,10 @@ fn commands() -> Vec<(&'static str, WebinarCommand)> {
             },
         ),
         ("Cancel", WebinarCommand::Cancel),
-        ("RecordStreamStarted", WebinarCommand::RecordStreamStarted),
+        (
+            "RecordStreamStarted",
+            WebinarCommand::RecordStreamStarted { gw_id: None },
+        ),
         (
             "RecordStreamFailed",
             WebinarCommand::RecordStreamFailed {
@@ -314,6 +323,7 @@ async fn a_live_webinar_cannot_move_to_another_gateway() {
             scheduled(),
             WebinarEvent::Started {
                 meeting_id: "m".into(),
+                server: None,
             },
         ])
         .when_async(WebinarCommand::Reschedule {
@@ -350,4 +360,83 @@ fn a_webinar_holds_its_slot_only_on_its_gateway_while_it_is_scheduled_or_live() 
     assert_eq!(moved.reservation_on(gateway(2)), Some(slot(10)));
     let cancelled = replay(vec![scheduled(), WebinarEvent::Cancelled]);
     assert_eq!(cancelled.reservation_on(gateway(1)), None);
+}
+
+fn participant(id: &str, name: &str) -> Participant {
+    Participant::from_bbb(id, id, name, "VIEWER").expect("an id")
+}
+
+/// A live webinar whose stream is live with the streaming bot and one person in the meeting.
+fn live_with_bot() -> Vec<WebinarEvent> {
+    vec![
+        scheduled(),
+        WebinarEvent::Started {
+            meeting_id: "m".into(),
+            server: None,
+        },
+        WebinarEvent::StreamStartRequested,
+        WebinarEvent::StreamStarted { gw_id: None },
+        WebinarEvent::ParticipantJoined(participant("w_bot", "streaming")),
+        WebinarEvent::ParticipantJoined(participant("w_ada", "Ada")),
+    ]
+}
+
+#[tokio::test]
+async fn a_stream_whose_bot_left_the_meeting_is_restarted() {
+    TestFramework::<Webinar>::with(())
+        .given(live_with_bot())
+        .when_async(WebinarCommand::RecordParticipantLeft {
+            user_id: "w_bot".into(),
+        })
+        .await
+        .then_expect_events(vec![
+            WebinarEvent::ParticipantLeft {
+                user_id: "w_bot".into(),
+            },
+            WebinarEvent::StreamRestartRequested,
+        ]);
+    // Someone else leaving changes only the list; a leave heard twice changes nothing.
+    TestFramework::<Webinar>::with(())
+        .given(live_with_bot())
+        .when_async(WebinarCommand::RecordParticipantLeft {
+            user_id: "w_ada".into(),
+        })
+        .await
+        .then_expect_events(vec![WebinarEvent::ParticipantLeft {
+            user_id: "w_ada".into(),
+        }]);
+    TestFramework::<Webinar>::with(())
+        .given(live_with_bot())
+        .when_async(WebinarCommand::RecordParticipantLeft {
+            user_id: "w_nobody".into(),
+        })
+        .await
+        .then_expect_events(vec![]);
+}
+
+#[tokio::test]
+async fn the_sweep_brings_the_participant_list_in_line() {
+    TestFramework::<Webinar>::with(())
+        .given(live_with_bot())
+        .when_async(WebinarCommand::SyncParticipants {
+            present: vec![participant("w_ada", "Ada"), participant("w_bob", "Bob")],
+        })
+        .await
+        .then_expect_events(vec![
+            WebinarEvent::ParticipantJoined(participant("w_bob", "Bob")),
+            WebinarEvent::ParticipantLeft {
+                user_id: "w_bot".into(),
+            },
+            WebinarEvent::StreamRestartRequested,
+        ]);
+    // After the webinar, news of its meeting changes nothing.
+    let mut ended = live_with_bot();
+    ended.push(WebinarEvent::Ended);
+    TestFramework::<Webinar>::with(())
+        .given(ended)
+        .when_async(WebinarCommand::RecordParticipantJoined(participant(
+            "w_late", "Late",
+        )))
+        .await
+        .then_expect_events(vec![]);
 }

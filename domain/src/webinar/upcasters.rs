@@ -26,8 +26,26 @@ impl Upcaster for ScheduledV1ToV2 {
     }
 }
 
+pub const STREAM_STARTED_VERSION: &str = "2.0";
+
+/// `StreamStarted` 1.0 (`"StreamStarted"`) → 2.0 (`{"StreamStarted": {}}`).
+pub struct StreamStartedV1ToV2;
+
+impl Upcaster for StreamStartedV1ToV2 {
+    fn applies_to(&self, event_type: &str, event_version: &str) -> bool {
+        event_type == "StreamStarted" && event_version == "1.0"
+    }
+
+    fn upcast(&self, payload: &mut Value) -> &'static str {
+        if payload.as_str() == Some("StreamStarted") {
+            *payload = serde_json::json!({"StreamStarted": {}});
+        }
+        STREAM_STARTED_VERSION
+    }
+}
+
 /// Every upcaster of the Webinar's events, in the order they apply.
-pub const UPCASTERS: &[&(dyn Upcaster + Sync)] = &[&ScheduledV1ToV2];
+pub const UPCASTERS: &[&(dyn Upcaster + Sync)] = &[&ScheduledV1ToV2, &StreamStartedV1ToV2];
 
 #[cfg(test)]
 mod tests {
@@ -35,6 +53,21 @@ mod tests {
 
     use crate::upcasting::upcast;
     use crate::webinar::WebinarEvent;
+
+    #[test]
+    fn a_version_1_stream_started_reads_as_having_no_gw_id() {
+        let mut payload = json!("StreamStarted");
+        let mut version = "1.0".to_owned();
+        upcast("Webinar", "StreamStarted", &mut version, &mut payload);
+        assert_eq!(version, "2.0");
+        let event: WebinarEvent = serde_json::from_value(payload).expect("reads as 2.0");
+        assert_eq!(event, WebinarEvent::StreamStarted { gw_id: None });
+        let current = serde_json::to_value(WebinarEvent::StreamStarted {
+            gw_id: Some("gw0".into()),
+        })
+        .expect("serialises");
+        assert_eq!(current, json!({"StreamStarted": {"gw_id": "gw0"}}));
+    }
 
     #[test]
     fn a_version_1_scheduled_reads_as_not_recorded() {

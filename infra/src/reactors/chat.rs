@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use webinar_domain::chat::{ChatCommand, ChatEvent, ChatStatus};
 use webinar_domain::ids::ChatMessageId;
+use webinar_domain::ports::StreamRef;
 use webinar_domain::{GatewayId, WebinarId};
 
 use super::Outside;
@@ -25,6 +26,7 @@ use crate::event_store::CommandMetadata;
 /// Where a webinar's messages go: its gateway's room, or its BBB meeting.
 #[derive(Debug, Clone)]
 struct Route {
+    gw_id: Option<String>,
     gateway: Option<GatewayId>,
     room: Option<String>,
     meeting_id: Option<String>,
@@ -65,6 +67,10 @@ impl ChatRelayReactor {
         }
         let state = self.outside.webinars.load(webinar).await?;
         let route = Route {
+            gw_id: state
+                .gateway_id
+                .and_then(|g| state.gw_id_on(g))
+                .map(str::to_owned),
             gateway: state.gateway_id,
             room: state.room,
             meeting_id: state.meeting_id,
@@ -83,7 +89,11 @@ impl ChatRelayReactor {
                 };
                 self.outside
                     .streams
-                    .post_chat(gateway, room, &format!("({author}) {text}"))
+                    .post_chat(
+                        gateway,
+                        StreamRef::new(room, route.gw_id.as_deref()),
+                        &format!("({author}) {text}"),
+                    )
                     .await
                     .map_err(|e| e.to_string())
             }

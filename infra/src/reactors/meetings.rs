@@ -1,10 +1,16 @@
-//! The meeting watcher: a webinar ends when its BBB meeting does.
+//! The meeting watcher: a webinar ends when its BBB meeting does, and knows who is in it.
 //!
-//! Three ways, fastest first: BBB calls our signed end callback (`meta_endCallbackUrl`, see
-//! [`crate::callbacks`]); polling finds the meeting gone twice in a row (BBB does not know it, or
-//! it was seen running and now has nobody — "not running" alone only means "nobody has joined
-//! yet"); a guard ends a webinar still live a grace period after its slot. It polls on the shared
-//! leadership loop, so one instance of the cluster polls.
+//! Ways, fastest first: BBB's webhooks (`meeting-ended`, `user-joined`, `user-left`, see
+//! [`crate::bbb_webhooks`]), applied by [`MeetingWatcher::apply`]; BBB calls our signed end
+//! callback (`meta_endCallbackUrl`, see [`crate::callbacks`]); then one of two checks on a
+//! schedule. With webhooks on, a reconciliation **sweep** every few minutes: one `getMeetings`
+//! call, which ends the webinars whose meeting BBB no longer lists, brings every live webinar's
+//! participant list in line with BBB's, and registers our hook again should bbb-webhooks have
+//! dropped it (it drops a hook whose deliveries keep failing). Without webhooks, **polling** every
+//! 15 s: a webinar ends when its meeting is found gone twice in a row (BBB does not know it, or it
+//! was seen running and now has nobody — "not running" alone only means "nobody has joined yet").
+//! Either way a guard ends a webinar still live a grace period after its slot. It runs on the
+//! shared leadership loop, so one instance of the cluster checks.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -15,8 +21,10 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use webinar_domain::ports::{LiveWebinars, MeetingError};
-use webinar_domain::webinar::{EndReason, WebinarStatus};
+use webinar_domain::webinar::{webinar_of_meeting, EndReason, WebinarCommand, WebinarStatus};
 use webinar_domain::WebinarId;
+
+use crate::bbb_webhooks::MeetingNews;
 
 use super::Outside;
 use crate::consumer::leader::{run_led, Cause, Led, Step};
@@ -35,12 +43,22 @@ struct Sightings {
     running: HashSet<WebinarId>,
 }
 
+/// How the watcher checks when webhooks are on.
+#[derive(Debug, Clone, Default)]
+pub struct Sweep {
+    /// Our callback URL, to register with `hooks/create` when bbb-webhooks lacks it (`None`: the
+    /// operator registered it, as a permanent hook).
+    pub register_hook: Option<String>,
+}
+
 pub struct MeetingWatcher {
     outside: Outside,
     live: Arc<dyn LiveWebinars>,
     poll: Duration,
     grace: chrono::Duration,
     sightings: Mutex<Sightings>,
+    /// Sweep instead of polling (webhooks are on).
+    sweep: Option<Sweep>,
 }
 
 impl MeetingWatcher {
@@ -56,6 +74,57 @@ impl MeetingWatcher {
             poll,
             grace: chrono::Duration::minutes(grace_minutes),
             sightings: Mutex::new(Sightings::default()),
+            sweep: None,
+        }
+    }
+
+    /// Sweeps (webhooks on) instead of polling.
+    pub fn sweeping(mut self, sweep: Option<Sweep>) -> Self {
+        self.sweep = sweep;
+        self
+    }
+
+    fn meta(&self) -> CommandMetadata {
+        CommandMetadata::originating(&webinar_domain::Caller::System(COMPONENT), None)
+    }
+
+    /// Records `command` about the meeting's webinar; a webinar that is not ours, or gone, is
+    /// left alone.
+    async fn record(&self, id: WebinarId, command: WebinarCommand) -> Result<(), CommandError> {
+        match self
+            .outside
+            .webinars
+            .execute_system(&self.meta(), id, command)
+            .await
+        {
+            Ok(_) | Err(CommandError::Webinar(_)) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Applies what a webhook delivery says. Meetings that are not ours are ignored.
+    #[tracing::instrument(name = "meeting_news", skip_all)]
+    pub async fn apply(&self, news: MeetingNews) -> Result<(), CommandError> {
+        let meeting = match &news {
+            MeetingNews::Ended { meeting_id }
+            | MeetingNews::Joined { meeting_id, .. }
+            | MeetingNews::Left { meeting_id, .. }
+            | MeetingNews::PublicChat { meeting_id, .. } => meeting_id,
+        };
+        let Some(id) = webinar_of_meeting(meeting) else {
+            return Ok(());
+        };
+        match news {
+            MeetingNews::Ended { .. } => self.end(id, EndReason::Webhook).await.map(|_| ()),
+            MeetingNews::Joined { participant, .. } => {
+                self.record(id, WebinarCommand::RecordParticipantJoined(participant))
+                    .await
+            }
+            MeetingNews::Left { user_id, .. } => {
+                self.record(id, WebinarCommand::RecordParticipantLeft { user_id })
+                    .await
+            }
+            MeetingNews::PublicChat { .. } => Ok(()),
         }
     }
 
@@ -66,9 +135,10 @@ impl MeetingWatcher {
         if !webinar.scheduled || webinar.status != WebinarStatus::Live {
             return Ok(false);
         }
-        let caller = webinar_domain::Caller::System(COMPONENT);
-        let meta = CommandMetadata::originating(&caller, None);
-        self.outside.webinars.end_system(&meta, id, reason).await?;
+        self.outside
+            .webinars
+            .end_system(&self.meta(), id, reason)
+            .await?;
         tracing::info!(webinar = %id, ?reason, "webinar ended");
         Ok(true)
     }
@@ -105,7 +175,61 @@ impl MeetingWatcher {
         }
     }
 
+    /// One reconciliation sweep: one `getMeetings` for every live webinar.
+    async fn sweep_once(&self, sweep: &Sweep) -> Result<(), ReactorError> {
+        let Some(meetings) = self.outside.meetings.as_ref() else {
+            return Ok(());
+        };
+        if let Some(url) = &sweep.register_hook {
+            if let Err(error) = meetings.register_hook(url).await {
+                tracing::warn!(%error, "cannot register our BBB webhook; the sweep still runs");
+            }
+        }
+        let live = self
+            .live
+            .live()
+            .await
+            .map_err(|e| CommandError::Internal(anyhow::anyhow!("live webinars: {e}")))?;
+        if live.is_empty() {
+            return Ok(());
+        }
+        let listed = match meetings.list_meetings().await {
+            Ok(listed) => listed,
+            Err(error) => {
+                tracing::warn!(%error, "the sweep cannot list BBB's meetings");
+                return Ok(());
+            }
+        };
+        let now = Utc::now();
+        for webinar in live {
+            let id = webinar.webinar;
+            if now > webinar.ends_at + self.grace {
+                self.end(id, EndReason::SlotOver).await?;
+                continue;
+            }
+            let Some(meeting) = webinar.meeting_id else {
+                continue;
+            };
+            match listed.iter().find(|m| m.meeting_id == meeting) {
+                Some(found) => {
+                    let present = found.attendees.clone();
+                    self.record(id, WebinarCommand::SyncParticipants { present })
+                        .await?;
+                }
+                // getMeetings lists every meeting BBB has: this one has ended, and its
+                // `meeting-ended` delivery was lost.
+                None => {
+                    self.end(id, EndReason::Sweep).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn poll_once(&self) -> Result<(), ReactorError> {
+        if let Some(sweep) = &self.sweep {
+            return self.sweep_once(sweep).await;
+        }
         let live = self
             .live
             .live()

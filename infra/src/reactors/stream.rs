@@ -11,7 +11,7 @@
 //! failing ends in `StreamStopFailed`; asking to stop again tries again.
 
 use async_trait::async_trait;
-use webinar_domain::ports::{MeetingError, StreamGatewayError};
+use webinar_domain::ports::{MeetingError, StreamGatewayError, StreamRef};
 use webinar_domain::webinar::{
     EndReason, StreamState, Webinar, WebinarCommand, WebinarEvent, WebinarStatus,
 };
@@ -34,7 +34,8 @@ pub struct StreamReactor {
 
 /// What one start attempt came to.
 enum Attempt {
-    Started,
+    /// Streaming, on this launcher container (v1.8+) if known.
+    Started(Option<String>),
     Failed(StreamGatewayError),
 }
 
@@ -62,28 +63,36 @@ impl StreamReactor {
     }
 
     /// One start attempt: never blind, and a lost answer is checked before it counts as failed.
-    async fn attempt(&self, gateway: GatewayId, room: &str, restart: bool) -> Attempt {
+    /// `seat` is the launcher container the stream last ran on here (v1.8+), if any.
+    async fn attempt(
+        &self,
+        gateway: GatewayId,
+        room: &str,
+        seat: Option<&str>,
+        restart: bool,
+    ) -> Attempt {
         let streams = &self.outside.streams;
+        let known = StreamRef::new(room, seat);
         if restart {
             // A stream that is not running is stopped already.
-            if let Err(error) = streams.stop(gateway, room).await {
+            if let Err(error) = streams.stop(gateway, known).await {
                 tracing::warn!(%gateway, %error, "stop before restart failed; starting anyway");
             }
         } else {
-            match streams.is_streaming(gateway, room).await {
-                Ok(true) => return Attempt::Started,
+            match streams.is_streaming(gateway, known).await {
+                Ok(true) => return Attempt::Started(seat.map(str::to_owned)),
                 Ok(false) => {}
                 // It cannot say: starting now could start twice.
                 Err(error) => return Attempt::Failed(error),
             }
         }
         match streams.start(gateway, room).await {
-            Ok(()) => Attempt::Started,
+            Ok(gw_id) => Attempt::Started(gw_id),
             // Maybe it started and we lost the answer (timeout), or our own earlier attempt holds
             // the slot (busy): look before concluding.
             Err(error @ (StreamGatewayError::Timeout | StreamGatewayError::Busy)) => {
-                match streams.is_streaming(gateway, room).await {
-                    Ok(true) => Attempt::Started,
+                match streams.is_streaming(gateway, known).await {
+                    Ok(true) => Attempt::Started(seat.map(str::to_owned)),
                     _ => Attempt::Failed(error),
                 }
             }
@@ -105,10 +114,11 @@ impl StreamReactor {
             return Ok(Reaction::Done);
         };
         let restart = restart && webinar.stream_attempts == 0;
-        let error = match self.attempt(gateway, &room, restart).await {
-            Attempt::Started => {
-                tracing::info!(webinar = %id, %gateway, "stream started");
-                self.record(meta, id, WebinarCommand::RecordStreamStarted)
+        let seat = webinar.gw_id_on(gateway);
+        let error = match self.attempt(gateway, &room, seat, restart).await {
+            Attempt::Started(gw_id) => {
+                tracing::info!(webinar = %id, %gateway, gw_id = gw_id.as_deref(), "stream started");
+                self.record(meta, id, WebinarCommand::RecordStreamStarted { gw_id })
                     .await?;
                 return Ok(Reaction::Done);
             }
@@ -197,7 +207,8 @@ impl StreamReactor {
         let (Some(gateway), Some(room)) = (webinar.gateway_id, webinar.room.clone()) else {
             return Ok(Reaction::Done);
         };
-        match self.outside.streams.stop(gateway, &room).await {
+        let stream = StreamRef::new(&room, webinar.gw_id_on(gateway));
+        match self.outside.streams.stop(gateway, stream).await {
             Ok(_) => {
                 self.record(meta, id, WebinarCommand::RecordStreamStopped)
                     .await?;
@@ -238,7 +249,12 @@ impl StreamReactor {
         let Some(room) = webinar.room.as_deref() else {
             return Ok(Reaction::Done);
         };
-        match self.outside.streams.stop(from, room).await {
+        match self
+            .outside
+            .streams
+            .stop(from, StreamRef::new(room, webinar.gw_id_on(from)))
+            .await
+        {
             Ok(_) => {
                 tracing::info!(webinar = %id, gateway = %from, "room stopped on the gateway it left");
                 Ok(Reaction::Done)
@@ -262,7 +278,8 @@ impl StreamReactor {
             return Ok(Reaction::Done);
         };
         // Best effort, as in Pod: a toggle lost is not worth holding anything up for.
-        if let Err(error) = self.outside.streams.toggle_chat(gateway, room).await {
+        let stream = StreamRef::new(room, webinar.gw_id_on(gateway));
+        if let Err(error) = self.outside.streams.toggle_chat(gateway, stream).await {
             tracing::warn!(webinar = %id, %error, "chat toggle failed");
         }
         Ok(Reaction::Done)

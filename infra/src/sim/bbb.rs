@@ -1,6 +1,9 @@
 //! A BigBlueButton API: checksums verified (any of sha1/256/384/512, chosen by length), meetings
 //! tracked, `running` meaning "has a user" as in bbb-web, errors as `FAILED` under HTTP 200, the
-//! end callback fired on `end`, and `sendChatMessage`'s 1..=500 rule.
+//! end callback fired on `end`, and `sendChatMessage`'s 1..=500 rule. With bbb-webhooks: the
+//! `hooks/create|list|destroy` API, and deliveries of `user-joined`, `user-left` and
+//! `meeting-ended` to every hook, signed and retried as bbb-webhooks does (its default sha1
+//! checksum; see [`crate::bbb_webhooks`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,14 +16,24 @@ use axum::Router;
 
 use crate::bbb::Checksum;
 
+/// Someone in a meeting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct User {
+    /// BigBlueButton's own id (`w_…`).
+    pub internal_id: String,
+    /// The `userID` given at join.
+    pub external_id: String,
+    pub name: String,
+    pub role: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Meeting {
     pub id: String,
     pub name: String,
     /// `meta_*` parameters, keys lower-cased without the prefix.
     pub metadata: HashMap<String, String>,
-    /// (full name, role)
-    pub users: Vec<(String, String)>,
+    pub users: Vec<User>,
     pub chat: Vec<(String, String)>,
 }
 
@@ -41,6 +54,13 @@ struct Inner {
     counters: Counters,
     /// When false, `end` does not call the end callback (a lost callback).
     callbacks_enabled: bool,
+    /// bbb-webhooks' hooks: (hook id, callback URL).
+    hooks: Vec<(u32, String)>,
+    /// When false, webhook deliveries are dropped (bbb-webhooks gave up on them).
+    deliveries_enabled: bool,
+    /// Deliveries answered 2xx (or 401, which bbb-webhooks also counts as delivered).
+    delivered: u32,
+    next_user: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +105,7 @@ impl BbbSim {
             secret: secret.to_owned(),
             inner: Arc::new(Mutex::new(Inner {
                 callbacks_enabled: true,
+                deliveries_enabled: true,
                 ..Inner::default()
             })),
             http: reqwest::Client::builder()
@@ -104,6 +125,7 @@ impl BbbSim {
             .route("/bigbluebutton/api", get(version))
             .route("/bigbluebutton/api/", get(version))
             .route("/bigbluebutton/api/{call}", get(call))
+            .route("/bigbluebutton/api/hooks/{call}", get(hooks))
             .route(
                 "/client/BigBlueButton.html",
                 get(|| async { "BigBlueButton client (simulated)" }),
@@ -124,19 +146,120 @@ impl BbbSim {
         self.with(|i| i.callbacks_enabled = enabled);
     }
 
-    /// A person joins (as if through the client), making the meeting "running".
-    pub fn add_user(&self, meeting: &str, name: &str) -> bool {
-        self.with(|i| match i.meetings.get_mut(meeting) {
-            Some(m) => {
-                m.users.push((name.to_owned(), "VIEWER".to_owned()));
-                true
-            }
-            None => false,
-        })
+    /// Whether webhook deliveries reach their hooks (false: they are lost).
+    pub fn set_deliveries(&self, enabled: bool) {
+        self.with(|i| i.deliveries_enabled = enabled);
+    }
+
+    /// The callback URLs of the registered hooks.
+    pub fn hooks(&self) -> Vec<String> {
+        self.with(|i| i.hooks.iter().map(|(_, url)| url.clone()).collect())
+    }
+
+    /// Deliveries the hooks accepted.
+    pub fn delivered(&self) -> u32 {
+        self.with(|i| i.delivered)
+    }
+
+    /// A person joins (as if through the client), making the meeting "running". Returns their
+    /// internal id.
+    pub fn add_user(&self, meeting: &str, name: &str) -> Option<String> {
+        self.join_user(meeting, name, &format!("ext-{name}"), "VIEWER")
+    }
+
+    fn join_user(&self, meeting: &str, name: &str, external: &str, role: &str) -> Option<String> {
+        let user = self.with(|i| {
+            i.next_user += 1;
+            let user = User {
+                internal_id: format!("w_sim{}", i.next_user),
+                external_id: external.to_owned(),
+                name: name.to_owned(),
+                role: role.to_owned(),
+            };
+            let m = i.meetings.get_mut(meeting)?;
+            m.users.push(user.clone());
+            Some(user)
+        })?;
+        let user_json = serde_json::json!({
+            "internal-user-id": user.internal_id, "external-user-id": user.external_id,
+            "name": user.name, "role": user.role, "presenter": false, "guest": false,
+        });
+        self.deliver(meeting, "user-joined", Some(user_json));
+        Some(user.internal_id)
+    }
+
+    /// Someone leaves (by internal id).
+    pub fn remove_user(&self, meeting: &str, internal_id: &str) -> bool {
+        let left = self.with(|i| {
+            let m = i.meetings.get_mut(meeting)?;
+            let before = m.users.len();
+            m.users.retain(|u| u.internal_id != internal_id);
+            (m.users.len() < before).then_some(())
+        });
+        if left.is_some() {
+            self.deliver(
+                meeting,
+                "user-left",
+                Some(serde_json::json!({"internal-user-id": internal_id, "external-user-id": internal_id, "guest": false})),
+            );
+        }
+        left.is_some()
+    }
+
+    /// Sends a mapped event to every hook, as bbb-webhooks does: a form POST signed with a sha1
+    /// checksum of the callback URL, the body and the secret; retried on failure.
+    fn deliver(&self, meeting: &str, id: &str, user: Option<serde_json::Value>) {
+        let (hooks, enabled) = self.with(|i| (i.hooks.clone(), i.deliveries_enabled));
+        if hooks.is_empty() || !enabled {
+            return;
+        }
+        let mut attributes = serde_json::json!({"meeting": {
+            "internal-meeting-id": format!("{meeting}-internal"), "external-meeting-id": meeting }});
+        if let Some(user) = user {
+            attributes["user"] = user;
+        }
+        let ts = chrono::Utc::now().timestamp_millis();
+        let event = serde_json::json!({"data": {"type": "event", "id": id,
+            "attributes": attributes, "event": {"ts": ts}}});
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("domain", "bbb.simulated")
+            .append_pair("event", &format!("[{event}]"))
+            .append_pair("timestamp", &ts.to_string())
+            .finish();
+        for (_, callback) in hooks {
+            let checksum =
+                Checksum::Sha1.hex(format!("{callback}{body}{}", self.secret).as_bytes());
+            let separator = if callback.contains('?') { '&' } else { '?' };
+            let url = format!("{callback}{separator}checksum={checksum}");
+            let (sim, body) = (self.clone(), body.clone());
+            tokio::spawn(async move {
+                // bbb-webhooks retries (its defaults run to about five minutes; shorter here).
+                for wait_ms in [0_u64, 100, 500, 1_000, 2_000, 5_000] {
+                    tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+                    let sent = sim
+                        .http
+                        .post(&url)
+                        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    if let Ok(response) = sent {
+                        if response.status().is_success() || response.status().as_u16() == 401 {
+                            sim.with(|i| i.delivered += 1);
+                            return;
+                        }
+                    }
+                }
+                tracing::warn!("simulated BBB: a webhook delivery was dropped after its retries");
+            });
+        }
     }
 
     /// The meeting ends on BBB's side (last moderator ended it), firing the callback if enabled.
     pub async fn end_from_bbb(&self, meeting: &str) -> bool {
+        if self.meeting(meeting).is_some() {
+            self.deliver(meeting, "meeting-ended", None);
+        }
         let (existed, callback) = self.with(|i| {
             let removed = i.meetings.remove(meeting);
             let callback = removed
@@ -176,15 +299,82 @@ impl BbbSim {
         let Some(checksum) = checksum else {
             return false;
         };
-        let algorithm = match checksum.len() {
-            40 => Checksum::Sha1,
-            64 => Checksum::Sha256,
-            96 => Checksum::Sha384,
-            128 => Checksum::Sha512,
-            _ => return false,
+        let Some(algorithm) = Checksum::of_length(checksum.len()) else {
+            return false;
         };
         let signed = format!("{call}{}{}", rest.join("&"), self.secret);
         algorithm.hex(signed.as_bytes()) == checksum
+    }
+}
+
+/// bbb-webhooks' API (`/bigbluebutton/api/hooks/*`), checksummed like BigBlueButton's.
+async fn hooks(
+    State(sim): State<BbbSim>,
+    Path(call): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let raw = query.unwrap_or_default();
+    let name = format!("hooks/{call}");
+    if !sim.verify(&name, &raw) {
+        sim.with(|i| i.counters.checksum_errors += 1);
+        return failed(
+            "checksumError",
+            "You did not pass the checksum security check.",
+        );
+    }
+    let p = params(&raw);
+    match call.as_str() {
+        "create" => {
+            let Some(callback) = p.get("callbackURL").cloned() else {
+                return failed(
+                    "missingParamCallbackURL",
+                    "You must specify a callbackURL in the parameters.",
+                );
+            };
+            let (id, duplicate) = sim.with(|i| {
+                if let Some((id, _)) = i.hooks.iter().find(|(_, url)| *url == callback) {
+                    return (*id, true);
+                }
+                let id = i.hooks.len() as u32 + 1;
+                i.hooks.push((id, callback));
+                (id, false)
+            });
+            if duplicate {
+                xml(format!("<returncode>SUCCESS</returncode><hookID>{id}</hookID><messageKey>duplicateWarning</messageKey><message>There is already a hook for this callback URL.</message>"))
+            } else {
+                xml(format!("<returncode>SUCCESS</returncode><hookID>{id}</hookID><permanentHook>false</permanentHook><rawData>false</rawData>"))
+            }
+        }
+        "list" => {
+            let hooks: String = sim.with(|i| {
+                i.hooks
+                    .iter()
+                    .map(|(id, url)| format!("<hook><hookID>{id}</hookID><callbackURL><![CDATA[{url}]]></callbackURL><permanentHook>false</permanentHook><rawData>false</rawData></hook>"))
+                    .collect()
+            });
+            xml(format!(
+                "<returncode>SUCCESS</returncode><hooks>{hooks}</hooks>"
+            ))
+        }
+        "destroy" => {
+            let Some(id) = p.get("hookID").and_then(|id| id.parse::<u32>().ok()) else {
+                return failed(
+                    "missingParamHookID",
+                    "You must specify a hookID in the parameters.",
+                );
+            };
+            let removed = sim.with(|i| {
+                let before = i.hooks.len();
+                i.hooks.retain(|(hook, _)| *hook != id);
+                i.hooks.len() < before
+            });
+            if removed {
+                xml("<returncode>SUCCESS</returncode><removed>true</removed>".into())
+            } else {
+                failed("destroyMissingHook", "The hook informed was not found.")
+            }
+        }
+        _ => failed("unsupportedRequest", "This request is not supported."),
     }
 }
 
@@ -196,10 +386,13 @@ fn meeting_xml(m: &Meeting) -> String {
     let attendees: String = m
         .users
         .iter()
-        .map(|(name, role)| {
+        .map(|user| {
             format!(
-                "<attendee><fullName>{}</fullName><role>{role}</role></attendee>",
-                xml_escape(name)
+                "<attendee><userID>{}</userID><fullName>{}</fullName><role>{}</role>\
+                 <isPresenter>false</isPresenter><isListeningOnly>true</isListeningOnly></attendee>",
+                xml_escape(&user.internal_id),
+                xml_escape(&user.name),
+                xml_escape(&user.role)
             )
         })
         .collect();
@@ -276,17 +469,9 @@ async fn call(
                 return failed("missingParamFullName", "You must specify a name for the attendee who will be joining the meeting.");
             }
             let role = p.get("role").cloned().unwrap_or_else(|| "VIEWER".into());
-            let joined = sim.with(|i| {
-                i.counters.joins += 1;
-                match i.meetings.get_mut(&meeting_id) {
-                    Some(m) => {
-                        m.users.push((name, role));
-                        true
-                    }
-                    None => false,
-                }
-            });
-            if !joined {
+            let external = p.get("userID").cloned().unwrap_or_default();
+            sim.with(|i| i.counters.joins += 1);
+            if sim.join_user(&meeting_id, &name, &external, &role).is_none() {
                 return failed(
                     "invalidMeetingIdentifier",
                     "The meeting ID that you supplied did not match any existing meetings",

@@ -18,7 +18,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use webinar_domain::gateway::{GatewayAddressPolicy, GatewayApi};
-use webinar_domain::ports::{Stopped, StreamGatewayError};
+use webinar_domain::ports::{Stopped, StreamGatewayError, StreamRef};
 
 /// Where and how to reach one gateway's SIPMediaGW.
 #[derive(Debug, Clone)]
@@ -26,6 +26,15 @@ pub struct SipTarget {
     pub base_url: String,
     pub api: GatewayApi,
     pub token: Option<SecretString>,
+    /// The launcher's browsing script (v1.8+): `bigbluebutton` for our meetings.
+    pub browsing_name: String,
+}
+
+/// The v1.8+ launcher names its gateway container in every call.
+fn gw_id<'a>(stream: &StreamRef<'a>) -> Result<&'a str, StreamGatewayError> {
+    stream
+        .gw_id
+        .ok_or_else(|| StreamGatewayError::NotUsable("no gateway container (gw_id) chosen".into()))
 }
 
 /// A short, printable excerpt of a known error field.
@@ -132,14 +141,17 @@ impl SipMediaGwClient {
         StreamGatewayError::Http { status, detail }
     }
 
-    /// Starts streaming `room` (joined through `domain`) to `rtmp`.
+    /// Starts streaming the room (joined through `domain` by the web.py launchers; the v1.8+
+    /// launcher joins through its own configured domain, on the container `stream.gw_id`) to
+    /// `rtmp`.
     pub async fn start(
         &self,
         target: &SipTarget,
-        room: &str,
+        stream: StreamRef<'_>,
         domain: &str,
         rtmp: &str,
     ) -> Result<(), StreamGatewayError> {
+        let room = stream.room;
         match target.api {
             GatewayApi::Legacy => {
                 let request = self
@@ -168,8 +180,8 @@ impl SipMediaGwClient {
                 let request = self
                     .request(target, reqwest::Method::POST, "/gateway/start")?
                     .json(&json!({
-                        "room": room, "gw_id": room, "main_app": "streaming",
-                        "browsing_name": domain, "rtmp_dst": rtmp,
+                        "room": room, "gw_id": gw_id(&stream)?, "main_app": "streaming",
+                        "browsing_name": target.browsing_name, "rtmp_dst": rtmp,
                     }));
                 let (status, body) = self.send("start", request).await?;
                 match (
@@ -178,6 +190,7 @@ impl SipMediaGwClient {
                         .and_then(Value::as_str),
                 ) {
                     (200, Some("working")) => Ok(()),
+                    // "Failed to start gateway container": the launch script did not answer ok.
                     (404, _) => Err(StreamGatewayError::LaunchFailed),
                     _ => Err(Self::http_error(status, &body)),
                 }
@@ -185,18 +198,18 @@ impl SipMediaGwClient {
         }
     }
 
-    /// Stops `room`; a room that is not running counts as stopped.
+    /// Stops the stream; one that is not running counts as stopped.
     pub async fn stop(
         &self,
         target: &SipTarget,
-        room: &str,
+        stream: StreamRef<'_>,
     ) -> Result<Stopped, StreamGatewayError> {
         let (status, body) = match target.api {
             GatewayApi::Legacy => {
                 self.send(
                     "stop",
                     self.request(target, reqwest::Method::GET, "/stop")?
-                        .query(&[("room", room)]),
+                        .query(&[("room", stream.room)]),
                 )
                 .await?
             }
@@ -204,27 +217,35 @@ impl SipMediaGwClient {
                 self.send(
                     "stop",
                     self.request(target, reqwest::Method::POST, "/gateway/stop")?
-                        .json(&json!({ "gw_id": room })),
+                        .json(&json!({ "gw_id": gw_id(&stream)? })),
                 )
                 .await?
             }
         };
         let detail = Self::http_error(status, &body);
+        let not_running =
+            |d: &str| d.starts_with("no running container") || d == "Gateway not found";
         match status {
             200 => Ok(Stopped::Stopped),
-            400 | 404 if matches!(&detail, StreamGatewayError::Http { detail: Some(d), .. } if d.starts_with("no running container")) => {
+            400 | 404 if matches!(&detail, StreamGatewayError::Http { detail: Some(d), .. } if not_running(d)) => {
                 Ok(Stopped::NotRunning)
             }
             _ => Err(detail),
         }
     }
 
-    /// Whether `room` is streaming now (to make a repeated start idempotent).
+    /// Whether the room is streaming now (to make a repeated start idempotent).
+    ///
+    /// The v1.8+ launcher's status says whether the container runs (an initialised one always
+    /// does) and, since main, which room it last joined; v1.8.4 does not say. So "streaming" is
+    /// up *and* our room; anything less reads as not streaming, which is safe there: starting a
+    /// container again restarts it, it never starts a second stream.
     pub async fn is_streaming(
         &self,
         target: &SipTarget,
-        room: &str,
+        stream: StreamRef<'_>,
     ) -> Result<bool, StreamGatewayError> {
+        let room = stream.room;
         match target.api {
             GatewayApi::Legacy => {
                 let (status, body) = self
@@ -241,26 +262,40 @@ impl SipMediaGwClient {
                 Ok(body.get("gw_state").and_then(Value::as_str) != Some("down"))
             }
             GatewayApi::Gateway => {
+                let id = gw_id(&stream)?;
                 let (status, body) = self
                     .send(
                         "status",
                         self.request(target, reqwest::Method::GET, "/gateway/status")?
-                            .query(&[("gw_id", room)]),
+                            .query(&[("gw_id", id)]),
                     )
                     .await?;
+                let detail = body.pointer("/error/detail").and_then(Value::as_str);
                 match status {
-                    200 => Ok(body.pointer("/data/gw_state").and_then(Value::as_str) == Some("up")),
-                    404 => Ok(false),
+                    200 => Ok(
+                        body.pointer("/data/gw_state").and_then(Value::as_str) == Some("up")
+                            && body.pointer("/data/room").and_then(Value::as_str) == Some(room),
+                    ),
+                    // "Gateway not found" (main); v1.8.4 fails on the missing container with a
+                    // TypeError: "argument of type 'NoneType' is not iterable".
+                    404 => Err(StreamGatewayError::UnknownGwId(short(id))),
+                    500 if detail.is_some_and(|d| d.contains("NoneType")) => {
+                        Err(StreamGatewayError::UnknownGwId(short(id)))
+                    }
+                    // main reads a history file that a container that never streamed may lack:
+                    // it cannot say, and a start is safe (see above).
+                    500 => Ok(false),
                     _ => Err(Self::http_error(status, &body)),
                 }
             }
         }
     }
 
-    /// A command's answer: `{"res": "ok"}` (web.py) or `{"ack": true}` (the gateway API).
+    /// A command's answer: `{"res": "ok"}` (web.py), or the gateway API's
+    /// `{"status": "success", "data": {"ack": true, …}}` (`CommandResponse`).
     fn acknowledged(status: u16, body: &Value) -> Result<(), StreamGatewayError> {
         let ok = body.get("res").and_then(Value::as_str) == Some("ok")
-            || body.get("ack") == Some(&Value::Bool(true));
+            || body.pointer("/data/ack") == Some(&Value::Bool(true));
         if status == 200 && ok {
             Ok(())
         } else {
@@ -272,8 +307,9 @@ impl SipMediaGwClient {
     pub async fn toggle_chat(
         &self,
         target: &SipTarget,
-        room: &str,
+        stream: StreamRef<'_>,
     ) -> Result<(), StreamGatewayError> {
+        let room = stream.room;
         let (status, body) = match target.api {
             GatewayApi::Legacy => {
                 self.send(
@@ -285,7 +321,7 @@ impl SipMediaGwClient {
             }
             GatewayApi::Gateway => {
                 self.send("toggle_chat", self.request(target, reqwest::Method::POST, "/gateway/command")?.json(&json!({
-                    "gw_id": room, "payload": { "command": "sendKey", "param1": "chat-toggle" }
+                    "gw_id": gw_id(&stream)?, "payload": { "command": "sendKey", "param1": "chat-toggle" }
                 })))
                 .await?
             }
@@ -297,9 +333,10 @@ impl SipMediaGwClient {
     pub async fn post_chat(
         &self,
         target: &SipTarget,
-        room: &str,
+        stream: StreamRef<'_>,
         message: &str,
     ) -> Result<(), StreamGatewayError> {
+        let room = stream.room;
         let (status, body) = match target.api {
             GatewayApi::Legacy => {
                 // web.py's POST /chat takes no token; sending one does no harm.
@@ -315,7 +352,7 @@ impl SipMediaGwClient {
                     "post_chat",
                     self.request(target, reqwest::Method::POST, "/gateway/command")?
                         .json(&json!({
-                            "gw_id": room, "payload": { "command": "sendChat", "param1": message }
+                            "gw_id": gw_id(&stream)?, "payload": { "command": "sendChat", "param1": message }
                         })),
                 )
                 .await?

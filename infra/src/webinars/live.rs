@@ -71,6 +71,7 @@ impl WebinarService {
         let command = WebinarCommand::Start {
             meeting_id: meeting_id.clone(),
             by_owner: webinar.is_owner(actor_id),
+            server: meetings.server(),
         };
         let written = self.execute(id, command, metadata).await?;
         let join_url = meetings.join_url(&meeting_id, actor_name, actor_id, MeetingRole::Moderator);

@@ -112,7 +112,10 @@ impl Record {
     fn apply(&mut self, event: WebinarEvent, streams: &HashMap<Uuid, Stream>) -> bool {
         use WebinarEvent::*;
         match event {
-            Scheduled { .. } | MeetingEnded { .. } => return false,
+            Scheduled { .. }
+            | MeetingEnded { .. }
+            | ParticipantJoined(_)
+            | ParticipantLeft { .. } => return false,
             Rescheduled {
                 start_at,
                 duration_minutes,
@@ -154,7 +157,7 @@ impl Record {
             ChatDisabled => self.chat_enabled = false,
             Started { .. } => self.set_status(LiveEventStatus::Live),
             StreamStartRequested | StreamRestartRequested => self.set_stream(StreamState::Starting),
-            StreamStarted => self.set_stream(StreamState::Live),
+            StreamStarted { .. } => self.set_stream(StreamState::Live),
             StreamFailed { final_attempt, .. } => {
                 if final_attempt {
                     self.set_stream(StreamState::Failed);

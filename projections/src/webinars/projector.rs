@@ -102,7 +102,7 @@ impl Record {
             }
             ChatEnabled => self.enable_chat = true,
             ChatDisabled => self.enable_chat = false,
-            Started { meeting_id } => {
+            Started { meeting_id, .. } => {
                 self.meeting_id = Some(meeting_id);
                 self.status = WebinarStatus::Live.as_str().to_owned();
             }
@@ -110,7 +110,7 @@ impl Record {
                 self.set_stream(StreamState::Starting);
                 self.stream_error = None;
             }
-            StreamStarted => {
+            StreamStarted { .. } => {
                 self.set_stream(StreamState::Live);
                 self.stream_error = None;
             }
@@ -131,6 +131,8 @@ impl Record {
                 self.stream_error = Some(reason);
             }
             GatewayReassigned { to, .. } => self.gateway_id = to.as_uuid(),
+            // Who is in the meeting is `live_sessions`' business.
+            ParticipantJoined(_) | ParticipantLeft { .. } => {}
             MeetingEnded { reason } => self.end_reason = Some(reason.as_str().to_owned()),
             Ended => self.status = WebinarStatus::Ended.as_str().to_owned(),
             Cancelled => self.status = WebinarStatus::Cancelled.as_str().to_owned(),

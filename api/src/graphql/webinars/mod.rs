@@ -12,3 +12,5 @@ pub use chat::ChatMutation;
 pub use mutations::WebinarMutation;
 pub use queries::WebinarQuery;
 pub use subscriptions::WebinarSubscription;
+pub(crate) use subscriptions::{feed, next_change};
+pub(crate) use types::StreamState;

@@ -10,10 +10,11 @@ use crate::feed::{Change, ChangeFeed};
 use crate::graphql::context::parts;
 use crate::graphql::error::ApiError;
 
+#[derive(Default)]
 pub struct WebinarSubscription;
 
 /// The next change of kind `pick` that the stream should look at; `None` when the feed closed.
-async fn next_change(
+pub(crate) async fn next_change(
     rx: &mut tokio::sync::broadcast::Receiver<Change>,
     pick: impl Fn(Change) -> Option<WebinarId>,
 ) -> Option<WebinarId> {
@@ -32,12 +33,12 @@ async fn next_change(
     }
 }
 
-fn feed<'a>(ctx: &'a Context<'_>) -> Result<&'a ChangeFeed, ApiError> {
+pub(crate) fn feed<'a>(ctx: &'a Context<'_>) -> Result<&'a ChangeFeed, ApiError> {
     ctx.data::<ChangeFeed>()
         .map_err(|_| ApiError::Internal(anyhow::anyhow!("schema built without a change feed")))
 }
 
-#[Subscription(name = "Subscription")]
+#[Subscription]
 impl WebinarSubscription {
     /// Every change to a live event the caller may see (visibility is checked on each change).
     async fn live_event_changed(
@@ -53,7 +54,7 @@ impl WebinarSubscription {
                 loop {
                     let id = next_change(&mut rx, |c| match c {
                         Change::LiveEvent(id) => Some(id),
-                        Change::Webinar(_) => None,
+                        _ => None,
                     })
                     .await?;
                     match reads.live_event(&caller, id).await {

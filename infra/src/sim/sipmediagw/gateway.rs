@@ -1,6 +1,8 @@
 //! The FastAPI launcher of SIPMediaGW v1.8+ (PROTOCOLS.md, A.4): `POST /gateway/start|stop|command`,
 //! `GET /gateway/status`, JSON errors `{"status":"error","error":{"code","detail"},"data":null}`,
 //! 422 for invalid input. The launcher itself has no auth; a token, when set, is the proxy's.
+//! Its backend is the production one (`DockerGateway`), not `MODE=fake`: only the initialised
+//! containers exist.
 
 use std::collections::HashMap;
 
@@ -10,7 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::{json_response, Fault, SipMediaGwSim};
+use super::{json_response, Container, Fault, Release, SipMediaGwSim};
 
 fn error(status: StatusCode, detail: String) -> Response {
     json_response(
@@ -68,6 +70,17 @@ async fn call(
     Ok((value, gw_id))
 }
 
+fn html_500() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "text/html")],
+        "<html>Internal Server Error</html>",
+    )
+        .into_response()
+}
+
+/// `POST /gateway/start`: `SIPMediaGW.sh -g <gw_id>` finds the container by its compose project
+/// (any other id makes the script fail: 404) and recreates it with the room.
 pub(super) async fn start(
     State(sim): State<SipMediaGwSim>,
     headers: HeaderMap,
@@ -77,17 +90,13 @@ pub(super) async fn start(
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
-    sim.count(&gw_id, |all, one| {
+    let room = request["room"].as_str().unwrap_or_default().to_owned();
+    sim.count(&room, |all, one| {
         all.starts += 1;
         one.starts += 1;
     });
     if sim.has(Fault::Html500) {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            [(header::CONTENT_TYPE, "text/html")],
-            "<html>Internal Server Error</html>",
-        )
-            .into_response();
+        return html_500();
     }
     let failed = || {
         error(
@@ -95,7 +104,7 @@ pub(super) async fn start(
             "Failed to start gateway container".into(),
         )
     };
-    if !sim.take_slot(&gw_id) {
+    if sim.container(&gw_id).is_none() || sim.has(Fault::Busy) {
         return failed();
     }
     let rtmp = request["rtmp_dst"].as_str().unwrap_or_default().to_owned();
@@ -103,7 +112,36 @@ pub(super) async fn start(
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    if !sim.finish_start(gw_id.clone(), browsing, rtmp).await {
+    let latency = sim.fault_duration(|f| match f {
+        Fault::StartLatency(d) => Some(*d),
+        _ => None,
+    });
+    let launch_fails = sim.has(Fault::LaunchFailed);
+    let worker = sim.clone();
+    let id = gw_id.clone();
+    let started = super::detached(async move {
+        if let Some(latency) = latency {
+            tokio::time::sleep(latency).await;
+        }
+        if launch_fails {
+            return false;
+        }
+        worker.with(|i| {
+            let before = i.containers.insert(id, Container::Streaming(room.clone()));
+            if matches!(before, Some(Container::Streaming(other)) if other != room) {
+                i.replaced += 1;
+            }
+        });
+        worker.count(&room, |all, one| {
+            all.successful_starts += 1;
+            one.successful_starts += 1;
+            all.started_with.push((room.clone(), browsing, rtmp));
+        });
+        true
+    })
+    .await
+    .unwrap_or(false);
+    if !started {
         return failed();
     }
     json_response(
@@ -112,6 +150,7 @@ pub(super) async fn start(
     )
 }
 
+/// `POST /gateway/stop`: `docker compose -p <gw_id> stop gw` when the project runs; otherwise 404.
 pub(super) async fn stop(
     State(sim): State<SipMediaGwSim>,
     headers: HeaderMap,
@@ -121,22 +160,56 @@ pub(super) async fn stop(
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
-    match sim.stop_room(gw_id.clone()).await {
-        Ok(true) => json_response(
-            StatusCode::OK,
-            json!({"status": "success", "error": null, "data": {"processing_state": "stopped"}}),
-        ),
-        Ok(false) => error(
+    let not_running = || {
+        error(
             StatusCode::NOT_FOUND,
             format!("no running container for gw_id={gw_id}"),
-        ),
-        Err(()) => error(
+        )
+    };
+    let room = match sim.container(&gw_id) {
+        Some(Container::Streaming(room)) => Some(room),
+        Some(Container::Idle) => None,
+        Some(Container::Exited) | None => return not_running(),
+    };
+    let key = room.clone().unwrap_or_else(|| gw_id.clone());
+    sim.count(&key, |all, one| {
+        all.stops += 1;
+        one.stops += 1;
+    });
+    let latency = sim.fault_duration(|f| match f {
+        Fault::StopLatency(d) => Some(*d),
+        _ => None,
+    });
+    let fails = sim.has(Fault::StopError);
+    let worker = sim.clone();
+    let id = gw_id.clone();
+    let stopped = super::detached(async move {
+        if let Some(latency) = latency {
+            tokio::time::sleep(latency).await;
+        }
+        if fails {
+            return false;
+        }
+        worker.with(|i| i.containers.insert(id, Container::Exited));
+        worker.count(&key, |_, one| one.successful_stops += 1);
+        true
+    })
+    .await
+    .unwrap_or(false);
+    if stopped {
+        json_response(
+            StatusCode::OK,
+            json!({"status": "success", "error": null, "data": {"processing_state": "stopped"}}),
+        )
+    } else {
+        error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Failed to stop gateway: docker compose exited with status 1".into(),
-        ),
+        )
     }
 }
 
+/// `GET /gateway/status?gw_id=`: what `docker compose ls -a` says of the project.
 pub(super) async fn status(
     State(sim): State<SipMediaGwSim>,
     headers: HeaderMap,
@@ -147,19 +220,38 @@ pub(super) async fn status(
         return response;
     }
     let Some(gw_id) = query.get("gw_id").cloned() else {
-        return invalid(vec![]);
+        return invalid(vec![
+            json!({"type": "missing", "loc": ["query", "gw_id"], "msg": "Field required"}),
+        ]);
     };
-    let state = if sim.is_running(&gw_id) {
-        json!({"gw_state": "up", "gw_id": gw_id, "browsing": "", "room": ""})
-    } else {
-        json!({"gw_state": "down", "detail": "exited"})
+    let release = sim.with(|i| i.release);
+    let data = match (sim.container(&gw_id), release) {
+        (None, Release::V1_8_4) => {
+            // `'exited' in status` with status None.
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "argument of type 'NoneType' is not iterable".into(),
+            );
+        }
+        (None, Release::Main) => {
+            return error(StatusCode::NOT_FOUND, "Gateway not found".into());
+        }
+        (Some(Container::Exited), _) => json!({"gw_state": "down", "detail": "exited"}),
+        (Some(_), Release::V1_8_4) => json!({"gw_state": "up", "gw_id": gw_id}),
+        (Some(Container::Idle), Release::Main) => {
+            json!({"gw_state": "up", "gw_id": gw_id, "browsing": "", "room": ""})
+        }
+        (Some(Container::Streaming(room)), Release::Main) => {
+            json!({"gw_state": "up", "gw_id": gw_id, "browsing": "bigbluebutton", "room": room})
+        }
     };
     json_response(
         StatusCode::OK,
-        json!({"status": "success", "error": null, "data": state}),
+        json!({"status": "success", "error": null, "data": data}),
     )
 }
 
+/// `POST /gateway/command`: acknowledged while the container runs.
 pub(super) async fn command(
     State(sim): State<SipMediaGwSim>,
     headers: HeaderMap,
@@ -169,9 +261,13 @@ pub(super) async fn command(
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
-    if !sim.is_running(&gw_id) {
-        return error(StatusCode::FORBIDDEN, "Gateway is stopped".into());
-    }
+    let room = match sim.container(&gw_id) {
+        Some(Container::Streaming(room)) => room,
+        Some(Container::Idle) => gw_id.clone(),
+        Some(Container::Exited) | None => {
+            return error(StatusCode::NOT_FOUND, "Gateway not found".into())
+        }
+    };
     let command = request["payload"]["command"].as_str().unwrap_or_default();
     let param = request["payload"]["param1"]
         .as_str()
@@ -181,8 +277,11 @@ pub(super) async fn command(
         sim.chat_delay().await;
     }
     sim.with(|i| match command {
-        "sendChat" => i.counters.chats.push((gw_id.clone(), param)),
+        "sendChat" => i.counters.chats.push((room, param)),
         _ => i.counters.toggles += 1,
     });
-    json_response(StatusCode::OK, json!({"ack": true, "gw_id": gw_id}))
+    json_response(
+        StatusCode::OK,
+        json!({"status": "success", "error": null, "data": {"ack": true, "received": request["payload"]}}),
+    )
 }

@@ -1,7 +1,11 @@
 //! A SIPMediaGW launcher: the web.py API of v1.6/v1.7 ([`legacy`]) or the FastAPI `/gateway/*`
-//! API of v1.8+ ([`gateway`]). It holds `slots` streams at once (SIPMediaGW's
-//! `floor(nproc / CPU_PER_GW)`: one on a 4-vCPU host), answers with the shapes the real launchers
-//! return (see PROTOCOLS.md, A.2 to A.6), and misbehaves on demand: faults are set in code, from
+//! API of v1.8+ ([`gateway`]). The web.py one holds `slots` streams at once (SIPMediaGW's
+//! `floor(nproc / CPU_PER_GW)`: one on a 4-vCPU host); the v1.8+ one behaves like its production
+//! (docker) backend, not its `MODE=fake`: it has a fixed set of initialised gateway containers
+//! (`with_gw_ids`), refuses any other `gw_id`, and runs one stream per container (a second start
+//! on a container replaces its stream, as `docker compose up --force-recreate` does). It answers
+//! with the shapes the real launchers return (see PROTOCOLS.md, A.2 to A.6), and misbehaves on
+//! demand: faults are set in code, from
 //! the command line (`--fault start-latency=35s`), or over `POST /_sim/faults`; per-room counters
 //! are read over `GET /_sim/counters`.
 //!
@@ -123,10 +127,37 @@ pub struct Counters {
     pub rooms: BTreeMap<String, RoomCounters>,
 }
 
+/// A v1.8+ gateway container, as the docker backend sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Container {
+    /// Initialised (`SIPMediaGW.sh -i`) and waiting: `docker compose ls` shows it running.
+    Idle,
+    /// Streaming this room.
+    Streaming(String),
+    /// Stopped (`docker compose stop gw`); a start recreates it.
+    Exited,
+}
+
+/// Which v1.8+ release the launcher is (their answers differ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Release {
+    /// v1.8.4: a status request about an unknown id fails with a 500 (a TypeError), and the
+    /// status does not say which room a container joined.
+    V1_8_4,
+    /// main (`564e7a5`): 404 "Gateway not found", and the room of the last call in the status.
+    #[default]
+    Main,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     token: Option<String>,
     slots: usize,
+    /// v1.8+: the gateway containers, by id.
+    containers: BTreeMap<String, Container>,
+    release: Release,
+    /// v1.8+: streams cut by a start on a container that was streaming another room.
+    replaced: u32,
     /// Rooms streaming.
     running: BTreeSet<String>,
     /// Rooms whose start is under way (their slot is held already).
@@ -150,6 +181,7 @@ impl SipMediaGwSim {
             inner: Arc::new(Mutex::new(Inner {
                 token: token.map(str::to_owned),
                 slots: 1,
+                containers: BTreeMap::from([("gw0".to_owned(), Container::Idle)]),
                 ..Inner::default()
             })),
         }
@@ -159,6 +191,33 @@ impl SipMediaGwSim {
     pub fn with_slots(self, slots: usize) -> Self {
         self.with(|i| i.slots = slots.max(1));
         self
+    }
+
+    /// v1.8+: the launcher's initialised gateway containers (`gw0` when never set).
+    pub fn with_gw_ids(self, ids: &[&str]) -> Self {
+        self.with(|i| {
+            i.containers = ids
+                .iter()
+                .map(|id| ((*id).to_owned(), Container::Idle))
+                .collect();
+        });
+        self
+    }
+
+    /// v1.8+: answers as this release does.
+    pub fn with_release(self, release: Release) -> Self {
+        self.with(|i| i.release = release);
+        self
+    }
+
+    /// v1.8+: the state of a gateway container, if the launcher has it.
+    pub fn container(&self, gw_id: &str) -> Option<Container> {
+        self.with(|i| i.containers.get(gw_id).cloned())
+    }
+
+    /// v1.8+: streams cut because a start took a container that was streaming another room.
+    pub fn replaced_streams(&self) -> u32 {
+        self.with(|i| i.replaced)
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
@@ -180,11 +239,24 @@ impl SipMediaGwSim {
 
     /// A room streaming now, if any.
     pub fn running(&self) -> Option<String> {
-        self.with(|i| i.running.iter().next().cloned())
+        self.with(|i| {
+            i.running.iter().next().cloned().or_else(|| {
+                i.containers.values().find_map(|c| match c {
+                    Container::Streaming(room) => Some(room.clone()),
+                    _ => None,
+                })
+            })
+        })
     }
 
+    /// Whether `room` streams (on any container, for the v1.8+ launcher).
     pub fn is_running(&self, room: &str) -> bool {
-        self.with(|i| i.running.contains(room))
+        self.with(|i| {
+            i.running.contains(room)
+                || i.containers
+                    .values()
+                    .any(|c| *c == Container::Streaming(room.to_owned()))
+        })
     }
 
     pub fn router(&self) -> Router {
