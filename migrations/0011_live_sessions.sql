@@ -35,3 +35,7 @@ create index live_sessions_held_gw_ids on live_sessions (gateway_id)
 alter table gateways
     add column gw_ids text[] not null default '{}',
     add column browsing_name text not null default 'bigbluebutton';
+
+-- PROXY: SIPMediaGW v1.8+ behind its proxy (deploy/proxyAPI), which picks the container.
+alter table gateways drop constraint gateways_api_check;
+alter table gateways add constraint gateways_api_check check (api in ('LEGACY', 'GATEWAY', 'PROXY'));

@@ -150,6 +150,8 @@ pub enum SimCommand {
 pub enum SimApi {
     Legacy,
     Gateway,
+    /// The v1.8 proxy before the containers (`--gw-id`), bearer token.
+    Proxy,
 }
 
 #[derive(Debug, Subcommand)]

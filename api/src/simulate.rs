@@ -39,6 +39,8 @@ pub(crate) async fn simulate(settings: Settings, which: SimCommand) -> anyhow::R
             let (api, default_token) = match api {
                 SimApi::Legacy => (Api::Legacy, Some("1234".to_owned())),
                 SimApi::Gateway => (Api::Gateway, None),
+                // The proxy's own default token (`allowedToken`).
+                SimApi::Proxy => (Api::Proxy, Some("1234".to_owned())),
             };
             let token = token.or(default_token);
             let mut sim = SipMediaGwSim::new(api, token.as_deref()).with_slots(slots);

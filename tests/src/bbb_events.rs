@@ -396,9 +396,11 @@ async fn live_sessions_are_for_administrators_and_paginate() {
     app.stop().await;
 }
 
-/// A v1.8 launcher with the production backend's containers, on its own port.
-async fn launcher(ids: &[&str], cancel: &CancellationToken) -> (SipMediaGwSim, String) {
-    let sim = SipMediaGwSim::new(Api::Gateway, None).with_gw_ids(ids);
+/// A v1.8 launcher with the production backend's containers (or its proxy before them), on its
+/// own port.
+async fn serve_v18(api: Api, ids: &[&str], cancel: &CancellationToken) -> (SipMediaGwSim, String) {
+    let token = (api == Api::Proxy).then_some("1234");
+    let sim = SipMediaGwSim::new(api, token).with_gw_ids(ids);
     let address = webinar_infra::sim::spawn(
         sim.router(),
         SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -423,7 +425,7 @@ async fn a_v1_8_gateway_streams_on_a_container_it_has_and_stops_the_one_recorded
     let app = TestApp::spawn().await;
     let cancel = CancellationToken::new();
     let id18 = "3pi8m7isj175s0mtrnd7dyj6";
-    let (sim, url) = launcher(&[id18, "gw1"], &cancel).await;
+    let (sim, url) = serve_v18(Api::Gateway, &[id18, "gw1"], &cancel).await;
     let admin = app.admin();
 
     // Without its containers' ids, a v1.8 gateway is refused, naming the field.
@@ -522,7 +524,7 @@ async fn a_v1_8_gateway_streams_on_a_container_it_has_and_stops_the_one_recorded
 async fn a_gateway_configured_with_ids_its_launcher_lacks_fails_clearly() {
     let app = TestApp::spawn().await;
     let cancel = CancellationToken::new();
-    let (sim, url) = launcher(&["gw0"], &cancel).await;
+    let (sim, url) = serve_v18(Api::Gateway, &["gw0"], &cancel).await;
     let body = app
         .gql(
             Some(&app.admin()),
@@ -540,6 +542,48 @@ async fn a_gateway_configured_with_ids_its_launcher_lacks_fails_clearly() {
     );
     assert_eq!(sim.counters().successful_starts, 0);
     assert_eq!(sim.container("gw0"), Some(Container::Idle));
+    cancel.cancel();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn behind_the_v1_8_proxy_the_stream_runs_on_the_container_the_proxy_picked() {
+    let app = TestApp::spawn().await;
+    let cancel = CancellationToken::new();
+    let (sim, url) = serve_v18(Api::Proxy, &["k7x2"], &cancel).await;
+    let body = app
+        .gql(
+            Some(&app.admin()),
+            REGISTER,
+            json!({ "input": { "name": "pool", "rtmpUrl": "rtmp://live.example.org/live/pool",
+                "hlsUrl": "https://live.example.org/pool.m3u8", "broadcaster": "pool",
+                "sipmediagwUrl": url, "sipmediagwToken": "1234", "api": "PROXY" } }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["registerGateway"]["api"],
+        json!("PROXY"),
+        "{body}"
+    );
+    let id = schedule_and_start(&app, "Proxied").await;
+    wait_until(&app, &id, Duration::from_secs(5), stream("LIVE")).await;
+    let started: Vec<Value> = events_of(&app, &id)
+        .await
+        .into_iter()
+        .filter(|(t, _)| t == "StreamStarted")
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(started, vec![json!({"StreamStarted": {"gw_id": "k7x2"}})]);
+    let stop = app
+        .gql(
+            Some(&owner(&app)),
+            "mutation($id: ID!) { stopLive(id: $id) { id } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert!(stop["errors"].is_null(), "{stop}");
+    wait_until(&app, &id, Duration::from_secs(5), stream("STOPPED")).await;
+    assert_eq!(sim.container("k7x2"), Some(Container::Exited));
     cancel.cancel();
     app.stop().await;
 }

@@ -59,7 +59,7 @@ async fn the_legacy_client_reads_every_answer_of_the_web_py_launcher() {
         client
             .start(&good, room("r1"), "pod/live/join", "rtmp://l/x")
             .await,
-        Ok(())
+        Ok(None)
     );
     assert_eq!(client.is_streaming(&good, room("r1")).await, Ok(true));
     // One stream per server: "No free resources found" under HTTP 200 is a failure.
@@ -159,7 +159,7 @@ async fn the_gateway_client_runs_streams_on_the_containers_the_launcher_has() {
         client
             .start(&gw, on("room1", first), "d", "rtmp://l/x")
             .await,
-        Ok(())
+        Ok(Some(first.to_owned()))
     );
     assert_eq!(client.is_streaming(&gw, on("room1", first)).await, Ok(true));
     assert_eq!(
@@ -210,9 +210,69 @@ async fn the_gateway_client_runs_streams_on_the_containers_the_launcher_has() {
         client
             .start(&gw, on("room3", first), "d", "rtmp://l/x")
             .await,
-        Ok(())
+        Ok(Some(first.to_owned()))
     );
     assert_eq!(sim.replaced_streams(), 0);
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn the_proxy_client_lets_the_v1_8_proxy_pick_the_container() {
+    let cancel = CancellationToken::new();
+    let sim = SipMediaGwSim::new(Api::Proxy, Some("1234")).with_gw_ids(&["a1", "b2"]);
+    let address = serve(sim.router(), &cancel).await;
+    let client = SipMediaGwClient::new(Duration::from_secs(2), crate::harness::loopback_gateways())
+        .expect("client");
+    let proxy = target(address, GatewayApi::Proxy, Some("1234"));
+    let wrong = target(address, GatewayApi::Proxy, Some("nope"));
+    assert_eq!(
+        client.start(&wrong, room("r1"), "d", "rtmp://l/x").await,
+        Err(StreamGatewayError::Unauthorized)
+    );
+    // The proxy picks a container and says which.
+    let picked = client
+        .start(&proxy, room("r1"), "d", "rtmp://l/x")
+        .await
+        .expect("started");
+    assert_eq!(picked.as_deref(), Some("a1"));
+    // Before its id is recorded, a stream is found by its room.
+    assert_eq!(client.is_streaming(&proxy, room("r1")).await, Ok(true));
+    assert_eq!(client.is_streaming(&proxy, room("r9")).await, Ok(false));
+    assert_eq!(
+        client
+            .is_streaming(&proxy, StreamRef::new("r1", Some("a1")))
+            .await,
+        Ok(true)
+    );
+    assert_eq!(client.post_chat(&proxy, room("r1"), "hi").await, Ok(()));
+    assert_eq!(
+        client.start(&proxy, room("r2"), "d", "rtmp://l/y").await,
+        Ok(Some("b2".to_owned()))
+    );
+    // Every container taken: 503 "No available gateways".
+    assert_eq!(
+        client.start(&proxy, room("r3"), "d", "rtmp://l/z").await,
+        Err(StreamGatewayError::Busy)
+    );
+    assert_eq!(
+        client.stop(&proxy, StreamRef::new("r1", Some("a1"))).await,
+        Ok(Stopped::Stopped)
+    );
+    assert_eq!(
+        client.stop(&proxy, room("r1")).await,
+        Ok(Stopped::NotRunning),
+        "no gateway for this room any more"
+    );
+    assert_eq!(
+        client.stop(&proxy, StreamRef::new("r1", Some("zz"))).await,
+        Ok(Stopped::NotRunning),
+        "404 No mapping found"
+    );
+    assert_eq!(
+        sim.counters().chats,
+        vec![("r1".to_owned(), "hi".to_owned())]
+    );
+    assert_eq!(sim.counters().started_with[0].1, "bigbluebutton");
     cancel.cancel();
 }
 
@@ -235,9 +295,15 @@ async fn the_gateway_client_understands_v1_8_4s_500_for_an_unknown_id() {
     // v1.8.4's status never names the room: a running container cannot be told apart, so it
     // reads as not streaming (a start again only restarts that one container).
     let on = StreamRef::new("room1", Some("gw0"));
-    assert_eq!(client.start(&gw, on, "d", "rtmp://l/x").await, Ok(()));
+    assert_eq!(
+        client.start(&gw, on, "d", "rtmp://l/x").await,
+        Ok(Some("gw0".to_owned()))
+    );
     assert_eq!(client.is_streaming(&gw, on).await, Ok(false));
-    assert_eq!(client.start(&gw, on, "d", "rtmp://l/x").await, Ok(()));
+    assert_eq!(
+        client.start(&gw, on, "d", "rtmp://l/x").await,
+        Ok(Some("gw0".to_owned()))
+    );
     assert_eq!(sim.replaced_streams(), 0, "the same room, restarted");
     cancel.cancel();
 }

@@ -25,6 +25,9 @@ pub enum GatewayApi {
     /// FastAPI launcher (SIPMediaGW v1.8+): `POST /gateway/start|stop|command`, on one of the
     /// gateway's `gwIds`.
     Gateway,
+    /// SIPMediaGW v1.8+ behind its proxy (`deploy/proxyAPI`): `POST /start` picks a gateway
+    /// container and answers its id; bearer token.
+    Proxy,
 }
 
 /// A live gateway: one SIPMediaGW server, the RTMP destination it pushes to, and the HLS URL the

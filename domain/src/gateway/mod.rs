@@ -24,5 +24,9 @@ crate::named_enum! {
         /// FastAPI launcher, v1.8+: `POST /gateway/start|stop|command`, `GET /gateway/status`, on
         /// one of the gateway's configured `gw_ids`.
         Gateway = "GATEWAY",
+        /// The v1.8+ proxy (`deploy/proxyAPI/proxy.py`) before a pool of launchers: `POST /start`
+        /// picks a free gateway container and answers its `gw_id`; `/stop`, `/status`,
+        /// `/command` take it; bearer token.
+        Proxy = "PROXY",
     }
 }

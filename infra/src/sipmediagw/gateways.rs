@@ -5,7 +5,7 @@
 //! For the v1.8+ launcher it also picks the gateway container a new stream runs on: the first of
 //! the gateway's `gw_ids` that no other stream holds ([`choose_gw_id`]). Until a stream's container
 //! is recorded (`StreamStarted`), calls about it use the same choice, which is stable while the
-//! other streams are.
+//! other streams are. Behind the v1.8 proxy, the proxy picks, and finds a stream by its room.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -153,6 +153,7 @@ impl StreamGateway for SipMediaGwGateways {
         room: &str,
     ) -> Result<Option<String>, StreamGatewayError> {
         let (launcher, gw_id) = self.resolve(gateway, StreamRef::new(room, None)).await?;
+        // The proxy picks the container itself and says which.
         self.client
             .start(
                 &launcher.target,
@@ -160,8 +161,7 @@ impl StreamGateway for SipMediaGwGateways {
                 &self.join_domain,
                 &launcher.rtmp,
             )
-            .await?;
-        Ok(gw_id)
+            .await
     }
 
     async fn stop(

@@ -150,7 +150,7 @@ impl SipMediaGwClient {
         stream: StreamRef<'_>,
         domain: &str,
         rtmp: &str,
-    ) -> Result<(), StreamGatewayError> {
+    ) -> Result<Option<String>, StreamGatewayError> {
         let room = stream.room;
         match target.api {
             GatewayApi::Legacy => {
@@ -164,7 +164,7 @@ impl SipMediaGwClient {
                 // v1.6+: {"status":"success","details":{…}}; v1.5: the details alone.
                 let details = body.get("details").unwrap_or(&body);
                 match details.get("res").and_then(Value::as_str) {
-                    Some("ok") => Ok(()),
+                    Some("ok") => Ok(None),
                     Some(_) => Err(match details.get("type").and_then(Value::as_str) {
                         Some("No free resources found") => StreamGatewayError::Busy,
                         Some("The gateway failed to launch") => StreamGatewayError::LaunchFailed,
@@ -177,10 +177,11 @@ impl SipMediaGwClient {
                 }
             }
             GatewayApi::Gateway => {
+                let id = gw_id(&stream)?;
                 let request = self
                     .request(target, reqwest::Method::POST, "/gateway/start")?
                     .json(&json!({
-                        "room": room, "gw_id": gw_id(&stream)?, "main_app": "streaming",
+                        "room": room, "gw_id": id, "main_app": "streaming",
                         "browsing_name": target.browsing_name, "rtmp_dst": rtmp,
                     }));
                 let (status, body) = self.send("start", request).await?;
@@ -189,13 +190,87 @@ impl SipMediaGwClient {
                     body.pointer("/data/processing_state")
                         .and_then(Value::as_str),
                 ) {
-                    (200, Some("working")) => Ok(()),
+                    (200, Some("working")) => Ok(Some(id.to_owned())),
                     // "Failed to start gateway container": the launch script did not answer ok.
                     (404, _) => Err(StreamGatewayError::LaunchFailed),
                     _ => Err(Self::http_error(status, &body)),
                 }
             }
+            GatewayApi::Proxy => {
+                // `browsing` is what the proxy checks (main); the launcher reads `browsing_name`.
+                let request = self
+                    .request(target, reqwest::Method::POST, "/start")?
+                    .json(&json!({
+                        "room": room, "main_app": "streaming", "browsing": target.browsing_name,
+                        "browsing_name": target.browsing_name, "rtmp_dst": rtmp,
+                    }));
+                let (status, body) = self.send("start", request).await?;
+                let picked = body.pointer("/data/gw_id").and_then(Value::as_str);
+                match (status, picked) {
+                    (200, Some(id)) => Ok(Some(short(id))),
+                    (503, _)
+                        if body.pointer("/error/detail").and_then(Value::as_str)
+                            == Some("No available gateways") =>
+                    {
+                        Err(StreamGatewayError::Busy)
+                    }
+                    // Any launcher failure reads "Faild to parse Gateway Json response" (sic).
+                    (503, _) => Err(StreamGatewayError::LaunchFailed),
+                    _ => Err(Self::http_error(status, &body)),
+                }
+            }
         }
+    }
+
+    /// The proxy's record of a stream (by its container, else by room): (gw_id, state, room).
+    /// `None` when it has none.
+    async fn proxy_status(
+        &self,
+        target: &SipTarget,
+        stream: StreamRef<'_>,
+    ) -> Result<Option<(String, String, String)>, StreamGatewayError> {
+        let key = match stream.gw_id {
+            Some(id) => ("gw_id", id),
+            None => ("room", stream.room),
+        };
+        let (status, body) = self
+            .send(
+                "status",
+                self.request(target, reqwest::Method::GET, "/status")?
+                    .query(&[key]),
+            )
+            .await?;
+        let text = |pointer| {
+            body.pointer(pointer)
+                .and_then(Value::as_str)
+                .map(short)
+                .unwrap_or_default()
+        };
+        match status {
+            200 => Ok(Some((
+                text("/data/gw_id"),
+                text("/data/gw_state"),
+                text("/data/room"),
+            ))),
+            404 => Ok(None),
+            _ => Err(Self::http_error(status, &body)),
+        }
+    }
+
+    /// The container a proxied stream runs on: recorded, or found by room.
+    async fn proxied_gw_id(
+        &self,
+        target: &SipTarget,
+        stream: StreamRef<'_>,
+    ) -> Result<Option<String>, StreamGatewayError> {
+        if let Some(id) = stream.gw_id {
+            return Ok(Some(id.to_owned()));
+        }
+        Ok(self
+            .proxy_status(target, stream)
+            .await?
+            .map(|(id, _, _)| id)
+            .filter(|id| !id.is_empty()))
     }
 
     /// Stops the stream; one that is not running counts as stopped.
@@ -221,10 +296,26 @@ impl SipMediaGwClient {
                 )
                 .await?
             }
+            GatewayApi::Proxy => {
+                let Some(id) = self.proxied_gw_id(target, stream).await? else {
+                    return Ok(Stopped::NotRunning);
+                };
+                self.send(
+                    "stop",
+                    self.request(target, reqwest::Method::POST, "/stop")?
+                        .json(&json!({ "gw_id": id })),
+                )
+                .await?
+            }
         };
         let detail = Self::http_error(status, &body);
-        let not_running =
-            |d: &str| d.starts_with("no running container") || d == "Gateway not found";
+        // web.py and the launcher: "no running container for …"; main: "Gateway not found"; the
+        // proxy: "No mapping found for gateway …".
+        let not_running = |d: &str| {
+            d.starts_with("no running container")
+                || d == "Gateway not found"
+                || d.starts_with("No mapping found")
+        };
         match status {
             200 => Ok(Stopped::Stopped),
             400 | 404 if matches!(&detail, StreamGatewayError::Http { detail: Some(d), .. } if not_running(d)) => {
@@ -288,7 +379,40 @@ impl SipMediaGwClient {
                     _ => Err(Self::http_error(status, &body)),
                 }
             }
+            // The proxy's record: `working` on our room.
+            GatewayApi::Proxy => Ok(self
+                .proxy_status(target, stream)
+                .await?
+                .is_some_and(|(_, state, on)| state == "working" && on == room)),
         }
+    }
+
+    /// A `/gateway/command` (launcher) or `/command` (proxy) for the stream's container.
+    async fn command(
+        &self,
+        target: &SipTarget,
+        stream: StreamRef<'_>,
+        call: &'static str,
+        payload: Value,
+    ) -> Result<(u16, Value), StreamGatewayError> {
+        let (path, id) = match target.api {
+            GatewayApi::Proxy => (
+                "/command",
+                self.proxied_gw_id(target, stream).await?.ok_or_else(|| {
+                    StreamGatewayError::Http {
+                        status: 404,
+                        detail: Some("the proxy has no gateway for this room".into()),
+                    }
+                })?,
+            ),
+            _ => ("/gateway/command", gw_id(&stream)?.to_owned()),
+        };
+        self.send(
+            call,
+            self.request(target, reqwest::Method::POST, path)?
+                .json(&json!({ "gw_id": id, "payload": payload })),
+        )
+        .await
     }
 
     /// A command's answer: `{"res": "ok"}` (web.py), or the gateway API's
@@ -319,10 +443,13 @@ impl SipMediaGwClient {
                 )
                 .await?
             }
-            GatewayApi::Gateway => {
-                self.send("toggle_chat", self.request(target, reqwest::Method::POST, "/gateway/command")?.json(&json!({
-                    "gw_id": gw_id(&stream)?, "payload": { "command": "sendKey", "param1": "chat-toggle" }
-                })))
+            GatewayApi::Gateway | GatewayApi::Proxy => {
+                self.command(
+                    target,
+                    stream,
+                    "toggle_chat",
+                    json!({ "command": "sendKey", "param1": "chat-toggle" }),
+                )
                 .await?
             }
         };
@@ -347,13 +474,12 @@ impl SipMediaGwClient {
                 )
                 .await?
             }
-            GatewayApi::Gateway => {
-                self.send(
+            GatewayApi::Gateway | GatewayApi::Proxy => {
+                self.command(
+                    target,
+                    stream,
                     "post_chat",
-                    self.request(target, reqwest::Method::POST, "/gateway/command")?
-                        .json(&json!({
-                            "gw_id": gw_id(&stream)?, "payload": { "command": "sendChat", "param1": message }
-                        })),
+                    json!({ "command": "sendChat", "param1": message }),
                 )
                 .await?
             }

@@ -18,6 +18,7 @@
 mod control;
 mod gateway;
 mod legacy;
+mod proxy;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -37,6 +38,8 @@ use serde_json::Value;
 pub enum Api {
     Legacy,
     Gateway,
+    /// The v1.8 proxy before the launcher's containers (`deploy/proxyAPI/proxy.py`).
+    Proxy,
 }
 
 /// Injectable faults. The text form (`FromStr`) is what `--fault` and the control endpoint take.
@@ -271,6 +274,12 @@ impl SipMediaGwSim {
                 .route("/gateway/stop", post(gateway::stop))
                 .route("/gateway/status", get(gateway::status))
                 .route("/gateway/command", post(gateway::command)),
+            Api::Proxy => Router::new()
+                .route("/start", post(proxy::start))
+                .route("/stop", post(proxy::stop))
+                .route("/status", get(proxy::status))
+                .route("/progress", get(proxy::status))
+                .route("/command", post(proxy::command)),
         };
         routes
             .route("/_sim/faults", post(control::set_faults))
