@@ -11,7 +11,9 @@ use sha1::{Digest, Sha1};
 use tokio_util::sync::CancellationToken;
 use webinar_infra::sim::sipmediagw::{Api, Container, SipMediaGwSim};
 
-use crate::harness::{error_code, register_live_gateway, sipmediagw, wait_until, webinar, TestApp};
+use crate::harness::{
+    error_code, receive, register_live_gateway, sipmediagw, subscribe, wait_until, webinar, TestApp,
+};
 
 const SESSIONS: &str = "query($running: Boolean, $first: Int, $after: String) {
     liveSessions(running: $running, first: $first, after: $after) {
@@ -585,5 +587,43 @@ async fn behind_the_v1_8_proxy_the_stream_runs_on_the_container_the_proxy_picked
     wait_until(&app, &id, Duration::from_secs(5), stream("STOPPED")).await;
     assert_eq!(sim.container("k7x2"), Some(Container::Exited));
     cancel.cancel();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn administrators_hear_of_each_change_to_a_live_session() {
+    let app = TestApp::spawn_with(webhooks).await;
+    let (_sim, url, _stop) = sipmediagw(Api::Legacy, Some("1234")).await;
+    register_live_gateway(&app, "amphi", &url, Some("1234"), "LEGACY").await;
+    let query = "subscription { liveSessionChanged { webinarId participantCount running } }";
+    // Anyone else is refused at once.
+    let mut refused = subscribe(&app, Some(&owner(&app)), query, json!({})).await;
+    let answer = receive(&mut refused).await;
+    assert_eq!(
+        answer["payload"]["errors"][0]["extensions"]["code"],
+        json!("FORBIDDEN"),
+        "{answer}"
+    );
+    assert_eq!(answer["payload"]["data"], Value::Null);
+
+    let id = schedule_and_start(&app, "Watched").await;
+    wait_until(&app, &id, Duration::from_secs(5), stream("LIVE")).await;
+    let mut socket = subscribe(&app, Some(&app.admin()), query, json!({})).await;
+    let meeting = format!("webinar-{id}");
+    let ada = user("w_ada", "Ada", "MODERATOR");
+    assert_eq!(
+        deliver(&app, &[event("user-joined", &meeting, Some(ada))]).await,
+        200
+    );
+    let started = Instant::now();
+    loop {
+        let message = receive(&mut socket).await;
+        let session = &message["payload"]["data"]["liveSessionChanged"];
+        assert_eq!(session["webinarId"], json!(id), "{message}");
+        if session["participantCount"] == json!(1) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{message}");
+    }
     app.stop().await;
 }
