@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use webinar_infra::sim::sipmediagw::{Api, Container, SipMediaGwSim};
 
 use crate::harness::{
-    error_code, receive, register_live_gateway, sipmediagw, subscribe, wait_until, webinar, TestApp,
+    error_code, events_of, receive, register_live_gateway, sipmediagw, stream, subscribe,
+    wait_until, webinar, TestApp,
 };
 
 const SESSIONS: &str = "query($running: Boolean, $first: Int, $after: String) {
@@ -52,18 +53,26 @@ async fn schedule_and_start(app: &TestApp, title: &str) -> String {
     id
 }
 
-fn stream(state: &str) -> impl Fn(&Value) -> bool + '_ {
-    move |w: &Value| w["streamState"] == json!(state)
+/// The owner's live control `mutation` (`stopLive`, `restartLive`) on `id`; it must succeed.
+async fn control(app: &TestApp, mutation: &str, id: &str) {
+    let body = app
+        .gql(
+            Some(&owner(app)),
+            &format!("mutation($id: ID!) {{ {mutation}(id: $id) {{ id }} }}"),
+            json!({ "id": id }),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
 }
 
-async fn events_of(app: &TestApp, id: &str) -> Vec<(String, Value)> {
-    sqlx::query_as::<_, (String, Value)>(
-        "select event_type, payload::jsonb from events where aggregate_id = $1 order by sequence",
-    )
-    .bind(id)
-    .fetch_all(&app.db.pool)
-    .await
-    .expect("events")
+/// The payloads of the webinar's `StreamStarted` events.
+async fn stream_starts(app: &TestApp, id: &str) -> Vec<Value> {
+    events_of(app, id)
+        .await
+        .into_iter()
+        .filter(|(t, _)| t == "StreamStarted")
+        .map(|(_, p)| p)
+        .collect()
 }
 
 /// A mapped bbb-webhooks event about `meeting`.
@@ -466,13 +475,10 @@ async fn a_v1_8_gateway_streams_on_a_container_it_has_and_stops_the_one_recorded
         other => panic!("{other:?}"),
     };
     assert_eq!(sim.container("gw1"), Some(Container::Idle));
-    let started: Vec<Value> = events_of(&app, &id)
-        .await
-        .into_iter()
-        .filter(|(t, _)| t == "StreamStarted")
-        .map(|(_, p)| p)
-        .collect();
-    assert_eq!(started, vec![json!({"StreamStarted": {"gw_id": id18}})]);
+    assert_eq!(
+        stream_starts(&app, &id).await,
+        vec![json!({"StreamStarted": {"gw_id": id18}})]
+    );
     assert_eq!(
         sim.counters().started_with,
         vec![(
@@ -485,14 +491,7 @@ async fn a_v1_8_gateway_streams_on_a_container_it_has_and_stops_the_one_recorded
     assert_eq!(session["gwId"], json!(id18), "{session}");
 
     // A restart stops the recorded container and starts again: still one stream, nothing cut.
-    let restart = app
-        .gql(
-            Some(&owner(&app)),
-            "mutation($id: ID!) { restartLive(id: $id) { id } }",
-            json!({"id": id}),
-        )
-        .await;
-    assert!(restart["errors"].is_null(), "{restart}");
+    control(&app, "restartLive", &id).await;
     let at = Instant::now();
     while sim.counters().successful_starts < 2 {
         assert!(
@@ -507,14 +506,7 @@ async fn a_v1_8_gateway_streams_on_a_container_it_has_and_stops_the_one_recorded
     assert_eq!(sim.replaced_streams(), 0);
 
     // Stop uses the recorded container.
-    let stop = app
-        .gql(
-            Some(&owner(&app)),
-            "mutation($id: ID!) { stopLive(id: $id) { id } }",
-            json!({"id": id}),
-        )
-        .await;
-    assert!(stop["errors"].is_null(), "{stop}");
+    control(&app, "stopLive", &id).await;
     wait_until(&app, &id, Duration::from_secs(5), stream("STOPPED")).await;
     assert!(matches!(sim.container(id18), Some(Container::Exited)));
     assert_eq!(sim.container("gw1"), Some(Container::Idle));
@@ -569,21 +561,11 @@ async fn behind_the_v1_8_proxy_the_stream_runs_on_the_container_the_proxy_picked
     );
     let id = schedule_and_start(&app, "Proxied").await;
     wait_until(&app, &id, Duration::from_secs(5), stream("LIVE")).await;
-    let started: Vec<Value> = events_of(&app, &id)
-        .await
-        .into_iter()
-        .filter(|(t, _)| t == "StreamStarted")
-        .map(|(_, p)| p)
-        .collect();
-    assert_eq!(started, vec![json!({"StreamStarted": {"gw_id": "k7x2"}})]);
-    let stop = app
-        .gql(
-            Some(&owner(&app)),
-            "mutation($id: ID!) { stopLive(id: $id) { id } }",
-            json!({"id": id}),
-        )
-        .await;
-    assert!(stop["errors"].is_null(), "{stop}");
+    assert_eq!(
+        stream_starts(&app, &id).await,
+        vec![json!({"StreamStarted": {"gw_id": "k7x2"}})]
+    );
+    control(&app, "stopLive", &id).await;
     wait_until(&app, &id, Duration::from_secs(5), stream("STOPPED")).await;
     assert_eq!(sim.container("k7x2"), Some(Container::Exited));
     cancel.cancel();

@@ -593,6 +593,22 @@ pub async fn webinar(app: &TestApp, id: &str) -> Value {
         .clone()
 }
 
+/// Whether a webinar (as [`webinar`] reads it) has this stream state.
+pub fn stream(state: &str) -> impl Fn(&Value) -> bool + '_ {
+    move |w: &Value| w["streamState"] == json!(state)
+}
+
+/// An aggregate's events, in order: (type, payload).
+pub async fn events_of(app: &TestApp, id: &str) -> Vec<(String, Value)> {
+    sqlx::query_as::<_, (String, Value)>(
+        "select event_type, payload::jsonb from events where aggregate_id = $1 order by sequence",
+    )
+    .bind(id)
+    .fetch_all(&app.db.pool)
+    .await
+    .expect("events")
+}
+
 /// Polls until `done` holds (or fails after `within`); returns the state and the time it took.
 pub async fn wait_until(
     app: &TestApp,

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use webinar_infra::sim::sipmediagw::{Api, Fault};
 
 use crate::harness::{
-    captured_logs, register_live_gateway as register, sipmediagw, test_settings, wait_until,
-    webinar, KillableServer, TestApp, TestDb,
+    captured_logs, events_of, register_live_gateway as register, sipmediagw, stream, test_settings,
+    wait_until, webinar, KillableServer, TestApp, TestDb,
 };
 
 const SCHEDULE: &str =
@@ -62,20 +62,6 @@ async fn control(app: &TestApp, token: &str, mutation: &str, id: &str) -> Value 
         json!({ "id": id }),
     )
     .await
-}
-
-fn stream(state: &'static str) -> impl Fn(&Value) -> bool {
-    move |w: &Value| w["streamState"] == json!(state)
-}
-
-async fn event_types(app: &TestApp, id: &str) -> Vec<(String, Value)> {
-    sqlx::query_as::<_, (String, Value)>(
-        "select event_type, payload::jsonb from events where aggregate_id = $1 order by sequence",
-    )
-    .bind(id)
-    .fetch_all(&app.db.pool)
-    .await
-    .expect("events")
 }
 
 async fn room_of(app: &TestApp, id: &str) -> String {
@@ -195,7 +181,7 @@ async fn a_stop_that_keeps_failing_ends_in_stream_stop_failed_and_can_be_asked_a
             3,
             "the configured attempts"
         );
-        let stop_failed: Vec<Value> = event_types(&app, &id)
+        let stop_failed: Vec<Value> = events_of(&app, &id)
             .await
             .into_iter()
             .filter(|(t, _)| t == "StreamStopFailed")
@@ -235,7 +221,7 @@ async fn a_refused_token_is_not_tried_again_on_that_gateway_and_the_token_shows_
     let (failed, _) = wait_until(&app, &id, Duration::from_secs(10), stream("FAILED")).await;
     let error = failed["streamError"].as_str().unwrap_or_default();
     assert!(error.contains("refused the token (401)"), "{failed}");
-    let events = event_types(&app, &id).await;
+    let events = events_of(&app, &id).await;
     let failures: Vec<&Value> = events
         .iter()
         .filter(|(t, _)| t == "StreamFailed")

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use webinar_infra::sim::sipmediagw::{Api, Fault};
 
 use crate::harness::{
-    error_code, register_live_gateway as register, sipmediagw, wait_until, webinar, TestApp,
+    error_code, events_of, register_live_gateway as register, sipmediagw, stream, wait_until,
+    webinar, TestApp,
 };
 
 const OWNER: (&str, &[&str]) = ("owner", &["faculty"]);
@@ -44,20 +45,6 @@ async fn schedule_and_start(app: &TestApp, chat: bool) -> (String, String) {
         .unwrap_or_else(|| panic!("{body}"))
         .to_owned();
     (id, join)
-}
-
-fn stream(state: &str) -> impl Fn(&Value) -> bool + '_ {
-    move |w: &Value| w["streamState"] == json!(state)
-}
-
-async fn events_of(app: &TestApp, id: &str) -> Vec<(String, Value)> {
-    sqlx::query_as::<_, (String, Value)>(
-        "select event_type, payload::jsonb from events where aggregate_id = $1 order by sequence",
-    )
-    .bind(id)
-    .fetch_all(&app.db.pool)
-    .await
-    .expect("events")
 }
 
 #[tokio::test]

@@ -396,6 +396,25 @@ impl SipMediaGwSim {
         .unwrap_or(Err(()))
     }
 
+    /// A v1.8 command (`sendChat`, `sendKey`, …) to the container streaming `room`: recorded,
+    /// and answered as the launcher's `CommandResponse` (the proxy passes it through).
+    async fn run_command(&self, room: String, payload: &Value) -> Response {
+        let command = payload["command"].as_str().unwrap_or_default();
+        let param = payload["param1"].as_str().unwrap_or_default().to_owned();
+        if command == "sendChat" {
+            self.chat_delay().await;
+        }
+        self.with(|i| match command {
+            "sendChat" => i.counters.chats.push((room, param)),
+            _ => i.counters.toggles += 1,
+        });
+        json_response(
+            StatusCode::OK,
+            serde_json::json!({"status": "success", "error": null,
+                "data": {"ack": true, "received": payload}}),
+        )
+    }
+
     async fn chat_delay(&self) {
         if let Some(latency) = self.fault_duration(|f| match f {
             Fault::ChatLatency(d) => Some(*d),

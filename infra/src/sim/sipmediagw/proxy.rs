@@ -253,20 +253,5 @@ pub(super) async fn command(
             )
         }
     };
-    let command = request["payload"]["command"].as_str().unwrap_or_default();
-    let param = request["payload"]["param1"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    if command == "sendChat" {
-        sim.chat_delay().await;
-    }
-    sim.with(|i| match command {
-        "sendChat" => i.counters.chats.push((room, param)),
-        _ => i.counters.toggles += 1,
-    });
-    json_response(
-        StatusCode::OK,
-        json!({"status": "success", "error": null, "data": {"ack": true, "received": request["payload"]}}),
-    )
+    sim.run_command(room, &request["payload"]).await
 }
