@@ -4,7 +4,8 @@
 //! [`crate::bbb_webhooks`]), applied by [`MeetingWatcher::apply`]; BBB calls our signed end
 //! callback (`meta_endCallbackUrl`, see [`crate::callbacks`]); then one of two checks on a
 //! schedule. With webhooks on, a reconciliation **sweep** every few minutes: one `getMeetings`
-//! call, which ends the webinars whose meeting BBB no longer lists, brings every live webinar's
+//! call, which ends the webinars whose meeting BBB no longer lists (and, asked about it alone,
+//! does not know), brings every live webinar's
 //! participant list in line with BBB's, and registers our hook again should bbb-webhooks have
 //! dropped it (it drops a hook whose deliveries keep failing). Without webhooks, **polling** every
 //! 15 s: a webinar ends when its meeting is found gone twice in a row (BBB does not know it, or it
@@ -216,11 +217,20 @@ impl MeetingWatcher {
                     self.record(id, WebinarCommand::SyncParticipants { present })
                         .await?;
                 }
-                // getMeetings lists every meeting BBB has: this one has ended, and its
-                // `meeting-ended` delivery was lost.
-                None => {
-                    self.end(id, EndReason::Sweep).await?;
-                }
+                // Not listed: ended, its `meeting-ended` delivery lost — unless the list was
+                // partial (Scalelite leaves out a server it cannot reach), so ask about this one
+                // meeting before ending anything.
+                None => match meetings.is_running(&meeting).await {
+                    Err(MeetingError::NotFound) => {
+                        self.end(id, EndReason::Sweep).await?;
+                    }
+                    Ok(_) => {
+                        tracing::warn!(webinar = %id, "getMeetings left out a meeting that exists");
+                    }
+                    Err(error) => {
+                        tracing::warn!(webinar = %id, %error, "cannot confirm the meeting ended");
+                    }
+                },
             }
         }
         Ok(())
