@@ -23,6 +23,7 @@ pub mod error;
 pub mod event_log;
 pub mod event_store;
 pub mod gateways;
+pub mod idempotency;
 pub mod metrics;
 pub mod reactors;
 pub mod secrets;

@@ -22,6 +22,7 @@ use crate::chat::{ChatRateLimiter, ChatService, Rate};
 use crate::config::Settings;
 use crate::event_store::CommandBus;
 use crate::gateways::GatewayService;
+use crate::idempotency::IdempotencyStore;
 use crate::reactors::meetings::{MeetingWatcher, Sweep};
 use crate::reactors::Outside;
 use crate::sipmediagw::gateways::SipMediaGwGateways;
@@ -49,6 +50,8 @@ pub struct Services {
     pub signer: CallbackSigner,
     /// Checks bbb-webhooks deliveries, when webhooks are on.
     pub webhooks: Option<WebhookVerifier>,
+    /// Answers of mutations sent with an `Idempotency-Key`.
+    pub idempotency: Arc<IdempotencyStore>,
     /// What the reactors share.
     pub outside: Outside,
     pub watcher: Arc<MeetingWatcher>,
@@ -177,6 +180,7 @@ impl Services {
             meetings,
             signer,
             webhooks: settings.bbb_webhooks(),
+            idempotency: Arc::new(IdempotencyStore::new(pool.clone())),
             outside,
             watcher,
         })

@@ -22,6 +22,8 @@ mod hostile;
 #[cfg(test)]
 mod http_surface;
 #[cfg(test)]
+mod idempotency;
+#[cfg(test)]
 mod isolation;
 #[cfg(test)]
 mod live;

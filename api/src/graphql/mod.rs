@@ -30,6 +30,11 @@ pub struct Query(
     webinars::WebinarQuery,
 );
 
+/// Every mutation may be sent with an `Idempotency-Key` HTTP header (1 to 128 printable ASCII
+/// characters): a retry with the same key, by the same caller, within 24 hours, answers what the
+/// first request answered and writes nothing new — also when the first answer was lost. The same
+/// key with a different request is refused (`BAD_USER_INPUT`, field `Idempotency-Key`); a retry
+/// while the first still runs waits for it, or gets `CONFLICT`.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     gateways::GatewayMutation,

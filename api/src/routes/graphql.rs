@@ -9,9 +9,11 @@ use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde_json::Value;
 use webinar_domain::Caller;
 use webinar_infra::auth::AuthError;
 use webinar_infra::config::Introspection;
+use webinar_infra::idempotency::{fingerprint, Claim, IdempotencyError, IdempotencyKey};
 use webinar_infra::metrics::GRAPHQL_REQUESTS;
 
 use super::Shared;
@@ -187,6 +189,19 @@ pub async fn graphql(State(shared): State<Shared>, headers: HeaderMap, body: Bod
             )
         }
     };
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => match value.to_str().map(IdempotencyKey::parse) {
+            Ok(Ok(key)) => Some(key),
+            _ => {
+                return refuse_key(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_USER_INPUT",
+                    &IdempotencyError::Malformed,
+                )
+            }
+        },
+    };
     let limit = shared.state.settings().max_body_bytes;
     let bytes = match to_bytes(body, limit).await {
         Ok(bytes) => bytes,
@@ -198,8 +213,15 @@ pub async fn graphql(State(shared): State<Shared>, headers: HeaderMap, body: Bod
             )
         }
     };
-    let mut batch: BatchRequest = match serde_json::from_slice(&bytes) {
-        Ok(batch) => batch,
+    // With a key, the body's JSON is kept for its fingerprint.
+    let parsed = match &key {
+        Some(_) => serde_json::from_slice::<Value>(&bytes)
+            .and_then(|body| Ok((fingerprint(&body), serde_json::from_value(body)?)))
+            .map(|(fingerprint, batch)| (Some(fingerprint), batch)),
+        None => serde_json::from_slice(&bytes).map(|batch| (None, batch)),
+    };
+    let (fingerprint, mut batch): (Option<Vec<u8>>, BatchRequest) = match parsed {
+        Ok(parsed) => parsed,
         Err(error) => {
             // serde quotes the offending value: keep the message short whatever was sent.
             let reason: String = error.to_string().chars().take(160).collect();
@@ -244,11 +266,131 @@ pub async fn graphql(State(shared): State<Shared>, headers: HeaderMap, body: Bod
             return reject(StatusCode::OK, code, message);
         }
     }
+    let caller_id = caller
+        .actor()
+        .map_or_else(|| "anonymous".to_owned(), |actor| actor.id.clone());
+    let idempotent_write = key.is_some() && writes(&mut batch);
     let context = RequestContext {
         caller,
         request_id: request_id(&headers),
     };
-    let mut response = shared.schema.execute_batch(batch.data(context)).await;
+    let batch = batch.data(context);
+    match (key, fingerprint) {
+        (Some(key), Some(fingerprint)) if idempotent_write => {
+            idempotent(shared, caller_id, key, fingerprint, batch).await
+        }
+        _ => axum::Json(execute(&shared, batch).await).into_response(),
+    }
+}
+
+/// Whether any operation of the batch is a mutation (an `Idempotency-Key` on a query changes
+/// nothing: reading again is harmless).
+fn writes(batch: &mut BatchRequest) -> bool {
+    use async_graphql::parser::types::OperationType;
+    batch.iter_mut().any(|request| {
+        request.parsed_query().is_ok_and(|doc| {
+            doc.operations
+                .iter()
+                .any(|(_, operation)| operation.node.ty == OperationType::Mutation)
+        })
+    })
+}
+
+fn refuse_key(status: StatusCode, code: &str, error: &IdempotencyError) -> Response {
+    metrics::counter!(GRAPHQL_REQUESTS, "outcome" => "rejected").increment(1);
+    let body = serde_json::json!({ "errors": [{ "message": error.to_string(),
+        "extensions": { "code": code, "field": "Idempotency-Key" } }] });
+    (status, axum::Json(body)).into_response()
+}
+
+/// Runs a mutation at most once per caller and `Idempotency-Key` (see
+/// `webinar_infra::idempotency`). The run is a task of its own: a client that hangs up does not
+/// cancel it, so its answer is stored for the retry.
+async fn idempotent(
+    shared: Shared,
+    caller: String,
+    key: IdempotencyKey,
+    fingerprint: Vec<u8>,
+    batch: BatchRequest,
+) -> Response {
+    let store = shared.state.services().idempotency.clone();
+    let wait = shared.state.settings().read_your_writes_timeout();
+    match store.claim(&caller, &key, &fingerprint, wait).await {
+        Ok(Claim::Answered(answer)) => {
+            let mut response = axum::Json(answer).into_response();
+            response
+                .headers_mut()
+                .insert("idempotency-replayed", HeaderValue::from_static("true"));
+            return response;
+        }
+        Ok(Claim::Won) => {}
+        Err(error @ IdempotencyError::Reused) => {
+            return refuse_key(StatusCode::UNPROCESSABLE_ENTITY, "BAD_USER_INPUT", &error)
+        }
+        Err(error @ IdempotencyError::InProgress) => {
+            return refuse_key(StatusCode::CONFLICT, "CONFLICT", &error)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot claim an idempotency key");
+            return reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "the database cannot be reached: nothing was written, retry",
+            );
+        }
+    }
+    let run = tokio::spawn(async move {
+        let response = execute(&shared, batch).await;
+        // `UNAVAILABLE`: nothing was written; the key is freed for a real retry.
+        let unavailable = has_code(&response, "UNAVAILABLE");
+        let answer = serde_json::to_value(&response).unwrap_or(Value::Null);
+        for attempt in 1..=3 {
+            let stored = if unavailable {
+                store.release(&caller, &key).await
+            } else {
+                store.finish(&caller, &key, &answer).await
+            };
+            match stored {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::warn!(%error, attempt, "cannot store an idempotent answer");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                }
+            }
+        }
+        answer
+    });
+    match run.await {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "an idempotent mutation's task failed");
+            reject(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "the request failed; retry with the same Idempotency-Key",
+            )
+        }
+    }
+}
+
+/// Whether any error of the response carries `code`.
+fn has_code(response: &BatchResponse, code: &str) -> bool {
+    let responses: Vec<&async_graphql::Response> = match response {
+        BatchResponse::Single(r) => vec![r],
+        BatchResponse::Batch(rs) => rs.iter().collect(),
+    };
+    responses.iter().flat_map(|r| &r.errors).any(|error| {
+        error
+            .extensions
+            .as_ref()
+            .and_then(|ext| ext.get("code"))
+            .is_some_and(|value| *value == async_graphql::Value::from(code))
+    })
+}
+
+/// Executes the batch; errors async-graphql raised itself get their code.
+async fn execute(shared: &Shared, batch: BatchRequest) -> BatchResponse {
+    let mut response = shared.schema.execute_batch(batch).await;
     let outcome = match &mut response {
         BatchResponse::Single(r) => {
             code_uncoded(&mut r.errors);
@@ -261,7 +403,7 @@ pub async fn graphql(State(shared): State<Shared>, headers: HeaderMap, body: Bod
     };
     let outcome = if outcome { "ok" } else { "error" };
     metrics::counter!(GRAPHQL_REQUESTS, "outcome" => outcome).increment(1);
-    axum::Json(response).into_response()
+    response
 }
 
 #[cfg(test)]
