@@ -1,20 +1,25 @@
-//! Change notifications for subscriptions. The `webinars`, `live_events` and `live_sessions`
-//! projectors announce
+//! Change notifications for subscriptions. A changed live event is read here, once, and the row
+//! is shared by every subscriber, who judge in memory whether they may see it: 10,000 viewers of
+//! the live page cost one query per change, not 10,000. The `webinars`, `live_events` and
+//! `live_sessions` projectors announce
 //! the rows each batch changed with `pg_notify` inside their batch transaction, so a notification arrives
 //! exactly when the change is visible, on every instance, whoever ran the projector.
+
+use std::sync::Arc;
 
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use webinar_domain::WebinarId;
-use webinar_projections::live_events::LIVE_EVENT_CHANGED;
+use webinar_projections::live_events::{self, LiveEventRow, LIVE_EVENT_CHANGED};
 use webinar_projections::live_sessions::LIVE_SESSION_CHANGED;
 use webinar_projections::webinars::WEBINAR_CHANGED;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    LiveEvent(WebinarId),
+    /// A live event as it is now, read once for every subscriber.
+    LiveEvent(Arc<LiveEventRow>),
     Webinar(WebinarId),
     /// A webinar's BigBlueButton session.
     LiveSession(WebinarId),
@@ -69,18 +74,24 @@ impl ChangeFeed {
                     match notification {
                         Ok(n) => {
                             // One notification per projector batch: the changed ids, comma-separated.
+                            let ids = n
+                                .payload()
+                                .split(',')
+                                .filter_map(|id| id.parse::<WebinarId>().ok());
                             let kind = match n.channel() {
-                                LIVE_EVENT_CHANGED => Change::LiveEvent,
+                                LIVE_EVENT_CHANGED => {
+                                    let ids: Vec<uuid::Uuid> = ids.map(|id| id.as_uuid()).collect();
+                                    for row in read_live_events(&pool, &ids).await {
+                                        // No subscriber is not an error.
+                                        let _ = sender.send(Change::LiveEvent(Arc::new(row)));
+                                    }
+                                    continue;
+                                }
                                 LIVE_SESSION_CHANGED => Change::LiveSession,
                                 _ => Change::Webinar,
                             };
-                            for id in n.payload().split(',') {
-                                let Ok(id) = id.parse::<WebinarId>() else {
-                                    continue;
-                                };
-                                let change = kind(id);
-                                // No subscriber is not an error.
-                                let _ = sender.send(change);
+                            for id in ids {
+                                let _ = sender.send(kind(id));
                             }
                         }
                         Err(error) => {
@@ -92,4 +103,19 @@ impl ChangeFeed {
             }
         });
     }
+}
+
+/// The changed live events, read once; a read that keeps failing is logged and skipped (the
+/// subscribers hear of the next change).
+async fn read_live_events(pool: &PgPool, ids: &[uuid::Uuid]) -> Vec<LiveEventRow> {
+    for attempt in 1..=3u64 {
+        match live_events::get_many(pool, ids).await {
+            Ok(rows) => return rows,
+            Err(error) => {
+                tracing::warn!(%error, attempt, "change feed cannot read changed live events");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+            }
+        }
+    }
+    Vec::new()
 }

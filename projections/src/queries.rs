@@ -64,6 +64,11 @@ impl ReadModels {
         Ok(live_events::list(&self.pool, &Audience::of(caller), filter).await?)
     }
 
+    /// Whether the caller may see this live event (a change read once for every subscriber).
+    pub fn may_see_live_event(&self, caller: &Caller, row: &LiveEventRow) -> bool {
+        self.policy.allows(caller, Action::SeeLiveEvent(row))
+    }
+
     /// One live event, when the caller may see it.
     pub async fn live_event(
         &self,

@@ -105,3 +105,48 @@ async fn webinar_changed_follows_one_webinar_for_its_hosts() {
         "{answer}"
     );
 }
+
+/// A change is read once and judged per subscriber in memory: hundreds of subscribers, the public
+/// ones all told, the restricted change told to none of the anonymous ones.
+#[tokio::test]
+async fn three_hundred_subscribers_hear_of_a_change_each_as_the_policy_says() {
+    let app = TestApp::spawn().await;
+    register_gateway(&app, "many-1", None).await;
+    register_gateway(&app, "many-2", None).await;
+    let query = "subscription { liveEventChanged { id title } }";
+    let mut sockets = Vec::new();
+    for _ in 0..300 {
+        sockets.push(subscribe(&app, None, query, json!({})).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let owner = app.token("prof", &["faculty"], &[], &[]);
+    let body = app
+        .gql(Some(&owner), SCHEDULE, schedule_input("Closed", true))
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let body = app
+        .gql(Some(&owner), SCHEDULE, schedule_input("For all", false))
+        .await;
+    let open = body["data"]["scheduleWebinar"]["id"].clone();
+    assert!(open.is_string(), "{body}");
+    let started = std::time::Instant::now();
+    let heard = futures::future::join_all(sockets.iter_mut().map(|socket| async move {
+        match tokio::time::timeout(Duration::from_secs(10), receive(socket)).await {
+            Ok(message) => message["payload"]["data"]["liveEventChanged"]["id"].clone(),
+            Err(_) => Value::Null,
+        }
+    }))
+    .await;
+    let told = heard.iter().filter(|id| **id == open).count();
+    assert_eq!(
+        told,
+        heard.len(),
+        "only the public event, to everyone: {heard:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    app.stop().await;
+}

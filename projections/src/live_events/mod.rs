@@ -5,7 +5,7 @@ use sqlx::types::Json;
 use sqlx::PgPool;
 use uuid::Uuid;
 use webinar_domain::webinar::{LiveEventStatus, StreamState};
-use webinar_domain::{Caller, Person, WebinarId};
+use webinar_domain::{Caller, Person, WebinarAccess, WebinarId};
 
 mod projector;
 
@@ -31,6 +31,23 @@ pub struct LiveEventRow {
     pub groups: Vec<String>,
     /// The owner first, then the presenters.
     pub presenters: Json<Vec<Person>>,
+}
+
+/// What the permission policy needs to decide who sees a live event, from the row itself (so a
+/// change read once can be judged for every subscriber in memory).
+impl WebinarAccess for LiveEventRow {
+    fn owner_id(&self) -> Option<&str> {
+        self.presenters.0.first().map(|p| p.id.as_str())
+    }
+    fn presenters(&self) -> &[Person] {
+        &self.presenters.0
+    }
+    fn restricted(&self) -> bool {
+        self.restricted
+    }
+    fn groups(&self) -> &[String] {
+        &self.groups
+    }
 }
 
 const COLUMNS: &str = "live_event_id, title, description, starts_at, ends_at, hls_url, broadcaster,
@@ -106,6 +123,17 @@ pub async fn list(
     .bind(filter.after.map(|a| a.0))
     .bind(filter.after.map(|a| a.1))
     .bind(filter.limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// The live events `ids`, whoever may see them (the change feed reads each change once, for every
+/// subscriber; each is judged by the policy in memory).
+pub async fn get_many(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<LiveEventRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from live_events where live_event_id = any($1)"
+    ))
+    .bind(ids)
     .fetch_all(pool)
     .await
 }

@@ -2,22 +2,22 @@
 
 use async_graphql::{Context, ResultExt, Subscription, ID};
 use futures::Stream;
-use webinar_domain::WebinarId;
 
 use super::inputs::parse_webinar_id;
 use super::types::{LiveEvent, Webinar};
 use crate::feed::{Change, ChangeFeed};
 use crate::graphql::context::parts;
 use crate::graphql::error::ApiError;
+use webinar_projections::live_events::LiveEventRow;
 
 #[derive(Default)]
 pub struct WebinarSubscription;
 
 /// The next change of kind `pick` that the stream should look at; `None` when the feed closed.
-pub(crate) async fn next_change(
+pub(crate) async fn next_change<T>(
     rx: &mut tokio::sync::broadcast::Receiver<Change>,
-    pick: impl Fn(Change) -> Option<WebinarId>,
-) -> Option<WebinarId> {
+    pick: impl Fn(Change) -> Option<T>,
+) -> Option<T> {
     use tokio::sync::broadcast::error::RecvError;
     loop {
         match rx.recv().await {
@@ -40,7 +40,8 @@ pub(crate) fn feed<'a>(ctx: &'a Context<'_>) -> Result<&'a ChangeFeed, ApiError>
 
 #[Subscription]
 impl WebinarSubscription {
-    /// Every change to a live event the caller may see (visibility is checked on each change).
+    /// Every change to a live event the caller may see (visibility is checked on each change, in
+    /// memory, against the row the change feed read once for every subscriber).
     async fn live_event_changed(
         &self,
         ctx: &Context<'_>,
@@ -52,18 +53,14 @@ impl WebinarSubscription {
             (rx, reads, caller),
             |(mut rx, reads, caller)| async move {
                 loop {
-                    let id = next_change(&mut rx, |c| match c {
-                        Change::LiveEvent(id) => Some(id),
+                    let row = next_change(&mut rx, |c| match c {
+                        Change::LiveEvent(row) => Some(row),
                         _ => None,
                     })
                     .await?;
-                    match reads.live_event(&caller, id).await {
-                        Ok(Some(row)) => return Some((LiveEvent::from(row), (rx, reads, caller))),
-                        Ok(None) => continue,
-                        Err(error) => {
-                            tracing::warn!(%error, "liveEventChanged: cannot read the live event");
-                            continue;
-                        }
+                    if reads.may_see_live_event(&caller, &row) {
+                        let event = LiveEvent::from(LiveEventRow::clone(&row));
+                        return Some((event, (rx, reads, caller)));
                     }
                 }
             },
