@@ -107,12 +107,13 @@ impl AppState {
             return Ok(());
         };
         let timeout = self.settings().read_your_writes_timeout();
-        for projector in projectors {
-            self.inner
-                .progress
-                .wait_for(projector, position, timeout)
-                .await?;
-        }
+        // Together: the answer waits for the slowest read model, not for their sum.
+        futures::future::try_join_all(
+            projectors
+                .iter()
+                .map(|projector| self.inner.progress.wait_for(projector, position, timeout)),
+        )
+        .await?;
         Ok(())
     }
 }

@@ -26,6 +26,15 @@ use webinar_domain::{Caller, Identified};
 use crate::event_log::{self, Position};
 use crate::metrics;
 
+/// An aggregate loaded for a command: its state can be checked before the command runs on it.
+pub struct Loaded<A: Aggregate>(EventStoreAggregateContext<A>);
+
+impl<A: Aggregate> Loaded<A> {
+    pub fn state(&self) -> &A {
+        &self.0.aggregate
+    }
+}
+
 /// An event store over the `events` and `snapshots` tables.
 pub struct PgEventStore<A> {
     repo: PostgresEventRepository,
@@ -348,12 +357,47 @@ where
         command: A::Command,
         metadata: &CommandMetadata,
     ) -> Result<Written<A::Id>, AggregateError<A::Error>> {
+        self.run(id, None, command, metadata).await
+    }
+
+    /// The aggregate, loaded to be checked by the caller (a permission, say) and then given to
+    /// [`CommandBus::execute_loaded`]: one load for both.
+    pub async fn load_for_command(&self, id: A::Id) -> Result<Loaded<A>, AggregateError<A::Error>> {
+        Ok(Loaded(self.store.load_aggregate(&id.to_string()).await?))
+    }
+
+    /// Runs `command` on the aggregate as `loaded` holds it; only a conflict (someone wrote in
+    /// between) loads it again.
+    pub async fn execute_loaded(
+        &self,
+        id: A::Id,
+        loaded: Loaded<A>,
+        command: A::Command,
+        metadata: &CommandMetadata,
+    ) -> Result<Written<A::Id>, AggregateError<A::Error>> {
+        self.run(id, Some(loaded.0), command, metadata).await
+    }
+
+    async fn run(
+        &self,
+        id: A::Id,
+        mut loaded: Option<EventStoreAggregateContext<A>>,
+        command: A::Command,
+        metadata: &CommandMetadata,
+    ) -> Result<Written<A::Id>, AggregateError<A::Error>> {
         let started = std::time::Instant::now();
         let aggregate_id = id.to_string();
         let mut attempt = 0;
         let result = loop {
+            let context = match loaded.take() {
+                Some(context) => context,
+                None => match self.store.load_aggregate(&aggregate_id).await {
+                    Ok(context) => context,
+                    Err(error) => break Err(error),
+                },
+            };
             let result = self
-                .decide_and_write(&aggregate_id, command.clone(), metadata)
+                .decide_and_write(context, command.clone(), metadata)
                 .await;
             match result {
                 Err(AggregateError::AggregateConflict) if attempt < self.retries => {
@@ -400,14 +444,13 @@ where
         Ok(Written { id, position })
     }
 
-    /// One attempt: load, decide (the aggregate's `handle`), write.
+    /// One attempt: decide (the aggregate's `handle`) on the loaded aggregate, write.
     async fn decide_and_write(
         &self,
-        aggregate_id: &str,
+        mut context: EventStoreAggregateContext<A>,
         command: A::Command,
         metadata: &CommandMetadata,
     ) -> Result<Option<Position>, AggregateError<A::Error>> {
-        let mut context = self.store.load_aggregate(aggregate_id).await?;
         let sink = EventSink::default();
         context
             .aggregate

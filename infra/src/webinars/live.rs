@@ -35,9 +35,10 @@ impl WebinarService {
         metadata: &CommandMetadata,
         id: WebinarId,
     ) -> Result<StartedWebinar, CommandError> {
-        let webinar = self
+        let loaded = self
             .authorized(caller, id, |w| Action::StartWebinar(w))
             .await?;
+        let webinar = loaded.state();
         let meetings = self.meetings.as_ref().ok_or(MeetingError::NotConfigured)?;
         let meeting_id = webinar
             .meeting_id
@@ -73,7 +74,7 @@ impl WebinarService {
             by_owner: webinar.is_owner(actor_id),
             server: meetings.server(),
         };
-        let written = self.execute(id, command, metadata).await?;
+        let written = self.execute_loaded(id, loaded, command, metadata).await?;
         let join_url = meetings.join_url(&meeting_id, actor_name, actor_id, MeetingRole::Moderator);
         Ok(StartedWebinar { written, join_url })
     }
@@ -88,9 +89,10 @@ impl WebinarService {
         id: WebinarId,
         control: LiveControl,
     ) -> Result<Written<WebinarId>, CommandError> {
-        let webinar = self
+        let loaded = self
             .authorized(caller, id, |w| Action::OperateWebinar(w))
             .await?;
+        let gateway = loaded.state().gateway_id;
         let command = match control {
             LiveControl::Stop => WebinarCommand::StopLive,
             LiveControl::Restart => WebinarCommand::RestartLive,
@@ -98,9 +100,9 @@ impl WebinarService {
                 reason: EndReason::Presenter,
             },
         };
-        let written = self.execute(id, command, metadata).await?;
+        let written = self.execute_loaded(id, loaded, command, metadata).await?;
         if control == LiveControl::End {
-            self.free_now(metadata, webinar.gateway_id, id).await;
+            self.free_now(metadata, gateway, id).await;
         }
         Ok(written)
     }
@@ -113,15 +115,16 @@ impl WebinarService {
         id: WebinarId,
         reason: EndReason,
     ) -> Result<Written<WebinarId>, CommandError> {
-        let webinar = self
+        let loaded = self
             .authorized(&Caller::System("meeting-watcher"), id, |w| {
                 Action::OperateWebinar(w)
             })
             .await?;
+        let gateway = loaded.state().gateway_id;
         let written = self
-            .execute(id, WebinarCommand::End { reason }, metadata)
+            .execute_loaded(id, loaded, WebinarCommand::End { reason }, metadata)
             .await?;
-        self.free_now(metadata, webinar.gateway_id, id).await;
+        self.free_now(metadata, gateway, id).await;
         Ok(written)
     }
 }

@@ -25,7 +25,7 @@ pub use scheduling::WebinarUpdate;
 
 use crate::callbacks::CallbackSigner;
 use crate::error::{from_aggregate, CommandError};
-use crate::event_store::{CommandBus, CommandMetadata, Written};
+use crate::event_store::{CommandBus, CommandMetadata, Loaded, Written};
 use crate::gateways::GatewayService;
 
 /// A random SIPMediaGW room key: lowercase letters and digits, valid as a compose project name.
@@ -106,21 +106,41 @@ impl WebinarService {
         self.bus.load_versioned(id).await.map_err(from_aggregate)
     }
 
-    /// Webinar `id`, when `caller` may do `action` with it. A webinar that does not exist is
-    /// `NotFound` to anyone signed in (and the sign-in is asked for first).
+    /// Webinar `id`, when `caller` may do `action` with it, loaded for the command that follows
+    /// ([`Self::execute_loaded`]: one load for the check and the command). A webinar that does
+    /// not exist is `NotFound` to anyone signed in (and the sign-in is asked for first).
     async fn authorized(
         &self,
         caller: &Caller,
         id: WebinarId,
         action: impl FnOnce(&Webinar) -> Action<'_>,
-    ) -> Result<Webinar, CommandError> {
+    ) -> Result<Loaded<Webinar>, CommandError> {
         self.policy.require_sign_in(caller)?;
-        let webinar = self.load(id).await?;
+        let loaded = self
+            .bus
+            .load_for_command(id)
+            .await
+            .map_err(from_aggregate)?;
+        let webinar = loaded.state();
         if !webinar.scheduled {
             return Err(WebinarError::NotFound.into());
         }
-        self.policy.authorize(caller, action(&webinar))?;
-        Ok(webinar)
+        self.policy.authorize(caller, action(webinar))?;
+        Ok(loaded)
+    }
+
+    /// Runs `command` on the webinar as [`Self::authorized`] loaded it.
+    async fn execute_loaded(
+        &self,
+        id: WebinarId,
+        loaded: Loaded<Webinar>,
+        command: WebinarCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<Written<WebinarId>, CommandError> {
+        self.bus
+            .execute_loaded(id, loaded, command, metadata)
+            .await
+            .map_err(from_aggregate)
     }
 
     async fn execute(

@@ -133,20 +133,25 @@ impl WebinarService {
             start_at,
             duration_minutes,
         } = update;
-        let webinar = self
+        let loaded = self
             .authorized(caller, id, |w| Action::EditWebinar(w))
             .await?;
-        let current = webinar.slot.ok_or(WebinarError::NotFound)?;
+        let current = loaded.state().slot.ok_or(WebinarError::NotFound)?;
         let slot = TimeSlot::change(current, start_at, duration_minutes, &self.rules, Utc::now())
             .map_err(slot_error)?;
-        let mut position = None;
-        if let Some(slot) = slot.filter(|s| *s != current) {
-            position = self.move_to(metadata, id, &webinar, slot).await?;
-        }
-        let written = self
-            .execute(id, WebinarCommand::UpdateDetails(change), metadata)
-            .await?
-            .and(position);
+        let written = match slot.filter(|s| *s != current) {
+            // The slot moves first; the details then go onto the moved webinar.
+            Some(slot) => {
+                let position = self.move_to(metadata, id, loaded.state(), slot).await?;
+                self.execute(id, WebinarCommand::UpdateDetails(change), metadata)
+                    .await?
+                    .and(position)
+            }
+            None => {
+                self.execute_loaded(id, loaded, WebinarCommand::UpdateDetails(change), metadata)
+                    .await?
+            }
+        };
         match chat {
             Some(enabled) => Ok(self
                 .execute(id, WebinarCommand::SetChat { enabled }, metadata)
@@ -215,11 +220,14 @@ impl WebinarService {
         metadata: &CommandMetadata,
         id: WebinarId,
     ) -> Result<Written<WebinarId>, CommandError> {
-        let webinar = self
+        let loaded = self
             .authorized(caller, id, |w| Action::OperateWebinar(w))
             .await?;
-        let written = self.execute(id, WebinarCommand::Cancel, metadata).await?;
-        self.free_now(metadata, webinar.gateway_id, id).await;
+        let gateway = loaded.state().gateway_id;
+        let written = self
+            .execute_loaded(id, loaded, WebinarCommand::Cancel, metadata)
+            .await?;
+        self.free_now(metadata, gateway, id).await;
         Ok(written)
     }
 }

@@ -40,8 +40,8 @@ pub(crate) fn feed<'a>(ctx: &'a Context<'_>) -> Result<&'a ChangeFeed, ApiError>
 
 #[Subscription]
 impl WebinarSubscription {
-    /// Every change to a live event the caller may see (visibility is checked on each change, in
-    /// memory, against the row the change feed read once for every subscriber).
+    /// Every change to a live event the caller may see (visibility is checked on each change).
+    // In memory, against the row the change feed read once for every subscriber.
     async fn live_event_changed(
         &self,
         ctx: &Context<'_>,
