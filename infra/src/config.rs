@@ -115,6 +115,8 @@ pub struct Settings {
     pub ws_allowed_origins: Vec<String>,
     /// How long a socket may stay open without `connection_init`.
     pub ws_init_timeout_ms: u64,
+    /// A `/ws` client that has not taken a message within this is disconnected (close 4429).
+    pub ws_send_timeout_ms: u64,
     /// Private, loopback or link-local networks gateways may be registered on (CIDRs, like
     /// `10.20.0.0/16`); public addresses are always allowed.
     #[serde(deserialize_with = "list")]
@@ -230,6 +232,7 @@ impl Default for Settings {
             graphql_introspection: Introspection::Authenticated,
             ws_allowed_origins: Vec::new(),
             ws_init_timeout_ms: 5_000,
+            ws_send_timeout_ms: 10_000,
             gateway_allowed_networks: Vec::new(),
             chat_webinar_rate_limit: 200,
             schedule_horizon_days: 400,

@@ -1,9 +1,11 @@
 //! GraphQL subscriptions over WebSocket (`/ws`, graphql-transport-ws and the older graphql-ws):
-//! the Origin check, and one loop that serves the protocol and closes the socket when
-//! `connection_init` does not come in time or the caller's token expires.
+//! the Origin check, small buffers, and one loop that serves the protocol and closes the socket
+//! when `connection_init` does not come in time, the caller's token expires, or the client stops
+//! reading.
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_graphql::http::{WebSocketProtocols, WsMessage, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::Data;
@@ -49,8 +51,17 @@ pub async fn subscriptions(
         )
             .into_response();
     };
+    // tungstenite's defaults (128 KiB read and write buffers, 64 MiB messages) cost an idle
+    // subscriber of the live page more than its whole session; a client sends a few small JSON
+    // messages (a query is at most `max_query_bytes`), and ours are written out at once.
+    let max_message = shared.state.settings().max_query_bytes.saturating_add(4096);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
         .on_upgrade(move |socket| serve_socket(shared, socket, protocol, request_id))
 }
 
@@ -118,6 +129,7 @@ async fn serve_socket(
         .on_connection_init(init);
     futures::pin_mut!(messages);
     let init_deadline = Instant::now() + shared.state.settings().ws_init_timeout();
+    let send_timeout = Duration::from_millis(shared.state.settings().ws_send_timeout_ms.max(1));
     loop {
         // When the socket must close, and how; an anonymous socket has nothing to expire.
         let closing = match *session.borrow_and_update() {
@@ -144,8 +156,21 @@ async fn serve_socket(
                         reason: reason.into(),
                     })),
                 };
-                if sink.send(message).await.is_err() {
-                    break;
+                // A client that does not read holds only its own socket: past the send timeout
+                // it is closed (4429), and its subscriptions with it.
+                match tokio::time::timeout(send_timeout, sink.send(message)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        tracing::info!("/ws: a subscriber that does not read was disconnected");
+                        let close = Message::Close(Some(CloseFrame {
+                            code: 4429,
+                            reason: "too slow: messages were not read".into(),
+                        }));
+                        let _ = tokio::time::timeout(Duration::from_millis(100), sink.send(close))
+                            .await;
+                        break;
+                    }
                 }
             }
             // A new session state: the deadline is recomputed above.
