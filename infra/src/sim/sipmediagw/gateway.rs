@@ -112,35 +112,9 @@ pub(super) async fn start(
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let latency = sim.fault_duration(|f| match f {
-        Fault::StartLatency(d) => Some(*d),
-        _ => None,
-    });
-    let launch_fails = sim.has(Fault::LaunchFailed);
-    let worker = sim.clone();
-    let id = gw_id.clone();
-    let started = super::detached(async move {
-        if let Some(latency) = latency {
-            tokio::time::sleep(latency).await;
-        }
-        if launch_fails {
-            return false;
-        }
-        worker.with(|i| {
-            let before = i.containers.insert(id, Container::Streaming(room.clone()));
-            if matches!(before, Some(Container::Streaming(other)) if other != room) {
-                i.replaced += 1;
-            }
-        });
-        worker.count(&room, |all, one| {
-            all.successful_starts += 1;
-            one.successful_starts += 1;
-            all.started_with.push((room.clone(), browsing, rtmp));
-        });
-        true
-    })
-    .await
-    .unwrap_or(false);
+    let started = sim
+        .start_container(gw_id.clone(), room, browsing, rtmp)
+        .await;
     if !started {
         return failed();
     }

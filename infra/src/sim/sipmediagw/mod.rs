@@ -396,6 +396,48 @@ impl SipMediaGwSim {
         .unwrap_or(Err(()))
     }
 
+    /// A v1.8 start of `room` on container `gw_id` (`browsing`, `rtmp` as asked), run to the end
+    /// even if the caller has gone: the start latency, the launch-failed fault, then the
+    /// container streams (replacing, and counting, a stream of another room). Whether it started.
+    async fn start_container(
+        &self,
+        gw_id: String,
+        room: String,
+        browsing: String,
+        rtmp: String,
+    ) -> bool {
+        let latency = self.fault_duration(|f| match f {
+            Fault::StartLatency(d) => Some(*d),
+            _ => None,
+        });
+        let launch_fails = self.has(Fault::LaunchFailed);
+        let sim = self.clone();
+        detached(async move {
+            if let Some(latency) = latency {
+                tokio::time::sleep(latency).await;
+            }
+            if launch_fails {
+                return false;
+            }
+            sim.with(|i| {
+                let before = i
+                    .containers
+                    .insert(gw_id, Container::Streaming(room.clone()));
+                if matches!(before, Some(Container::Streaming(other)) if other != room) {
+                    i.replaced += 1;
+                }
+            });
+            sim.count(&room, |all, one| {
+                all.successful_starts += 1;
+                one.successful_starts += 1;
+                all.started_with.push((room.clone(), browsing, rtmp));
+            });
+            true
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     /// A v1.8 command (`sendChat`, `sendKey`, …) to the container streaming `room`: recorded,
     /// and answered as the launcher's `CommandResponse` (the proxy passes it through).
     async fn run_command(&self, room: String, payload: &Value) -> Response {

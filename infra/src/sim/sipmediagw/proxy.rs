@@ -118,23 +118,9 @@ pub(super) async fn start(
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let latency = sim.fault_duration(|f| match f {
-        Fault::StartLatency(d) => Some(*d),
-        _ => None,
-    });
-    let (worker, id) = (sim.clone(), gw_id.clone());
-    let _ = super::detached(async move {
-        if let Some(latency) = latency {
-            tokio::time::sleep(latency).await;
-        }
-        worker.with(|i| i.containers.insert(id, Container::Streaming(room.clone())));
-        worker.count(&room, |all, one| {
-            all.successful_starts += 1;
-            one.successful_starts += 1;
-            all.started_with.push((room.clone(), browsing, rtmp));
-        });
-    })
-    .await;
+    // Launch failures were answered above, as the proxy does.
+    sim.start_container(gw_id.clone(), room, browsing, rtmp)
+        .await;
     json_response(
         StatusCode::OK,
         json!({"status": "success", "error": null, "data": {"processing_state": "working", "gw_id": gw_id}}),
