@@ -150,3 +150,121 @@ async fn three_hundred_subscribers_hear_of_a_change_each_as_the_policy_says() {
     );
     app.stop().await;
 }
+
+/// A subscriber that stops reading is disconnected (4429) once a send to it has waited
+/// `ws_send_timeout_ms`; another subscriber meanwhile hears of every change, without delay.
+#[tokio::test]
+async fn a_subscriber_that_does_not_read_is_dropped_without_delaying_others() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let app = TestApp::spawn_with(|s| s.ws_send_timeout_ms = 300).await;
+    let owner = app.token("prof", &["faculty"], &[], &[]);
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        register_gateway(&app, &format!("slow-{i}"), None).await;
+        let mut input = schedule_input(&format!("Big {i}"), false);
+        // Big messages fill the socket buffers in a few hundred changes.
+        input["input"]["description"] = json!("x".repeat(9_000));
+        let body = app.gql(Some(&owner), SCHEDULE, input).await;
+        ids.push(
+            body["data"]["scheduleWebinar"]["id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    let query = "subscription { liveEventChanged { id title description } }";
+    const DROPPED: &str = "a subscriber that does not read was disconnected";
+
+    // The slow client: a tiny receive buffer, and it never reads after subscribing.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let stream = socket.connect(app.address).await.expect("connect");
+    let mut request = format!("ws://{}/ws", app.address)
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (mut slow, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .expect("handshake");
+    crate::harness::send(&mut slow, json!({"type": "connection_init", "payload": {}})).await;
+    assert_eq!(receive(&mut slow).await["type"], json!("connection_ack"));
+    crate::harness::send(
+        &mut slow,
+        json!({"id": "1", "type": "subscribe", "payload": {"query": query}}),
+    )
+    .await;
+
+    // The reader hears of every change.
+    let mut fast = subscribe(&app, None, query, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (heard_tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(message)) = fast.next().await {
+            if let Message::Text(text) = message {
+                if text.contains("liveEventChanged") {
+                    let _ = heard_tx.send(std::time::Instant::now());
+                }
+            }
+        }
+    });
+
+    const UPDATE: &str = "mutation($id: ID!, $input: UpdateWebinarInput!) {
+        updateWebinar(id: $id, input: $input) { id } }";
+    let started = std::time::Instant::now();
+    let mut changes = 0;
+    let mut slowest = Duration::ZERO;
+    let dropped = loop {
+        let sent = std::time::Instant::now();
+        let id = &ids[changes % ids.len()];
+        let body = app
+            .gql(
+                Some(&owner),
+                UPDATE,
+                json!({"id": id, "input": {"title": format!("Change {changes}")}}),
+            )
+            .await;
+        assert!(body["errors"].is_null(), "{body}");
+        changes += 1;
+        let at = tokio::time::timeout(Duration::from_secs(5), heard.recv())
+            .await
+            .expect("the reader hears of each change")
+            .expect("reader alive");
+        slowest = slowest.max(at.saturating_duration_since(sent));
+        // Is the slow client disconnected yet? (Without reading from it: that would drain it.)
+        if crate::harness::captured_logs().contains(DROPPED) {
+            break changes;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "not disconnected after {changes} changes"
+        );
+    };
+    assert!(dropped > 0);
+    // Reading now, the slow client finds what was buffered, then the close frame.
+    let code = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match slow.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the socket ends");
+    eprintln!("the slow subscriber was dropped after {dropped} changes (close {code:?}); the reader waited at most {slowest:?}");
+    assert!(matches!(code, Some(4429) | None), "{code:?}");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "the reader waited {slowest:?} for a change"
+    );
+    reader.abort();
+    app.stop().await;
+}
