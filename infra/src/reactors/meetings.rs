@@ -19,9 +19,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use futures::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use webinar_domain::ports::{LiveWebinars, MeetingError};
+use webinar_domain::ports::{ListedMeeting, LiveWebinar, LiveWebinars, MeetingError};
 use webinar_domain::webinar::{webinar_of_meeting, EndReason, WebinarCommand, WebinarStatus};
 use webinar_domain::WebinarId;
 
@@ -34,6 +35,9 @@ use crate::error::CommandError;
 use crate::event_store::CommandMetadata;
 
 const COMPONENT: &str = "meeting-watcher";
+
+/// Live webinars the sweep reconciles at once.
+const SWEEP_CONCURRENCY: usize = 8;
 
 /// What polling has seen of each live webinar's meeting.
 #[derive(Default)]
@@ -201,39 +205,59 @@ impl MeetingWatcher {
                 return Ok(());
             }
         };
+        // Each webinar on its own, a few at a time: a slow `getMeetingInfo` or a failed command
+        // holds up no other webinar, and the next sweep tries again.
         let now = Utc::now();
-        for webinar in live {
-            let id = webinar.webinar;
-            if now > webinar.ends_at + self.grace {
-                self.end(id, EndReason::SlotOver).await?;
-                continue;
-            }
-            let Some(meeting) = webinar.meeting_id else {
-                continue;
-            };
-            match listed.iter().find(|m| m.meeting_id == meeting) {
-                Some(found) => {
-                    let present = found.attendees.clone();
-                    self.record(id, WebinarCommand::SyncParticipants { present })
-                        .await?;
+        futures::stream::iter(live)
+            .for_each_concurrent(SWEEP_CONCURRENCY, |webinar| {
+                let listed = &listed;
+                async move {
+                    let id = webinar.webinar;
+                    if let Err(error) = self.reconcile(webinar, listed, now).await {
+                        tracing::warn!(webinar = %id, %error, "the sweep could not reconcile");
+                    }
                 }
-                // Not listed: ended, its `meeting-ended` delivery lost — unless the list was
-                // partial (Scalelite leaves out a server it cannot reach), so ask about this one
-                // meeting before ending anything.
-                None => match meetings.is_running(&meeting).await {
-                    Err(MeetingError::NotFound) => {
-                        self.end(id, EndReason::Sweep).await?;
-                    }
-                    Ok(_) => {
-                        tracing::warn!(webinar = %id, "getMeetings left out a meeting that exists");
-                    }
-                    Err(error) => {
-                        tracing::warn!(webinar = %id, %error, "cannot confirm the meeting ended");
-                    }
-                },
-            }
-        }
+            })
+            .await;
         Ok(())
+    }
+
+    /// Brings one live webinar in line with what BBB lists.
+    async fn reconcile(
+        &self,
+        webinar: LiveWebinar,
+        listed: &[ListedMeeting],
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(), CommandError> {
+        let id = webinar.webinar;
+        if now > webinar.ends_at + self.grace {
+            return self.end(id, EndReason::SlotOver).await.map(|_| ());
+        }
+        let (Some(meeting), Some(meetings)) = (webinar.meeting_id, self.outside.meetings.as_ref())
+        else {
+            return Ok(());
+        };
+        match listed.iter().find(|m| m.meeting_id == meeting) {
+            Some(found) => {
+                let present = found.attendees.clone();
+                self.record(id, WebinarCommand::SyncParticipants { present })
+                    .await
+            }
+            // Not listed: ended, its `meeting-ended` delivery lost — unless the list was partial
+            // (Scalelite leaves out a server it cannot reach), so ask about this one meeting
+            // before ending anything.
+            None => match meetings.is_running(&meeting).await {
+                Err(MeetingError::NotFound) => self.end(id, EndReason::Sweep).await.map(|_| ()),
+                Ok(_) => {
+                    tracing::warn!(webinar = %id, "getMeetings left out a meeting that exists");
+                    Ok(())
+                }
+                Err(error) => {
+                    tracing::warn!(webinar = %id, %error, "cannot confirm the meeting ended");
+                    Ok(())
+                }
+            },
+        }
     }
 
     async fn poll_once(&self) -> Result<(), ReactorError> {
