@@ -29,28 +29,11 @@ fn owner(app: &TestApp) -> String {
 
 /// Schedules a webinar starting now and starts it as its owner; returns its id.
 async fn schedule_and_start(app: &TestApp, title: &str) -> String {
-    let token = owner(app);
-    let body = app
-        .gql(
-            Some(&token),
-            "mutation($input: ScheduleWebinarInput!) { scheduleWebinar(input: $input) { id } }",
-            json!({ "input": { "title": title, "startAt": Utc::now().to_rfc3339(),
-                "durationMinutes": 60 } }),
-        )
-        .await;
-    let id = body["data"]["scheduleWebinar"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{body}"))
-        .to_owned();
-    let body = app
-        .gql(
-            Some(&token),
-            "mutation($id: ID!) { startWebinar(id: $id) { joinUrl } }",
-            json!({ "id": id }),
-        )
-        .await;
-    assert!(body["errors"].is_null(), "{body}");
-    id
+    let input = json!({ "title": title, "startAt": Utc::now().to_rfc3339(),
+        "durationMinutes": 60 });
+    crate::harness::schedule_and_start(app, &owner(app), input)
+        .await
+        .0
 }
 
 /// The owner's live control `mutation` (`stopLive`, `restartLive`) on `id`; it must succeed.

@@ -303,26 +303,9 @@ async fn a_gateway_moved_to_another_server_needs_a_new_token_and_the_old_one_nev
 
     // Going live makes the stream reactor call the gateway's new server.
     let owner = app.token("owner", &["faculty"], &[], &[]);
-    let body = app
-        .gql(
-            Some(&owner),
-            "mutation($input: ScheduleWebinarInput!) { scheduleWebinar(input: $input) { id } }",
-            json!({ "input": { "title": "Moved", "startAt": Utc::now().to_rfc3339(),
-                "durationMinutes": 60, "enableChat": false } }),
-        )
-        .await;
-    let webinar = body["data"]["scheduleWebinar"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{body}"))
-        .to_owned();
-    let body = app
-        .gql(
-            Some(&owner),
-            "mutation($id: ID!) { startWebinar(id: $id) { joinUrl } }",
-            json!({ "id": webinar }),
-        )
-        .await;
-    assert!(body["errors"].is_null(), "{body}");
+    let input = json!({ "title": "Moved", "startAt": Utc::now().to_rfc3339(),
+        "durationMinutes": 60, "enableChat": false });
+    let (webinar, _) = crate::harness::schedule_and_start(&app, &owner, input).await;
     wait_until(&app, &webinar, Duration::from_secs(20), |w| {
         w["streamState"] == json!("LIVE")
     })

@@ -593,6 +593,34 @@ pub async fn webinar(app: &TestApp, id: &str) -> Value {
         .clone()
 }
 
+/// Schedules a webinar as `token`'s holder (`input`: a `ScheduleWebinarInput`) and starts it;
+/// returns its id and the moderator join URL. Both must succeed.
+pub async fn schedule_and_start(app: &TestApp, token: &str, input: Value) -> (String, String) {
+    let body = app
+        .gql(
+            Some(token),
+            "mutation($input: ScheduleWebinarInput!) { scheduleWebinar(input: $input) { id } }",
+            json!({ "input": input }),
+        )
+        .await;
+    let id = body["data"]["scheduleWebinar"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    let body = app
+        .gql(
+            Some(token),
+            "mutation($id: ID!) { startWebinar(id: $id) { joinUrl } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let join = body["data"]["startWebinar"]["joinUrl"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    (id, join)
+}
+
 /// Whether a webinar (as [`webinar`] reads it) has this stream state.
 pub fn stream(state: &str) -> impl Fn(&Value) -> bool + '_ {
     move |w: &Value| w["streamState"] == json!(state)

@@ -20,31 +20,9 @@ fn owner(app: &TestApp) -> String {
 
 /// Schedules a webinar starting now and starts it as its owner; returns (id, joinUrl).
 async fn schedule_and_start(app: &TestApp, chat: bool) -> (String, String) {
-    let token = owner(app);
-    let body = app
-        .gql(
-            Some(&token),
-            "mutation($input: ScheduleWebinarInput!) { scheduleWebinar(input: $input) { id } }",
-            json!({ "input": { "title": "Live lecture", "startAt": Utc::now().to_rfc3339(),
-                "durationMinutes": 60, "enableChat": chat } }),
-        )
-        .await;
-    let id = body["data"]["scheduleWebinar"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{body}"))
-        .to_owned();
-    let body = app
-        .gql(
-            Some(&token),
-            "mutation($id: ID!) { startWebinar(id: $id) { joinUrl } }",
-            json!({ "id": id }),
-        )
-        .await;
-    let join = body["data"]["startWebinar"]["joinUrl"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{body}"))
-        .to_owned();
-    (id, join)
+    let input = json!({ "title": "Live lecture", "startAt": Utc::now().to_rfc3339(),
+        "durationMinutes": 60, "enableChat": chat });
+    crate::harness::schedule_and_start(app, &owner(app), input).await
 }
 
 #[tokio::test]

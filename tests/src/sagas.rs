@@ -149,26 +149,9 @@ async fn two_thousand_messages_over_twenty_webinars_are_relayed_in_parallel_each
     let mut ids = Vec::new();
     for n in 0..WEBINARS {
         // One gateway, one webinar an hour: started now, all of them (a start checks no clock).
-        let body = app
-            .gql(
-                Some(&owner),
-                SCHEDULE,
-                json!({ "input": { "title": format!("Chat {n}"), "startAt": slot_at(n as i64).to_rfc3339(),
-                    "durationMinutes": 60, "enableChat": true } }),
-            )
-            .await;
-        let id = body["data"]["scheduleWebinar"]["id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{body}"))
-            .to_owned();
-        let body = app
-            .gql(
-                Some(&owner),
-                "mutation($id: ID!) { startWebinar(id: $id) { joinUrl } }",
-                json!({ "id": id }),
-            )
-            .await;
-        assert!(body["errors"].is_null(), "{body}");
+        let input = json!({ "title": format!("Chat {n}"), "startAt": slot_at(n as i64).to_rfc3339(),
+            "durationMinutes": 60, "enableChat": true });
+        let (id, _) = crate::harness::schedule_and_start(&app, &owner, input).await;
         ids.push(id);
     }
     let viewer = app.token("viewer", &["student"], &[], &[]);
