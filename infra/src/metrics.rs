@@ -26,6 +26,7 @@ pub const REACTOR_GIVE_UPS: &str = "webinar_reactor_give_ups_total";
 pub const OUTSIDE_CALL_DURATION: &str = "webinar_outside_call_duration_seconds";
 pub const DATABASE_UP: &str = "webinar_database_up";
 pub const BBB_WEBHOOK_DELIVERIES: &str = "webinar_bbb_webhook_deliveries_total";
+pub const LIVE_PAGE_CACHE: &str = "webinar_live_page_cache_total";
 
 /// Bucket bounds in seconds: from a fast read (1 ms) to a SIPMediaGW start that blocks (30 s).
 const BUCKETS: &[f64] = &[
@@ -33,6 +34,10 @@ const BUCKETS: &[f64] = &[
 ];
 
 fn describe() {
+    describe_counter!(
+        LIVE_PAGE_CACHE,
+        "Live page reads served from memory (outcome=hit) or read from PostgreSQL (outcome=miss)."
+    );
     describe_counter!(GRAPHQL_REQUESTS, "GraphQL requests, by outcome.");
     describe_histogram!(
         GRAPHQL_DURATION,

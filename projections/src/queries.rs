@@ -12,7 +12,7 @@ use webinar_infra::consumer::ProjectionError;
 use crate::audit_log::{self, AuditFilter, AuditRow};
 use crate::chat_messages::{self, ChatMessageRow};
 use crate::gateways::{self, GatewayRow};
-use crate::live_events::{self, Audience, LiveEventFilter, LiveEventRow};
+use crate::live_events::{self, Audience, LiveEventFilter, LiveEventRow, LivePageCache};
 use crate::live_sessions::{self, LiveSessionRow};
 use crate::stats::{self, UtilizationRow, WebinarStatsRow};
 use crate::webinars::{self, WebinarView};
@@ -43,11 +43,16 @@ impl From<ProjectionError> for QueryError {
 pub struct ReadModels {
     pool: PgPool,
     policy: PermissionPolicy,
+    live_page: LivePageCache,
 }
 
 impl ReadModels {
     pub fn new(pool: PgPool, policy: PermissionPolicy) -> Self {
-        Self { pool, policy }
+        Self {
+            live_page: LivePageCache::new(pool.clone()),
+            pool,
+            policy,
+        }
     }
 
     /// Whether the caller may schedule webinars (for the client to show the button).
@@ -55,13 +60,26 @@ impl ReadModels {
         self.policy.allows(caller, Action::CreateWebinar)
     }
 
-    /// The live page: the events the caller may see, in start order.
+    /// The live page: the events the caller may see, in start order. A first page comes from
+    /// memory, never older than the last change committed before the call.
     pub async fn live_events(
         &self,
         caller: &Caller,
         filter: &LiveEventFilter,
     ) -> Result<Vec<LiveEventRow>, QueryError> {
-        Ok(live_events::list(&self.pool, &Audience::of(caller), filter).await?)
+        let cached = self
+            .live_page
+            .first_page(filter, |row| self.may_see_live_event(caller, row))
+            .await?;
+        match cached {
+            Some(rows) => Ok(rows),
+            None => Ok(live_events::list(&self.pool, &Audience::of(caller), filter).await?),
+        }
+    }
+
+    /// The live page cache's reads served from memory and from PostgreSQL.
+    pub fn live_page_hits_and_misses(&self) -> (u64, u64) {
+        self.live_page.hits_and_misses()
     }
 
     /// Whether the caller may see this live event (a change read once for every subscriber).
@@ -69,13 +87,18 @@ impl ReadModels {
         self.policy.allows(caller, Action::SeeLiveEvent(row))
     }
 
-    /// One live event, when the caller may see it.
+    /// One live event, when the caller may see it (from memory, as fresh as the live page).
     pub async fn live_event(
         &self,
         caller: &Caller,
         id: WebinarId,
     ) -> Result<Option<LiveEventRow>, QueryError> {
-        Ok(live_events::get_visible(&self.pool, &Audience::of(caller), id).await?)
+        match self.live_page.one(id).await? {
+            Some(row) => Ok(row
+                .filter(|row| self.may_see_live_event(caller, row))
+                .map(|row| LiveEventRow::clone(&row))),
+            None => Ok(live_events::get_visible(&self.pool, &Audience::of(caller), id).await?),
+        }
     }
 
     /// A webinar, for its owner, presenters and administrators (`None` for anyone else, and when

@@ -28,6 +28,8 @@ mod isolation;
 #[cfg(test)]
 mod live;
 #[cfg(test)]
+mod live_page;
+#[cfg(test)]
 mod permissions;
 #[cfg(test)]
 mod projectors;

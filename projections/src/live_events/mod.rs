@@ -7,7 +7,10 @@ use uuid::Uuid;
 use webinar_domain::webinar::{LiveEventStatus, StreamState};
 use webinar_domain::{Caller, Person, WebinarAccess, WebinarId};
 
+mod cache;
 mod projector;
+
+pub use cache::LivePageCache;
 
 pub use projector::{LiveEventsProjector, LIVE_EVENT_CHANGED};
 
@@ -65,6 +68,14 @@ pub struct Audience {
 }
 
 impl Audience {
+    /// Every row, whoever may see it (what the cache keeps; callers are filtered in memory).
+    pub fn everyone() -> Self {
+        Audience {
+            system: true,
+            ..Audience::default()
+        }
+    }
+
     pub fn of(caller: &Caller) -> Self {
         match caller {
             Caller::Anonymous => Audience::default(),

@@ -1,0 +1,311 @@
+//! The live page from memory. At 10:00 thousands of students open the same page; it is read
+//! once per change of `live_events`, not once per student.
+//!
+//! **Why it is never stale.** An entry is stamped with the `live_events` checkpoint it was read
+//! at; the projector moves that checkpoint in the transaction that changes the table (a rebuild's
+//! swap too). A request is served from memory only when a read of the checkpoint *that began
+//! after the request arrived* still shows the entry's stamp: nothing was committed to the table
+//! between the entry's read and the request, whichever instance committed it. So a page never
+//! lags a mutation that has returned, here or on another instance (the mutation returned after
+//! the projector committed). That read is one indexed row, shared by every request waiting at the
+//! same moment ([`CheckpointProbe`]): under load one probe answers dozens of requests.
+//!
+//! **What is kept.** Per filter of a first page (status, from, to), the matching rows in page
+//! order, all viewers' rows together, up to [`ROWS_PER_FILTER`]; each request picks the rows its
+//! caller may see with the permission policy, in memory (the same rule as the SQL, held against
+//! it by a test). A later page (`after`) and a filter whose rows overflow the cap go to SQL.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+use webinar_domain::webinar::LiveEventStatus;
+use webinar_domain::WebinarId;
+
+use super::{list, Audience, LiveEventFilter, LiveEventRow};
+
+/// Rows kept per filter: a live page of this many events is served from memory; beyond, a
+/// caller who sees few of them may need SQL.
+pub const ROWS_PER_FILTER: usize = 2000;
+/// Filters kept (clients that send `from: now` make a new one each time): past it, the least
+/// recently filled is dropped.
+const FILTERS: usize = 64;
+/// Single events kept for `liveEvent(id)`.
+const SINGLES: usize = 4096;
+
+/// The `live_events` checkpoint: moves exactly when the table changes. `updated_at` tells a
+/// rebuild's swap apart even if it ends at the same position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Stamp {
+    global_position: i64,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FilterKey {
+    statuses: Option<Vec<&'static str>>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+struct Page {
+    rows: Arc<[Arc<LiveEventRow>]>,
+    /// Whether `rows` are all the rows of the filter (not cut at the cap).
+    complete: bool,
+    filled: u64,
+}
+
+#[derive(Default)]
+struct Entries {
+    stamp: Option<Stamp>,
+    pages: HashMap<FilterKey, Page>,
+    singles: HashMap<Uuid, Option<Arc<LiveEventRow>>>,
+    fills: u64,
+}
+
+impl Entries {
+    /// Entries of `stamp`, dropping older ones; `None` when `stamp` is older than what is kept
+    /// (a slow request: it neither reads nor fills).
+    fn at(&mut self, stamp: Stamp) -> Option<&mut Self> {
+        match self.stamp {
+            Some(kept) if kept > stamp => None,
+            Some(kept) if kept == stamp => Some(self),
+            _ => {
+                self.stamp = Some(stamp);
+                self.pages.clear();
+                self.singles.clear();
+                Some(self)
+            }
+        }
+    }
+}
+
+/// The live page cache of one process. Cheap to clone.
+#[derive(Clone)]
+pub struct LivePageCache {
+    pool: PgPool,
+    probe: Arc<CheckpointProbe>,
+    entries: Arc<Mutex<Entries>>,
+    /// Pages and events served from memory, and read from PostgreSQL, by this cache.
+    hits: Arc<AtomicU64>,
+    misses: Arc<AtomicU64>,
+}
+
+/// A page as the cache answers it: the rows, or `None` when the caller must go to SQL.
+pub type Cached = Option<Vec<LiveEventRow>>;
+
+impl LivePageCache {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            probe: Arc::new(CheckpointProbe::default()),
+            pool,
+            entries: Arc::default(),
+            hits: Arc::default(),
+            misses: Arc::default(),
+        }
+    }
+
+    /// How many reads this cache served from memory, and how many it read from PostgreSQL.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
+    fn count(&self, hit: bool) {
+        let (counter, outcome) = if hit {
+            (&self.hits, "hit")
+        } else {
+            (&self.misses, "miss")
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(webinar_infra::metrics::LIVE_PAGE_CACHE, "outcome" => outcome)
+            .increment(1);
+    }
+
+    /// The first `filter.limit` rows of `filter` that `visible` lets through, fresh as of this
+    /// call. `None` for what the cache does not keep (a later page, an overflowing filter).
+    pub async fn first_page(
+        &self,
+        filter: &LiveEventFilter,
+        visible: impl Fn(&LiveEventRow) -> bool,
+    ) -> Result<Cached, sqlx::Error> {
+        if filter.after.is_some() {
+            return Ok(None);
+        }
+        let key = FilterKey {
+            statuses: filter
+                .statuses
+                .as_ref()
+                .map(|s| s.iter().map(LiveEventStatus::as_str).collect()),
+            from: filter.from,
+            to: filter.to,
+        };
+        let Some(stamp) = self.probe.current(&self.pool).await? else {
+            return Ok(None);
+        };
+        let cached = {
+            let mut entries = self.lock();
+            entries
+                .at(stamp)
+                .and_then(|e| e.pages.get(&key))
+                .map(|page| (page.rows.clone(), page.complete))
+        };
+        let (rows, complete) = match cached {
+            Some(hit) => {
+                self.count(true);
+                hit
+            }
+            None => {
+                self.count(false);
+                let all = LiveEventFilter {
+                    statuses: filter.statuses.clone(),
+                    from: filter.from,
+                    to: filter.to,
+                    after: None,
+                    limit: ROWS_PER_FILTER as i64 + 1,
+                };
+                let mut read = list(&self.pool, &Audience::everyone(), &all).await?;
+                let complete = read.len() <= ROWS_PER_FILTER;
+                read.truncate(ROWS_PER_FILTER);
+                let rows: Arc<[Arc<LiveEventRow>]> = read.into_iter().map(Arc::new).collect();
+                self.fill_page(stamp, key, rows.clone(), complete);
+                (rows, complete)
+            }
+        };
+        let limit = usize::try_from(filter.limit).unwrap_or(0);
+        let page: Vec<LiveEventRow> = rows
+            .iter()
+            .filter(|row| visible(row))
+            .take(limit)
+            .map(|row| LiveEventRow::clone(row))
+            .collect();
+        Ok((complete || page.len() == limit).then_some(page))
+    }
+
+    /// One live event as of this call (`None` inside when it does not exist), whoever may see it.
+    pub async fn one(
+        &self,
+        id: WebinarId,
+    ) -> Result<Option<Option<Arc<LiveEventRow>>>, sqlx::Error> {
+        let Some(stamp) = self.probe.current(&self.pool).await? else {
+            return Ok(None);
+        };
+        let hit = {
+            let mut entries = self.lock();
+            entries
+                .at(stamp)
+                .and_then(|e| e.singles.get(&id.as_uuid()).cloned())
+        };
+        self.count(hit.is_some());
+        if let Some(row) = hit {
+            return Ok(Some(row));
+        }
+        let row = super::get_many(&self.pool, &[id.as_uuid()])
+            .await?
+            .pop()
+            .map(Arc::new);
+        let mut entries = self.lock();
+        if let Some(entries) = entries.at(stamp) {
+            if entries.singles.len() >= SINGLES {
+                entries.singles.clear();
+            }
+            entries.singles.insert(id.as_uuid(), row.clone());
+        }
+        Ok(Some(row))
+    }
+
+    fn fill_page(
+        &self,
+        stamp: Stamp,
+        key: FilterKey,
+        rows: Arc<[Arc<LiveEventRow>]>,
+        complete: bool,
+    ) {
+        let mut entries = self.lock();
+        let Some(entries) = entries.at(stamp) else {
+            return;
+        };
+        entries.fills += 1;
+        let filled = entries.fills;
+        if entries.pages.len() >= FILTERS && !entries.pages.contains_key(&key) {
+            let oldest = entries
+                .pages
+                .iter()
+                .min_by_key(|(_, page)| page.filled)
+                .map(|(key, _)| key.clone());
+            if let Some(oldest) = oldest {
+                entries.pages.remove(&oldest);
+            }
+        }
+        entries.pages.insert(
+            key,
+            Page {
+                rows,
+                complete,
+                filled,
+            },
+        );
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Reads of the `live_events` checkpoint, shared: a caller waits for a read that began after it
+/// arrived, and takes the answer of whichever caller ran it.
+#[derive(Default)]
+struct CheckpointProbe {
+    /// How many reads have begun.
+    begun: AtomicU64,
+    /// One read at a time; callers queue here (fairly) and most find their answer already there.
+    running: tokio::sync::Mutex<()>,
+    /// The last read to finish: which one it was, and its answer (`None`: it failed).
+    last: Mutex<(u64, Option<Stamp>)>,
+}
+
+impl CheckpointProbe {
+    /// The checkpoint as of some moment after this call began; `None` when the projector has
+    /// never run (nothing to cache against).
+    async fn current(&self, pool: &PgPool) -> Result<Option<Stamp>, sqlx::Error> {
+        let arrived = self.begun.load(Ordering::SeqCst);
+        let _turn = self.running.lock().await;
+        {
+            let last = self
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.0 > arrived {
+                if let Some(stamp) = last.1 {
+                    return Ok(Some(stamp));
+                }
+            }
+        }
+        let this = self.begun.fetch_add(1, Ordering::SeqCst) + 1;
+        let read: Result<Option<(i64, DateTime<Utc>)>, sqlx::Error> = sqlx::query_as(
+            "select global_position, updated_at from projection_checkpoints
+              where name = 'live_events'",
+        )
+        .fetch_optional(pool)
+        .await;
+        let stamp = read.as_ref().ok().and_then(|row| {
+            row.map(|(global_position, updated_at)| Stamp {
+                global_position,
+                updated_at,
+            })
+        });
+        *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (this, stamp);
+        read.map(|_| stamp)
+    }
+}
