@@ -28,7 +28,7 @@ use webinar_infra::reactors::stream::StreamReactor;
 
 use crate::feed::ChangeFeed;
 use crate::graphql::{build_schema, Limits};
-use crate::routes::{self, Shared};
+use crate::routes::{self, LiveResponses, Shared};
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -106,6 +106,7 @@ impl Application {
         let feed = ChangeFeed::default();
         let schema = build_schema(state.clone(), feed.clone(), limits);
         let router = routes::router(Shared {
+            live_responses: LiveResponses::new(state.reads().clone()),
             state: state.clone(),
             schema,
         })

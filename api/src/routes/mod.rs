@@ -5,6 +5,7 @@ mod graphiql;
 mod graphql;
 mod health;
 mod live;
+mod live_responses;
 mod webhooks;
 mod ws;
 
@@ -12,6 +13,8 @@ use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+
+pub use live_responses::LiveResponses;
 
 use crate::graphql::AppSchema;
 use crate::state::AppState;
@@ -21,6 +24,8 @@ use crate::state::AppState;
 pub struct Shared {
     pub state: AppState,
     pub schema: AppSchema,
+    /// Anonymous live-page answers, as sent.
+    pub live_responses: live_responses::LiveResponses,
 }
 
 pub fn router(shared: Shared) -> Router {

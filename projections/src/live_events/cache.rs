@@ -37,9 +37,11 @@ const FILTERS: usize = 64;
 const SINGLES: usize = 4096;
 
 /// The `live_events` checkpoint: moves exactly when the table changes. `updated_at` tells a
-/// rebuild's swap apart even if it ends at the same position.
+/// rebuild's swap apart even if it ends at the same position. Anything computed from
+/// `live_events` alone and kept with the stamp read before it is current while a fresh stamp
+/// ([`LivePageCache::stamp`]) is equal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Stamp {
+pub struct Stamp {
     global_position: i64,
     updated_at: DateTime<Utc>,
 }
@@ -106,6 +108,12 @@ impl LivePageCache {
             hits: Arc::default(),
             misses: Arc::default(),
         }
+    }
+
+    /// The `live_events` checkpoint as of some moment after this call began (`None` before the
+    /// projector's first run).
+    pub async fn stamp(&self) -> Result<Option<Stamp>, sqlx::Error> {
+        self.probe.current(&self.pool).await
     }
 
     /// How many reads this cache served from memory, and how many it read from PostgreSQL.

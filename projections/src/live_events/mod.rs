@@ -10,7 +10,7 @@ use webinar_domain::{Caller, Person, WebinarAccess, WebinarId};
 mod cache;
 mod projector;
 
-pub use cache::LivePageCache;
+pub use cache::{LivePageCache, Stamp};
 
 pub use projector::{LiveEventsProjector, LIVE_EVENT_CHANGED};
 

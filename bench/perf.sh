@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Hot-path benchmark. In one fresh database and one run: pgbench's INSERT of an event-shaped row
+# (32 clients) and SELECT of the live page's 50 rows (64 clients), the yardsticks; then, against
+# `webinar serve` (release) with simulated BigBlueButton and SIPMediaGW on loopback, the load of
+# `tests/src/bin/loadgen.rs`: P1 mutations, P2 the live page, P3 change to subscription, P6
+# stop/restart answers, P7 memory, P8 subscribers at 1,000 / 5,000 / 10,000. One line per figure,
+# with its ratio to the pgbench figure of the same run.
+# Usage: bash bench/perf.sh   (after `cargo build --release --bins`; BENCH_ADMIN_URL to change
+# server; SUBSCRIBERS="1000 5000 10000" to change P8's sizes)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ADMIN=${BENCH_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+SUBSCRIBERS=${SUBSCRIBERS:-1000 5000 10000}
+DB="webinar_perf_$$"
+URL="${ADMIN%/*}/$DB"
+SECRET="perf-$(date +%s%N)"
+PORT=${BENCH_PORT:-18080}
+GW_PORT=$((PORT + 1))
+BBB_PORT=$((PORT + 2))
+WORK=$(mktemp -d)
+# 10,000 WebSockets on each side, plus the pool.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+cargo build --release -q -p webinar-api -p webinar-tests --bins
+BIN=target/release/webinar
+LOADGEN=target/release/loadgen
+
+pids=()
+cleanup() {
+  local status=$?
+  if [ "$status" -ne 0 ]; then
+    echo "failed ($status); the server's last lines:"; tail -n 20 "$WORK/server.log" 2>/dev/null || true
+  fi
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  psql "$ADMIN" -qc "drop database if exists $DB with (force)" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+psql "$ADMIN" -qc "create database $DB"
+echo "machine: $(nproc) cores, $(psql "$ADMIN" -Atc 'show server_version'), $(date -u +%FT%TZ)"
+
+# `pgbench`'s figures: transactions per second and average latency in ms.
+pgbench_run() {
+  local clients=$1 script=$2 out
+  out=$(pgbench -n -M prepared -c "$clients" -j 2 -T 10 -f "$script" "$URL" 2>/dev/null)
+  echo "$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -n 1) $(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")"
+}
+
+# Yardstick 1: a single-row INSERT into a table shaped like the event log (same columns, keys,
+# identity and indexes; no trigger).
+DATABASE_URL="$URL" RUST_LOG=warn WEBINAR_LOG_FORMAT=json "$BIN" migrate >/dev/null
+psql "$URL" -qc "create table bench_events (like events including all)"
+cat >"$WORK/insert.sql" <<'SQL'
+insert into bench_events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+values ('Webinar', gen_random_uuid()::text, 1, 'WebinarDetailsChanged', '1.0',
+        '{"title":"Algorithms 1, week 3"}', '{"actor":"prof-1","correlation_id":"4f1c8f3e-5b8a-4d0e-9a57-0c1f5e2d7a11"}');
+SQL
+read -r INSERT_TPS INSERT_MS < <(pgbench_run 32 "$WORK/insert.sql")
+echo "pgbench INSERT of an event-shaped row, 32 clients: $INSERT_TPS tps, latency $INSERT_MS ms"
+
+# The server, its simulated peers, and the webinars the load needs.
+for port in "$GW_PORT" "$((PORT + 3))"; do
+  "$BIN" sim sipmediagw --api legacy --listen "127.0.0.1:$port" --slots 8 --token "$SECRET" >"$WORK/gw-$port.log" 2>&1 &
+  pids+=($!)
+done
+"$BIN" sim bbb --listen "127.0.0.1:$BBB_PORT" --secret "$SECRET" >"$WORK/bbb.log" 2>&1 &
+pids+=($!)
+DATABASE_URL="$URL" WEBINAR_LISTEN="127.0.0.1:$PORT" WEBINAR_JWT_SECRET="$SECRET" \
+  WEBINAR_BBB_URL="http://127.0.0.1:$BBB_PORT/bigbluebutton/api" WEBINAR_BBB_SECRET="$SECRET" \
+  WEBINAR_GATEWAY_ALLOWED_NETWORKS=127.0.0.0/8 WEBINAR_LOG_FORMAT=json RUST_LOG=warn \
+  WEBINAR_CHAT_RATE_LIMIT=1000000 WEBINAR_CHAT_WEBINAR_RATE_LIMIT=1000000000 \
+  WEBINAR_MAX_UPCOMING_WEBINARS_PER_OWNER=100 \
+  "$BIN" serve >"$WORK/server.log" 2>&1 &
+SERVER=$!
+pids+=("$SERVER")
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+"$LOADGEN" seed "http://127.0.0.1:$PORT" "$SECRET" "$WORK/seeded.json" \
+  "http://127.0.0.1:$GW_PORT,http://127.0.0.1:$((PORT + 3))"
+
+# Yardstick 2: the live page's first 50 rows, as the anonymous page asks for them.
+cat >"$WORK/select.sql" <<'SQL'
+select live_event_id, title, description, starts_at, ends_at, hls_url, broadcaster, status,
+       stream_state, chat_enabled, restricted, groups, presenters
+  from live_events where not restricted order by starts_at, live_event_id limit 50;
+SQL
+read -r SELECT_TPS SELECT_MS < <(pgbench_run 64 "$WORK/select.sql")
+echo "pgbench SELECT of the live page's 50 rows, 64 clients: $SELECT_TPS tps, latency $SELECT_MS ms"
+
+# shellcheck disable=SC2086
+"$LOADGEN" run "http://127.0.0.1:$PORT" "$SECRET" "$WORK/seeded.json" "$SERVER" \
+  "$INSERT_TPS" "$INSERT_MS" "$SELECT_TPS" "$SELECT_MS" $SUBSCRIBERS
+if grep -q '"level":"ERROR"' "$WORK/server.log"; then
+  echo "the server logged errors:"; grep '"level":"ERROR"' "$WORK/server.log" | head -n 5
+fi
