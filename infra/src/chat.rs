@@ -61,6 +61,13 @@ impl ChatRateLimiter {
     /// when either limit refuses.
     pub async fn admit(&self, author: &str, webinar: WebinarId) -> Result<(), CommandError> {
         let mut tx = self.pool.begin().await?;
+        // A webinar's cell is one row every viewer's post updates: its lock is held until the
+        // commit, and a commit that waited for the WAL flush made the whole audience post one
+        // at a time, one fsync each (525 posts/s here). A cell is not acknowledged data: a crash
+        // that loses the last few milliseconds of admissions only lets a few more posts through.
+        sqlx::query("set local synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
         for (scope, rate) in [
             (format!("author:{author}"), self.per_author),
             (format!("webinar:{webinar}"), self.per_webinar),

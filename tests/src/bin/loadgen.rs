@@ -2,9 +2,10 @@
 //! loopback HTTP and WebSocket, as frontends do, and prints one line per figure with its ratio to
 //! the pgbench figures the script measured in the same run.
 //!
-//! `loadgen seed URL SECRET FILE SIPMEDIAGW_URL,…` schedules the webinars the run needs (and starts two) and
-//! writes their ids to FILE; `loadgen run URL SECRET FILE PID INSERT_TPS INSERT_MS SELECT_TPS
-//! SELECT_MS [SUBSCRIBERS…]` measures P1, P2, P3, P6, P7 and P8.
+//! `loadgen seed URL SECRET FILE SIPMEDIAGW_URL,…` schedules the webinars the run needs (and
+//! starts two) and writes their ids to FILE; `loadgen run URL SECRET FILE PID INSERT_TPS
+//! INSERT_MS SELECT_MS [SUBSCRIBERS…]` measures P1, P3, P6 and P8 (P2 and P7 are
+//! wrk's and the script's: this client would spend more CPU than the server it measures).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,15 +25,12 @@ const UPDATE: &str = "mutation($id: ID!, $title: String!) {
     updateWebinar(id: $id, input: { title: $title }) { id title } }";
 const CHAT: &str = "mutation($id: ID!, $text: String!) {
     postChatMessage(webinarId: $id, text: $text) { id status } }";
-const PAGE: &str = "{ liveEvents(first: 50) { edges { node { id title description startAt endAt
-    hlsUrl broadcaster status streamState chatEnabled restricted presenters { id name } } } } }";
 const STATE: &str = "query($id: ID!) { webinar(id: $id) { streamState } }";
 
 /// Upcoming webinars updated by P1's workers (each its own), and one more for P3's probe and one
 /// for P8's change.
 const UPCOMING: usize = 322;
 const WORKERS: usize = 32;
-const PAGE_CLIENTS: usize = 64;
 const VIEWERS: usize = 4000;
 const RUN: Duration = Duration::from_secs(15);
 
@@ -116,10 +114,9 @@ async fn main() -> anyhow::Result<()> {
             let yardstick = Yardstick {
                 insert_tps: arg(6)?.parse()?,
                 insert_ms: arg(7)?.parse()?,
-                select_tps: arg(8)?.parse()?,
-                select_ms: arg(9)?.parse()?,
+                select_ms: arg(8)?.parse()?,
             };
-            let sizes: Vec<usize> = args[10..]
+            let sizes: Vec<usize> = args[9..]
                 .iter()
                 .map(|s| s.parse())
                 .collect::<Result<_, _>>()?;
@@ -222,7 +219,6 @@ async fn wait_for_stream(bench: &Bench, token: &str, id: &str, state: &str) -> a
 struct Yardstick {
     insert_tps: f64,
     insert_ms: f64,
-    select_tps: f64,
     select_ms: f64,
 }
 
@@ -317,65 +313,6 @@ async fn run(
     yardstick: &Yardstick,
     sizes: &[usize],
 ) -> anyhow::Result<()> {
-    let idle_rss = rss_kib(pid)?;
-    println!(
-        "P7 resident memory, idle: {:.1} MiB (no pgbench counterpart)",
-        idle_rss as f64 / 1024.0
-    );
-
-    // P2: the anonymous live page, 64 clients.
-    let peak = Arc::new(AtomicU64::new(0));
-    let sampling = Arc::new(AtomicBool::new(true));
-    let sampler = {
-        let (peak, sampling) = (peak.clone(), sampling.clone());
-        tokio::spawn(async move {
-            while sampling.load(Ordering::Relaxed) {
-                if let Ok(rss) = rss_kib(pid) {
-                    peak.fetch_max(rss, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-    };
-    let page = {
-        let bench = bench.clone();
-        let body = json!({ "query": PAGE }).to_string();
-        closed_loop(PAGE_CLIENTS, move |_, _| {
-            let (bench, body) = (bench.clone(), body.clone());
-            async move {
-                // Counted, not parsed: the client's CPU is the server's too on this machine.
-                let text = bench
-                    .http
-                    .post(format!("{}/graphql", bench.url))
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await?
-                    .text()
-                    .await?;
-                let rows = text.matches("\"node\"").count();
-                if rows != 50 || text.contains("\"errors\"") {
-                    bail!("a page of {rows} rows: {}", &text[..text.len().min(300)]);
-                }
-                Ok(())
-            }
-        })
-        .await
-    };
-    sampling.store(false, Ordering::Relaxed);
-    sampler.await.ok();
-    throughput_line(
-        "P2 liveEvents(first: 50), anonymous, 64 connections",
-        &page,
-        yardstick.select_tps,
-        "SELECT of the same 50 rows",
-        "target >= 2x, p99 < 10 ms",
-    );
-    println!(
-        "P7 resident memory, under P2: {:.1} MiB peak (no pgbench counterpart)",
-        peak.load(Ordering::Relaxed) as f64 / 1024.0
-    );
-
     // P1: updateWebinar on distinct webinars, with P3's probe alongside.
     let tokens: Vec<(String, String)> = seeded
         .upcoming
