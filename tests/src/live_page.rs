@@ -41,7 +41,7 @@ async fn a_cached_live_page_shows_each_mutation_as_soon_as_it_returns_on_every_i
     let shared = db.shared();
     let first = TestApp::spawn_over(db, |_| {}).await;
     let second = TestApp::spawn_over(shared, |s| s.run_reactors = false).await;
-    register_gateway(&first, "a", None).await;
+    let gateway = register_gateway(&first, "a", None).await;
     register_gateway(&first, "b", None).await;
     let owner = first.token("prof", &["faculty"], &[], &[]);
     // Each instance signs its own tokens (the harness gives each a secret).
@@ -140,6 +140,52 @@ async fn a_cached_live_page_shows_each_mutation_as_soon_as_it_returns_on_every_i
         "{} misses",
         misses_after - misses
     );
+
+    // News that leaves the live page as it is (a gateway renamed: its events move the
+    // projector on, but no live event shows the name) keeps it in memory; a new stream address
+    // shows at once.
+    let renamed = first
+        .gql(
+            Some(&first.admin()),
+            "mutation($id: ID!) { updateGateway(id: $id, input: { name: \"Amphi A\" }) { id } }",
+            json!({ "id": gateway }),
+        )
+        .await;
+    assert!(renamed["errors"].is_null(), "{renamed}");
+    let (hits, misses) = first.state.reads().live_page_hits_and_misses();
+    for _ in 0..5 {
+        assert_eq!(page(&first, Some(&student)).await.len(), 2);
+    }
+    let (hits_after, misses_after) = first.state.reads().live_page_hits_and_misses();
+    assert_eq!(
+        (hits_after - hits, misses_after - misses),
+        (5, 0),
+        "a change that leaves the live page as it is must keep it"
+    );
+    let hls = "https://live.example.org/hls/amphi-a.m3u8";
+    let moved = first
+        .gql(
+            Some(&first.admin()),
+            "mutation($id: ID!, $hls: String!) { updateGateway(id: $id, input: { hlsUrl: $hls }) { id } }",
+            json!({ "id": gateway, "hls": hls }),
+        )
+        .await;
+    assert!(moved["errors"].is_null(), "{moved}");
+    // Read by the student (the event on gateway a is restricted by now), on the other instance.
+    let body = second
+        .gql(
+            Some(&student_on(&second)),
+            "{ liveEvents(first: 50) { edges { node { hlsUrl } } } }",
+            json!({}),
+        )
+        .await;
+    let urls: Vec<&str> = body["data"]["liveEvents"]["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .filter_map(|e| e["node"]["hlsUrl"].as_str())
+        .collect();
+    assert!(urls.contains(&hls), "{urls:?}");
 
     second.stop().await;
     first.stop().await;

@@ -212,6 +212,10 @@ pub(crate) async fn read_models(pool: &sqlx::PgPool) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for projector in webinar_projections::all() {
         for table in projector.tables() {
+            // A change counter, not a model of the log: a rebuild counts its own changes.
+            if *table == "live_events_version" {
+                continue;
+            }
             let rows: Option<String> = sqlx::query_scalar(&format!(
                 "select json_agg(t order by t::text)::text from {table} t"
             ))

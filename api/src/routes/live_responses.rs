@@ -5,7 +5,7 @@
 //!
 //! Freshness is the live page cache's: an answer is kept with the `live_events` stamp read
 //! before it was computed, and sent again only while a stamp read after the new request arrived
-//! is the same (`ReadModels::live_page_stamp`). Only queries whose root fields are `liveEvents`,
+//! is the same (`ReadModels::live_page_stamp`, the `live_events_version` row). Only queries whose root fields are `liveEvents`,
 //! `liveEvent` and `__typename`, asked without a token and answered without errors, are kept.
 
 use std::collections::HashMap;
@@ -74,7 +74,7 @@ impl LiveResponses {
             Some(Known::Live(kept)) => kept.clone(),
         };
         // A failed stamp read: answer from the database, which reports its own failure.
-        let Ok(Some(now)) = self.reads.live_page_stamp().await else {
+        let Some(now) = self.reads.live_page_stamp().await else {
             return Lookup::Pass;
         };
         match kept {
@@ -107,8 +107,8 @@ impl LiveResponses {
             return Lookup::Pass;
         }
         match self.reads.live_page_stamp().await {
-            Ok(Some(now)) => Lookup::Keep(now),
-            _ => Lookup::Pass,
+            Some(now) => Lookup::Keep(now),
+            None => Lookup::Pass,
         }
     }
 
@@ -118,10 +118,9 @@ impl LiveResponses {
             return;
         }
         if let Some(Known::Live(kept)) = self.known().get_mut(body) {
-            // A slower request computed at an older stamp does not replace a newer answer.
-            if kept.as_ref().is_none_or(|(old, _)| *old <= stamp) {
-                *kept = Some((stamp, answer.clone()));
-            }
+            // A slower request's older answer may replace a newer one: that only costs a miss,
+            // as answers are sent only at their own stamp.
+            *kept = Some((stamp, answer.clone()));
         }
     }
 }

@@ -1,14 +1,15 @@
 //! The live page from memory. At 10:00 thousands of students open the same page; it is read
 //! once per change of `live_events`, not once per student.
 //!
-//! **Why it is never stale.** An entry is stamped with the `live_events` checkpoint it was read
-//! at; the projector moves that checkpoint in the transaction that changes the table (a rebuild's
-//! swap too). A request is served from memory only when a read of the checkpoint *that began
-//! after the request arrived* still shows the entry's stamp: nothing was committed to the table
-//! between the entry's read and the request, whichever instance committed it. So a page never
-//! lags a mutation that has returned, here or on another instance (the mutation returned after
-//! the projector committed). That read is one indexed row, shared by every request waiting at the
-//! same moment ([`CheckpointProbe`]): under load one probe answers dozens of requests.
+//! **Why it is never stale.** An entry is stamped with the `live_events_version` row it was read
+//! at; the projector moves that row in the transaction that changes the table (a rebuild's swap
+//! brings its own). A request is served from memory only when a read of the row *that began after
+//! the request arrived* still shows the entry's stamp: nothing was committed to the table between
+//! the entry's read and the request, whichever instance committed it. So a page never lags a
+//! mutation that has returned, here or on another instance (the mutation returned after the
+//! projector committed). That read is one row, shared by every request waiting at the same moment
+//! ([`VersionProbe`]): under load one read answers dozens of requests. Chat posts and participants
+//! joining move the projector's checkpoint but not this row, so they keep the page.
 //!
 //! **What is kept.** Per filter of a first page (status, from, to), the matching rows in page
 //! order, all viewers' rows together, up to [`ROWS_PER_FILTER`]; each request picks the rows its
@@ -17,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -36,14 +37,14 @@ const FILTERS: usize = 64;
 /// Single events kept for `liveEvent(id)`.
 const SINGLES: usize = 4096;
 
-/// The `live_events` checkpoint: moves exactly when the table changes. `updated_at` tells a
-/// rebuild's swap apart even if it ends at the same position. Anything computed from
-/// `live_events` alone and kept with the stamp read before it is current while a fresh stamp
-/// ([`LivePageCache::stamp`]) is equal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// The `live_events_version` row: moves whenever the table changes (its `changed_at` tells a
+/// rebuild's row apart from the one it replaces). Anything computed from `live_events` alone and
+/// kept with the stamp read before it is current while a fresh stamp ([`LivePageCache::stamp`])
+/// is equal. Stamps are only compared for equality: a rebuild's counter may be lower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
-    global_position: i64,
-    updated_at: DateTime<Utc>,
+    version: i64,
+    changed_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -69,27 +70,35 @@ struct Entries {
 }
 
 impl Entries {
-    /// Entries of `stamp`, dropping older ones; `None` when `stamp` is older than what is kept
-    /// (a slow request: it neither reads nor fills).
-    fn at(&mut self, stamp: Stamp) -> Option<&mut Self> {
-        match self.stamp {
-            Some(kept) if kept > stamp => None,
-            Some(kept) if kept == stamp => Some(self),
-            _ => {
-                self.stamp = Some(stamp);
-                self.pages.clear();
-                self.singles.clear();
-                Some(self)
-            }
+    /// Entries of `stamp`, forgetting those of any other stamp (returned, to be freed once the
+    /// lock is released). A slow request with an older stamp may forget newer entries: that only
+    /// costs a read.
+    fn at(&mut self, stamp: Stamp) -> Forgotten {
+        if self.stamp == Some(stamp) {
+            return None;
         }
+        self.stamp = Some(stamp);
+        Some((
+            std::mem::take(&mut self.pages),
+            std::mem::take(&mut self.singles),
+        ))
     }
 }
+
+/// Entries of an older stamp, dropped outside the lock.
+type Forgotten = Option<(
+    HashMap<FilterKey, Page>,
+    HashMap<Uuid, Option<Arc<LiveEventRow>>>,
+)>;
 
 /// The live page cache of one process. Cheap to clone.
 #[derive(Clone)]
 pub struct LivePageCache {
     pool: PgPool,
-    probe: Arc<CheckpointProbe>,
+    probe: Arc<VersionProbe>,
+    /// One fill at a time: the requests that missed together wait for the first one's rows
+    /// instead of each reading them.
+    filling: Arc<tokio::sync::Mutex<()>>,
     entries: Arc<Mutex<Entries>>,
     /// Pages and events served from memory, and read from PostgreSQL, by this cache.
     hits: Arc<AtomicU64>,
@@ -102,7 +111,8 @@ pub type Cached = Option<Vec<LiveEventRow>>;
 impl LivePageCache {
     pub fn new(pool: PgPool) -> Self {
         Self {
-            probe: Arc::new(CheckpointProbe::default()),
+            probe: Arc::new(VersionProbe::default()),
+            filling: Arc::default(),
             pool,
             entries: Arc::default(),
             hits: Arc::default(),
@@ -110,9 +120,9 @@ impl LivePageCache {
         }
     }
 
-    /// The `live_events` checkpoint as of some moment after this call began (`None` before the
-    /// projector's first run).
-    pub async fn stamp(&self) -> Result<Option<Stamp>, sqlx::Error> {
+    /// The `live_events_version` as of some moment after this call began (`None` when it cannot
+    /// be told).
+    pub async fn stamp(&self) -> Option<Stamp> {
         self.probe.current(&self.pool).await
     }
 
@@ -153,15 +163,18 @@ impl LivePageCache {
             from: filter.from,
             to: filter.to,
         };
-        let Some(stamp) = self.probe.current(&self.pool).await? else {
+        let Some(stamp) = self.probe.current(&self.pool).await else {
             return Ok(None);
         };
-        let cached = {
-            let mut entries = self.lock();
-            entries
-                .at(stamp)
-                .and_then(|e| e.pages.get(&key))
-                .map(|page| (page.rows.clone(), page.complete))
+        let mut cached = self.page(stamp, &key);
+        let _filling = match cached {
+            Some(_) => None,
+            None => {
+                let turn = self.filling.lock().await;
+                // Filled meanwhile by a request that missed at the same moment?
+                cached = self.page(stamp, &key);
+                Some(turn)
+            }
         };
         let (rows, complete) = match cached {
             Some(hit) => {
@@ -195,20 +208,34 @@ impl LivePageCache {
         Ok((complete || page.len() == limit).then_some(page))
     }
 
+    fn page(&self, stamp: Stamp, key: &FilterKey) -> Option<(Arc<[Arc<LiveEventRow>]>, bool)> {
+        let (hit, forgotten) = {
+            let mut entries = self.lock();
+            let forgotten = entries.at(stamp);
+            let hit = entries
+                .pages
+                .get(key)
+                .map(|page| (page.rows.clone(), page.complete));
+            (hit, forgotten)
+        };
+        drop(forgotten);
+        hit
+    }
+
     /// One live event as of this call (`None` inside when it does not exist), whoever may see it.
     pub async fn one(
         &self,
         id: WebinarId,
     ) -> Result<Option<Option<Arc<LiveEventRow>>>, sqlx::Error> {
-        let Some(stamp) = self.probe.current(&self.pool).await? else {
+        let Some(stamp) = self.probe.current(&self.pool).await else {
             return Ok(None);
         };
-        let hit = {
+        let (hit, forgotten) = {
             let mut entries = self.lock();
-            entries
-                .at(stamp)
-                .and_then(|e| e.singles.get(&id.as_uuid()).cloned())
+            let forgotten = entries.at(stamp);
+            (entries.singles.get(&id.as_uuid()).cloned(), forgotten)
         };
+        drop(forgotten);
         self.count(hit.is_some());
         if let Some(row) = hit {
             return Ok(Some(row));
@@ -218,7 +245,8 @@ impl LivePageCache {
             .pop()
             .map(Arc::new);
         let mut entries = self.lock();
-        if let Some(entries) = entries.at(stamp) {
+        // Stored only under the stamp it was read at.
+        if entries.stamp == Some(stamp) {
             if entries.singles.len() >= SINGLES {
                 entries.singles.clear();
             }
@@ -235,9 +263,10 @@ impl LivePageCache {
         complete: bool,
     ) {
         let mut entries = self.lock();
-        let Some(entries) = entries.at(stamp) else {
+        // Stored only under the stamp it was read at.
+        if entries.stamp != Some(stamp) {
             return;
-        };
+        }
         entries.fills += 1;
         let filled = entries.fills;
         if entries.pages.len() >= FILTERS && !entries.pages.contains_key(&key) {
@@ -262,58 +291,52 @@ impl LivePageCache {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // A panic while holding the lock leaves plain data behind; keep serving it.
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// Reads of the `live_events` checkpoint, shared: a caller waits for a read that began after it
-/// arrived, and takes the answer of whichever caller ran it.
+/// Reads of the `live_events_version` row, shared: a caller waits for a read that began after
+/// it arrived, and takes the answer of whichever caller ran it (a failure too: the callers then
+/// read from SQL, which reports it).
 #[derive(Default)]
-struct CheckpointProbe {
+struct VersionProbe {
     /// How many reads have begun.
     begun: AtomicU64,
     /// One read at a time; callers queue here (fairly) and most find their answer already there.
     running: tokio::sync::Mutex<()>,
-    /// The last read to finish: which one it was, and its answer (`None`: it failed).
+    /// The last read to finish: which one it was, and its answer (`None`: it failed, or there is
+    /// no row).
     last: Mutex<(u64, Option<Stamp>)>,
 }
 
-impl CheckpointProbe {
-    /// The checkpoint as of some moment after this call began; `None` when the projector has
-    /// never run (nothing to cache against).
-    async fn current(&self, pool: &PgPool) -> Result<Option<Stamp>, sqlx::Error> {
+impl VersionProbe {
+    /// The version as of some moment after this call began; `None` when it cannot be told (the
+    /// read failed, or there is no row): nothing can be served from memory then.
+    async fn current(&self, pool: &PgPool) -> Option<Stamp> {
         let arrived = self.begun.load(Ordering::SeqCst);
         let _turn = self.running.lock().await;
         {
-            let last = self
-                .last
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
             if last.0 > arrived {
-                if let Some(stamp) = last.1 {
-                    return Ok(Some(stamp));
-                }
+                return last.1;
             }
         }
         let this = self.begun.fetch_add(1, Ordering::SeqCst) + 1;
-        let read: Result<Option<(i64, DateTime<Utc>)>, sqlx::Error> = sqlx::query_as(
-            "select global_position, updated_at from projection_checkpoints
-              where name = 'live_events'",
-        )
-        .fetch_optional(pool)
-        .await;
-        let stamp = read.as_ref().ok().and_then(|row| {
-            row.map(|(global_position, updated_at)| Stamp {
-                global_position,
-                updated_at,
-            })
-        });
-        *self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = (this, stamp);
-        read.map(|_| stamp)
+        let read: Result<Option<(i64, DateTime<Utc>)>, sqlx::Error> =
+            sqlx::query_as("select version, changed_at from live_events_version")
+                .fetch_optional(pool)
+                .await;
+        let stamp = match read {
+            Ok(row) => row.map(|(version, changed_at)| Stamp {
+                version,
+                changed_at,
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "live page: cannot read live_events_version");
+                None
+            }
+        };
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = (this, stamp);
+        stamp
     }
 }

@@ -278,7 +278,7 @@ impl Projector for LiveEventsProjector {
         Some(&["Webinar", "Gateway"])
     }
     fn tables(&self) -> &'static [&'static str] {
-        &["live_events", "live_event_gateways"]
+        &["live_events", "live_event_gateways", "live_events_version"]
     }
 
     async fn apply_batch(
@@ -419,6 +419,14 @@ impl Projector for LiveEventsProjector {
         let dirty: Vec<&Record> = changed.iter().filter_map(|id| rows.get(id)).collect();
         if !dirty.is_empty() {
             upsert_events(conn, &dirty).await?;
+            // The live page kept in memory is checked against this (see `cache`).
+            sqlx::query(
+                "insert into live_events_version (version, changed_at) values (1, clock_timestamp())
+                 on conflict (one) do update
+                   set version = live_events_version.version + 1, changed_at = clock_timestamp()",
+            )
+            .execute(&mut *conn)
+            .await?;
         }
         if announce_changes {
             announce(conn, LIVE_EVENT_CHANGED, changed).await?;
