@@ -163,6 +163,8 @@ impl Application {
         // Every consumer this instance may lead, its lock held on one connection.
         let mut leadership = Leadership::new(pool.clone(), settings.projection_poll());
         let mut runners = Vec::new();
+        // One commit wakes every consumer: they share one watermark read.
+        let watermarks = event_log::Watermarks::default();
         for projector in webinar_projections::all() {
             let leads = leadership.seat(projector.name());
             let runner = ProjectorRunner::new(
@@ -170,7 +172,8 @@ impl Application {
                 Arc::clone(&projector),
                 options,
                 self.state.progress().clone(),
-            );
+            )
+            .sharing(watermarks.clone());
             runners.push(tokio::spawn(runner.run(
                 leads,
                 wake.clone(),
@@ -192,7 +195,8 @@ impl Application {
             };
             for reactor in reactors {
                 let leads = leadership.seat(reactor.name());
-                let runner = ReactorRunner::new(pool.clone(), reactor, options);
+                let runner =
+                    ReactorRunner::new(pool.clone(), reactor, options).sharing(watermarks.clone());
                 runners.push(tokio::spawn(runner.run(
                     leads,
                     wake.clone(),

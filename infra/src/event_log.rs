@@ -185,6 +185,42 @@ pub async fn read_after(
     read_below(pool, after, below, wanted, limit).await
 }
 
+/// The watermark for the consumers of one instance, computed once for all those woken at the same
+/// moment (a commit wakes them all): each gets a watermark computed after it asked, so it reads
+/// exactly what a watermark of its own would let it read, and reads below it in a later statement.
+#[derive(Clone, Default)]
+pub struct Watermarks(std::sync::Arc<crate::fresh::SharedRead<i64>>);
+
+impl Watermarks {
+    /// [`read_after`], with the watermark shared.
+    pub async fn read_after(
+        &self,
+        pool: &PgPool,
+        after: Position,
+        wanted: Option<&[&str]>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let shared = self
+            .0
+            .get(|| async {
+                match watermark(pool).await {
+                    Ok(below) => Some(below),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot compute the log's watermark");
+                        None
+                    }
+                }
+            })
+            .await;
+        // A failed shared read: each caller tries its own, and reports its own error.
+        let below = match shared {
+            Some(below) => below,
+            None => watermark(pool).await?,
+        };
+        read_below(pool, after, below, wanted, limit).await
+    }
+}
+
 /// Where the final prefix of the log ends now: no running appender can add an event below it.
 /// Read below it only in a *later* statement.
 pub async fn watermark<'e>(executor: impl PgExecutor<'e>) -> Result<i64, sqlx::Error> {

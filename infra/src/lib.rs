@@ -22,6 +22,7 @@ pub mod db;
 pub mod error;
 pub mod event_log;
 pub mod event_store;
+pub mod fresh;
 pub mod gateways;
 pub mod idempotency;
 pub mod metrics;

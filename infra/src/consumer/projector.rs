@@ -1,7 +1,7 @@
 //! Runs a projector: a batch of events applied and the checkpoint moved in one transaction.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::leader::{run_led, Cause, Led, RunnerOptions, Step};
 use super::{checkpoint, wants, ConsumerError, ProjectionError, ProjectionProgress, Projector};
-use crate::event_log::{self, Position, StoredEvent};
+use crate::event_log::{Position, StoredEvent, Watermarks};
 use crate::metrics;
 
 pub struct ProjectorRunner {
@@ -21,6 +21,11 @@ pub struct ProjectorRunner {
     progress: ProjectionProgress,
     /// Whether the checkpoint row is known to exist (created once, not on every poll).
     checkpoint_ready: AtomicBool,
+    /// The checkpoint as this runner last committed it, while it leads: not read again before
+    /// each batch. The batch transaction still locks and compares the stored one, so a rebuild's
+    /// swap or another leader is noticed (and this forgotten).
+    committed: Mutex<Option<Position>>,
+    watermarks: Watermarks,
 }
 
 /// Applies `events` (already read) through `projector`, without the types it does not want.
@@ -51,7 +56,21 @@ impl ProjectorRunner {
             options,
             progress,
             checkpoint_ready: AtomicBool::new(false),
+            committed: Mutex::new(None),
+            watermarks: Watermarks::default(),
         }
+    }
+
+    /// Shares the log's watermark with the instance's other consumers.
+    pub fn sharing(mut self, watermarks: Watermarks) -> Self {
+        self.watermarks = watermarks;
+        self
+    }
+
+    fn committed(&self) -> std::sync::MutexGuard<'_, Option<Position>> {
+        self.committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn name(&self) -> &'static str {
@@ -75,15 +94,23 @@ impl ProjectorRunner {
             checkpoint::ensure(&self.pool, name).await?;
             self.checkpoint_ready.store(true, Ordering::Relaxed);
         }
-        let from = checkpoint::checkpoint(&self.pool, name).await?;
-        let events = event_log::read_after(
-            &self.pool,
-            from,
-            self.projector.aggregate_types(),
-            self.options.batch_size,
-        )
-        .await?;
+        // Taken: put back only once the batch's outcome is known.
+        let known = self.committed().take();
+        let from = match known {
+            Some(at) => at,
+            None => checkpoint::checkpoint(&self.pool, name).await?,
+        };
+        let events = self
+            .watermarks
+            .read_after(
+                &self.pool,
+                from,
+                self.projector.aggregate_types(),
+                self.options.batch_size,
+            )
+            .await?;
         let Some(last) = events.last().map(StoredEvent::position) else {
+            *self.committed() = Some(from);
             self.publish(from);
             return Ok(0);
         };
@@ -97,6 +124,7 @@ impl ProjectorRunner {
         apply_events(self.projector.as_ref(), &mut tx, events, true).await?;
         checkpoint::save(&mut *tx, name, last, read as i64, false).await?;
         tx.commit().await?;
+        *self.committed() = Some(last);
         ::metrics::counter!(metrics::PROJECTOR_EVENTS, "projector" => name).increment(read as u64);
         ::metrics::histogram!(metrics::PROJECTOR_BATCH_DURATION, "projector" => name)
             .record(started.elapsed().as_secs_f64());
@@ -143,6 +171,9 @@ impl Led for ProjectorRunner {
         } else {
             Step::CaughtUp
         })
+    }
+    fn stepped_down(&self) {
+        self.committed().take();
     }
     /// Publishes the leader's checkpoint, so that read-your-writes waits work here too.
     async fn follow(&self) {

@@ -150,6 +150,7 @@ pub struct ReactorRunner {
     options: ReactorOptions,
     checkpoint_ready: AtomicBool,
     tasks: Mutex<JoinSet<()>>,
+    watermarks: event_log::Watermarks,
 }
 
 impl ReactorRunner {
@@ -166,7 +167,14 @@ impl ReactorRunner {
             options,
             checkpoint_ready: AtomicBool::new(false),
             tasks: Mutex::new(JoinSet::new()),
+            watermarks: event_log::Watermarks::default(),
         }
+    }
+
+    /// Shares the log's watermark with the instance's other consumers.
+    pub fn sharing(mut self, watermarks: event_log::Watermarks) -> Self {
+        self.watermarks = watermarks;
+        self
     }
 
     fn name(&self) -> &'static str {
@@ -243,7 +251,10 @@ impl ReactorRunner {
         let reactor = &self.shared.reactor;
         let from = checkpoint::checkpoint(pool, name).await?;
         let types = reactor.aggregate_types();
-        let events = event_log::read_after(pool, from, types, self.options.batch_size).await?;
+        let events = self
+            .watermarks
+            .read_after(pool, from, types, self.options.batch_size)
+            .await?;
         let Some(last) = events.last().map(StoredEvent::position) else {
             return Ok(0);
         };

@@ -25,6 +25,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use webinar_domain::webinar::LiveEventStatus;
 use webinar_domain::WebinarId;
+use webinar_infra::fresh::SharedRead;
 
 use super::{list, Audience, LiveEventFilter, LiveEventRow};
 
@@ -295,48 +296,32 @@ impl LivePageCache {
     }
 }
 
-/// Reads of the `live_events_version` row, shared: a caller waits for a read that began after
-/// it arrived, and takes the answer of whichever caller ran it (a failure too: the callers then
-/// read from SQL, which reports it).
+/// The `live_events_version` row, read once for every request waiting at the same moment, each
+/// answered by a read that began after it arrived (a failed read too: those requests then go to
+/// SQL, which reports it).
 #[derive(Default)]
-struct VersionProbe {
-    /// How many reads have begun.
-    begun: AtomicU64,
-    /// One read at a time; callers queue here (fairly) and most find their answer already there.
-    running: tokio::sync::Mutex<()>,
-    /// The last read to finish: which one it was, and its answer (`None`: it failed, or there is
-    /// no row).
-    last: Mutex<(u64, Option<Stamp>)>,
-}
+struct VersionProbe(SharedRead<Option<Stamp>>);
 
 impl VersionProbe {
     /// The version as of some moment after this call began; `None` when it cannot be told (the
     /// read failed, or there is no row): nothing can be served from memory then.
     async fn current(&self, pool: &PgPool) -> Option<Stamp> {
-        let arrived = self.begun.load(Ordering::SeqCst);
-        let _turn = self.running.lock().await;
-        {
-            let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-            if last.0 > arrived {
-                return last.1;
-            }
-        }
-        let this = self.begun.fetch_add(1, Ordering::SeqCst) + 1;
-        let read: Result<Option<(i64, DateTime<Utc>)>, sqlx::Error> =
-            sqlx::query_as("select version, changed_at from live_events_version")
-                .fetch_optional(pool)
-                .await;
-        let stamp = match read {
-            Ok(row) => row.map(|(version, changed_at)| Stamp {
-                version,
-                changed_at,
-            }),
-            Err(error) => {
-                tracing::warn!(%error, "live page: cannot read live_events_version");
-                None
+        let read = || async {
+            let row: Result<Option<(i64, DateTime<Utc>)>, sqlx::Error> =
+                sqlx::query_as("select version, changed_at from live_events_version")
+                    .fetch_optional(pool)
+                    .await;
+            match row {
+                Ok(row) => Some(row.map(|(version, changed_at)| Stamp {
+                    version,
+                    changed_at,
+                })),
+                Err(error) => {
+                    tracing::warn!(%error, "live page: cannot read live_events_version");
+                    None
+                }
             }
         };
-        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = (this, stamp);
-        stamp
+        self.0.get(read).await.flatten()
     }
 }
