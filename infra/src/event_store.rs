@@ -176,9 +176,10 @@ impl<A: Aggregate> PgEventStore<A> {
         } else {
             None
         };
-        let mut tx = self.pool.begin().await.map_err(write_error)?;
-        // One statement: the append lock (its trigger) is taken before anything is written.
-        let positions: Vec<(i64, i64)> = sqlx::query_as(
+        // One statement: the append lock (its trigger) is taken before anything is written. Alone
+        // (no snapshot due, 49 writes in 50) it is its own transaction: one round trip instead of
+        // three.
+        let insert = sqlx::query_as(
             "insert into events (aggregate_type, aggregate_id, sequence, event_type,
                                  event_version, payload, metadata)
              select $1, $2, e.sequence, e.event_type, e.event_version, e.payload::json,
@@ -208,30 +209,33 @@ impl<A: Aggregate> PgEventStore<A> {
                 .collect::<Vec<_>>(),
         )
         .bind(serialized.iter().map(|e| &e.payload).collect::<Vec<_>>())
-        .bind(serialized.iter().map(|e| &e.metadata).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(write_error)?;
-        if let Some((payload, current_snapshot)) = snapshot {
-            sqlx::query(
-                "insert into snapshots (aggregate_type, aggregate_id, last_sequence,
-                                        current_snapshot, payload)
-                 values ($1, $2, $3, $4, $5::json)
-                 on conflict (aggregate_type, aggregate_id) do update
-                    set last_sequence = excluded.last_sequence,
-                        current_snapshot = excluded.current_snapshot,
-                        payload = excluded.payload",
-            )
-            .bind(A::TYPE)
-            .bind(&context.aggregate_id)
-            .bind(last as i64)
-            .bind(current_snapshot as i64)
-            .bind(payload)
-            .execute(&mut *tx)
-            .await
-            .map_err(write_error)?;
-        }
-        tx.commit().await.map_err(write_error)?;
+        .bind(serialized.iter().map(|e| &e.metadata).collect::<Vec<_>>());
+        let positions: Vec<(i64, i64)> = match snapshot {
+            None => insert.fetch_all(&self.pool).await.map_err(write_error)?,
+            Some((payload, current_snapshot)) => {
+                let mut tx = self.pool.begin().await.map_err(write_error)?;
+                let positions = insert.fetch_all(&mut *tx).await.map_err(write_error)?;
+                sqlx::query(
+                    "insert into snapshots (aggregate_type, aggregate_id, last_sequence,
+                                            current_snapshot, payload)
+                     values ($1, $2, $3, $4, $5::json)
+                     on conflict (aggregate_type, aggregate_id) do update
+                        set last_sequence = excluded.last_sequence,
+                            current_snapshot = excluded.current_snapshot,
+                            payload = excluded.payload",
+                )
+                .bind(A::TYPE)
+                .bind(&context.aggregate_id)
+                .bind(last as i64)
+                .bind(current_snapshot as i64)
+                .bind(payload)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_error)?;
+                tx.commit().await.map_err(write_error)?;
+                positions
+            }
+        };
         let position = positions
             .into_iter()
             .map(|(tx_id, global_position)| Position {
