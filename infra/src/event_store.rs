@@ -1,8 +1,8 @@
 //! The event store: cqrs-es over postgres-es's tables, plus what they lack.
 //!
 //! - [`PgEventStore`] loads from the latest snapshot (through postgres-es's repository) and writes
-//!   the new events in one multi-row `INSERT … RETURNING` (their log positions come back with it),
-//!   with a snapshot every `snapshot_every` events. It replaces cqrs-es's `PersistedEventStore`,
+//!   the new events in one multi-row `INSERT … RETURNING` (their log positions come back with it;
+//!   alone, it is its own transaction), with a snapshot every `snapshot_every` events. It replaces cqrs-es's `PersistedEventStore`,
 //!   whose snapshot path applies the new events a second time to an aggregate that
 //!   `EventSink::write` has already applied them to (cqrs-es 0.5.0, `update_snapshot_with_events`).
 //! - [`CommandMetadata`] puts the contract's keys on every event.
