@@ -87,7 +87,15 @@ async fn webinar_changed_follows_one_webinar_for_its_hosts() {
         json!({ "id": id }),
     )
     .await;
-    let next = receive(&mut socket).await;
+    // The scheduling's own notification may still be on its way when the subscription starts:
+    // a subscriber hears of the webinar as it is at each change, the rename among them.
+    let mut next = receive(&mut socket).await;
+    for _ in 0..3 {
+        if next["payload"]["data"]["webinarChanged"]["title"] != json!("Watched") {
+            break;
+        }
+        next = receive(&mut socket).await;
+    }
     assert_eq!(
         next["payload"]["data"]["webinarChanged"]["title"],
         json!("Renamed"),
