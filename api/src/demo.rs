@@ -44,7 +44,7 @@ async fn spawn_sim(
 
 /// Starts a simulated BBB (unless one is configured) and a simulated SIPMediaGW (legacy API,
 /// token "1234") in this process; points `settings` at the BBB and lets gateways use exactly the
-/// simulator's address and the demo HLS address. Returns the SIPMediaGW URL.
+/// simulator's address (which also serves the demo HLS playlist). Returns the SIPMediaGW URL.
 pub async fn start_simulators(
     settings: &mut Settings,
     cancel: CancellationToken,
@@ -68,19 +68,15 @@ pub async fn start_simulators(
         cancel,
     )
     .await?;
-    // The simulator and the demo HLS server are on loopback, which the gateway address policy
-    // refuses; allow these hosts and nothing more of it.
-    for host in [address.ip(), DEMO_HLS_HOST.into()] {
-        let allowed = format!("{host}/{}", if host.is_ipv4() { 32 } else { 128 });
-        if !settings.gateway_allowed_networks.contains(&allowed) {
-            settings.gateway_allowed_networks.push(allowed);
-        }
+    // The simulator (which also publishes the demo stream's HLS playlist) is on loopback, which
+    // the gateway address policy refuses; allow its host and nothing more of it.
+    let host = address.ip();
+    let allowed = format!("{host}/{}", if host.is_ipv4() { 32 } else { 128 });
+    if !settings.gateway_allowed_networks.contains(&allowed) {
+        settings.gateway_allowed_networks.push(allowed);
     }
     Ok(format!("http://{address}"))
 }
-
-/// Where the demo gateway's HLS stream is said to be.
-const DEMO_HLS_HOST: std::net::Ipv4Addr = std::net::Ipv4Addr::LOCALHOST;
 
 const DEMO_TOKEN: &str = "1234";
 
@@ -90,7 +86,11 @@ pub async fn register_demo_gateway(state: &AppState, sipmediagw_url: &str) -> an
     let spec = GatewaySpec {
         name: Label::parse("Demo gateway")?,
         rtmp_url: RtmpUrl::parse("rtmp://127.0.0.1:1935/live/demo")?,
-        hls_url: HttpUrl::parse(&format!("http://{DEMO_HLS_HOST}:8081/hls/demo.m3u8"))?,
+        // The simulator publishes the playlist of the room it streams there.
+        hls_url: HttpUrl::parse(&format!(
+            "{}/hls/demo.m3u8",
+            sipmediagw_url.trim_end_matches('/')
+        ))?,
         broadcaster: Label::parse("Demo broadcaster")?,
         sipmediagw_url: HttpUrl::parse(sipmediagw_url)?,
         api: GatewayApi::Legacy,

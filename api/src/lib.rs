@@ -13,6 +13,7 @@ pub mod export;
 pub mod feed;
 pub mod graphql;
 pub mod history;
+pub mod on_air;
 pub mod routes;
 mod simulate;
 pub mod startup;

@@ -22,7 +22,9 @@ use webinar_infra::consumer::{
     RunnerOptions,
 };
 use webinar_infra::event_log;
+use webinar_infra::hls::HlsProbe;
 use webinar_infra::reactors::chat::ChatRelayReactor;
+use webinar_infra::reactors::health::StreamHealthWatcher;
 use webinar_infra::reactors::reservations::ReservationReactor;
 use webinar_infra::reactors::stream::StreamReactor;
 
@@ -155,6 +157,7 @@ impl Application {
         let settings = self.state.settings().clone();
         let wake = event_log::spawn_listener(pool.clone(), cancel.clone());
         self.feed.spawn(pool.clone(), cancel.clone());
+        tokio::spawn(self.state.presence().clone().run(cancel.clone()));
         tokio::spawn(webinar_infra::metrics::run_upkeep(cancel.clone()));
         let options = RunnerOptions {
             batch_size: settings.projection_batch_size,
@@ -182,11 +185,15 @@ impl Application {
         }
         if settings.run_reactors {
             let outside = self.state.outside().clone();
-            let reactors: Vec<Arc<dyn Reactor>> = vec![
+            let mut reactors: Vec<Arc<dyn Reactor>> = vec![
                 Arc::new(StreamReactor::new(outside.clone())),
                 Arc::new(ChatRelayReactor::new(outside.clone())),
-                Arc::new(ReservationReactor::new(outside)),
+                Arc::new(ReservationReactor::new(outside.clone())),
             ];
+            if let Some(health) = settings.stream_health() {
+                let probe = HlsProbe::new(health.timeout, settings.gateway_address_policy()?)?;
+                reactors.push(Arc::new(StreamHealthWatcher::new(outside, probe, health)));
+            }
             let options = ReactorOptions {
                 batch_size: settings.projection_batch_size,
                 poll: settings.projection_poll(),
@@ -210,6 +217,19 @@ impl Application {
                 cancel.clone(),
             )));
         }
+        // Capacity warnings: events and the gauge, from the read models only (no outside system),
+        // so whether or not this instance runs the reactors.
+        let capacity = Arc::new(webinar_infra::capacity::CapacityMonitor::from_settings(
+            &settings,
+            pool.clone(),
+            Arc::new(webinar_projections::capacity::PgCapacityReads { pool: pool.clone() }),
+        ));
+        let leads = leadership.seat("capacity_monitor");
+        runners.push(tokio::spawn(capacity.run(
+            leads,
+            wake.clone(),
+            cancel.clone(),
+        )));
         runners.push(tokio::spawn(leadership.run(cancel.clone())));
         let trigger = cancel.clone();
         tokio::spawn(async move {

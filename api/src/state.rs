@@ -11,6 +11,7 @@ use webinar_infra::config::Settings;
 use webinar_infra::consumer::{CatchUpTimeout, ProjectionProgress};
 use webinar_infra::event_log::Position;
 use webinar_infra::gateways::GatewayService;
+use webinar_infra::presence::AudiencePresence;
 use webinar_infra::reactors::meetings::MeetingWatcher;
 use webinar_infra::reactors::Outside;
 use webinar_infra::webinars::WebinarService;
@@ -29,6 +30,7 @@ struct Inner {
     services: Services,
     reads: ReadModels,
     progress: ProjectionProgress,
+    presence: AudiencePresence,
 }
 
 impl AppState {
@@ -45,6 +47,7 @@ impl AppState {
             webinar_projections::read_ports(&pool),
         )?;
         let reads = ReadModels::new(pool.clone(), services.policy.clone());
+        let presence = AudiencePresence::new(pool.clone(), settings.audience_heartbeat());
         Ok(Self {
             inner: Arc::new(Inner {
                 jwt: settings.jwt_keys(jwt_secret),
@@ -53,8 +56,14 @@ impl AppState {
                 services,
                 reads,
                 progress,
+                presence,
             }),
         })
+    }
+
+    /// This instance's open viewers, written for every instance to count.
+    pub fn presence(&self) -> &AudiencePresence {
+        &self.inner.presence
     }
 
     pub fn settings(&self) -> &Settings {

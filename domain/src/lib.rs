@@ -7,6 +7,7 @@
 //! SIPMediaGW, the read models) is reached; [`upcasting`] reads old events in their current shape.
 
 pub mod actor;
+pub mod capacity;
 pub mod chat;
 pub mod gateway;
 pub mod ids;

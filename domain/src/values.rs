@@ -79,6 +79,63 @@ impl fmt::Display for Label {
     }
 }
 
+/// A site of a multi-site installation (Pod's `Site`): every gateway, webinar and live event
+/// belongs to one, and nobody sees, books or changes another site's. Lowercase letters, digits,
+/// `.`, `-` and `_`, 1 to 64 of them; `default` unless said otherwise.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct Site(String);
+
+impl Site {
+    pub const DEFAULT: &'static str = "default";
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 64
+            && raw.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_')
+            });
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InvalidValue::new(
+                "a site is 1 to 64 lowercase letters, digits, '.', '-' or '_'",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+}
+
+impl fmt::Display for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for Site {
+    type Error = InvalidValue;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<Site> for String {
+    fn from(site: Site) -> Self {
+        site.0
+    }
+}
+
 /// URLs longer than this are refused: nobody types one, and they bloat every event.
 const MAX_URL_LEN: usize = 2048;
 

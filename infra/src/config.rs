@@ -70,6 +70,19 @@ pub struct Settings {
     pub stream_retry_ms: u64,
     /// Stop attempts before the stream is recorded as `StreamStopFailed`.
     pub stream_stop_attempts: u32,
+    /// How often the stream health watcher reads a starting or live stream's HLS playlist
+    /// (0 turns the watcher off).
+    pub stream_health_interval_ms: u64,
+    /// A playlist that has not advanced for this long is `STALLED`.
+    pub stream_health_stall_ms: u64,
+    /// A live stream the audience cannot watch for this long is restarted, then failed over
+    /// (0: only report it).
+    pub stream_health_act_ms: u64,
+    /// Timeout of one playlist read.
+    pub stream_health_timeout_ms: u64,
+    /// How often each instance writes again how many viewers it has open per webinar (`watching`);
+    /// a count not written again for three of these (a crashed instance) no longer counts.
+    pub audience_heartbeat_ms: u64,
     /// Events one reactor handles at once (different webinars; one webinar's are in order).
     pub reactor_max_in_flight: usize,
     /// A reservation whose webinar was never scheduled on its gateway is released this long after
@@ -133,6 +146,17 @@ pub struct Settings {
     pub jwt_audience: Option<String>,
     /// When set, `/metrics` needs `Authorization: Bearer <metrics_token>`.
     pub metrics_token: Option<SecretString>,
+    /// Spare gateways capacity warnings want on top of the booked webinars: a slot falls short
+    /// when its webinars plus this exceed the enabled gateways (0: warn only when webinars
+    /// outnumber gateways; 1: also when no gateway is left for a fail-over). Never refuses a
+    /// booking.
+    pub capacity_margin: u32,
+    /// How often, in milliseconds, the capacity monitor looks for shortfalls (it also looks
+    /// shortly after each change to the log).
+    pub capacity_check_ms: u64,
+    /// How far ahead, in days, the capacity monitor looks (events and the
+    /// `webinar_gateway_capacity_shortfall` gauge).
+    pub capacity_horizon_days: i64,
 }
 
 /// Who may introspect the schema (and open GraphiQL).
@@ -211,6 +235,11 @@ impl Default for Settings {
             stream_start_attempts: 3,
             stream_retry_ms: 1_000,
             stream_stop_attempts: 5,
+            stream_health_interval_ms: 4_000,
+            stream_health_stall_ms: 12_000,
+            stream_health_act_ms: 30_000,
+            stream_health_timeout_ms: 5_000,
+            audience_heartbeat_ms: 5_000,
             reactor_max_in_flight: 32,
             reservation_grace_seconds: 120,
             meeting_poll_ms: 15_000,
@@ -240,6 +269,9 @@ impl Default for Settings {
             jwt_issuer: None,
             jwt_audience: None,
             metrics_token: None,
+            capacity_margin: 0,
+            capacity_check_ms: 60_000,
+            capacity_horizon_days: 7,
         }
     }
 }
@@ -332,6 +364,24 @@ impl Settings {
 
     /// How often the meeting watcher looks at BigBlueButton: the sweep with webhooks, the poll
     /// without.
+    /// The stream health watcher's settings, or `None` when it is off.
+    pub fn stream_health(&self) -> Option<crate::reactors::health::HealthSettings> {
+        use webinar_domain::webinar::health::HealthRules;
+        (self.stream_health_interval_ms > 0).then(|| crate::reactors::health::HealthSettings {
+            interval: Duration::from_millis(self.stream_health_interval_ms),
+            timeout: Duration::from_millis(self.stream_health_timeout_ms.max(1)),
+            rules: HealthRules {
+                stall_after: Duration::from_millis(self.stream_health_stall_ms),
+                act_after: (self.stream_health_act_ms > 0)
+                    .then(|| Duration::from_millis(self.stream_health_act_ms)),
+            },
+        })
+    }
+
+    pub fn audience_heartbeat(&self) -> Duration {
+        Duration::from_millis(self.audience_heartbeat_ms)
+    }
+
     pub fn meeting_check_interval(&self) -> Duration {
         if self.bbb_webhooks {
             Duration::from_secs(self.bbb_sweep_seconds.max(1))

@@ -27,6 +27,7 @@ pub const OUTSIDE_CALL_DURATION: &str = "webinar_outside_call_duration_seconds";
 pub const DATABASE_UP: &str = "webinar_database_up";
 pub const BBB_WEBHOOK_DELIVERIES: &str = "webinar_bbb_webhook_deliveries_total";
 pub const LIVE_PAGE_CACHE: &str = "webinar_live_page_cache_total";
+pub const CAPACITY_SHORTFALL: &str = "webinar_gateway_capacity_shortfall";
 
 /// Bucket bounds in seconds: from a fast read (1 ms) to a SIPMediaGW start that blocks (30 s).
 const BUCKETS: &[f64] = &[
@@ -85,6 +86,12 @@ fn describe() {
     describe_counter!(
         BBB_WEBHOOK_DELIVERIES,
         "bbb-webhooks deliveries, by outcome (accepted, unsigned, bad_signature, failed)."
+    );
+    describe_gauge!(
+        CAPACITY_SHORTFALL,
+        "Most gateways missing at any moment of the coming capacity horizon (booked webinars \
+         plus the margin, less enabled gateways); 0 when every slot is covered. Set by the \
+         instance that leads the capacity monitor."
     );
 }
 

@@ -4,12 +4,14 @@
 //! Analysts may query the tables directly (see `docs/ANALYTICS.md`).
 
 pub mod audit_log;
+pub mod capacity;
 pub mod chat_messages;
 mod events;
 pub mod gateway_reservations;
 pub mod gateways;
 pub mod live_events;
 pub mod live_sessions;
+pub mod on_air;
 pub mod queries;
 pub mod stats;
 pub mod webinars;

@@ -189,6 +189,9 @@ pub fn test_settings(db: &TestDb) -> Settings {
         bbb_timeout_seconds: 2,
         // The simulators listen on loopback, which the gateway address policy refuses by default.
         gateway_allowed_networks: vec![LOOPBACK.into()],
+        // Most tests' gateways say their stream is at live.example.org, which nobody can reach
+        // here: the health watcher is on only in the tests about it.
+        stream_health_interval_ms: 0,
         ..Settings::default()
     }
 }
@@ -585,7 +588,8 @@ pub async fn register_live_gateway(
 }
 
 pub const WEBINAR: &str =
-    "query($id: ID!) { webinar(id: $id) { status streamState streamError gateway { id } } }";
+    "query($id: ID!) { webinar(id: $id) { status streamState streamError streamHealth
+        streamHealthDetail gateway { id } } }";
 
 pub async fn webinar(app: &TestApp, id: &str) -> Value {
     app.gql(Some(&app.admin()), WEBINAR, json!({ "id": id }))

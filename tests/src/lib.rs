@@ -10,6 +10,8 @@ mod allocation_properties;
 #[cfg(test)]
 mod bbb_events;
 #[cfg(test)]
+mod capacity;
+#[cfg(test)]
 mod clients;
 #[cfg(test)]
 mod event_log;
@@ -30,6 +32,8 @@ mod live;
 #[cfg(test)]
 mod live_page;
 #[cfg(test)]
+mod on_air;
+#[cfg(test)]
 mod permissions;
 #[cfg(test)]
 mod projectors;
@@ -39,6 +43,8 @@ mod read_models;
 mod sagas;
 #[cfg(test)]
 mod server;
+#[cfg(test)]
+mod stream_health;
 #[cfg(test)]
 mod subscriptions;
 #[cfg(test)]

@@ -11,7 +11,7 @@ use super::context::parts;
 use super::error::ApiError;
 use super::pagination::{page_cost, Page, AUDIT_PAGES};
 
-const AGGREGATE_TYPES: &[&str] = &["Webinar", "Gateway", "ChatMessage"];
+const AGGREGATE_TYPES: &[&str] = &["Webinar", "Gateway", "ChatMessage", "CapacityWatch"];
 
 /// One event, as auditors see it.
 #[derive(SimpleObject)]

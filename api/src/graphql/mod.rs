@@ -1,6 +1,7 @@
 //! The GraphQL schema (contract: ARCHITECTURE.md section 7).
 
 mod audit;
+mod capacity;
 pub mod catching_up;
 mod context;
 pub mod error;
@@ -23,6 +24,7 @@ use crate::state::AppState;
 #[derive(MergedObject, Default)]
 pub struct Query(
     audit::AuditQuery,
+    capacity::CapacityQuery,
     gateways::GatewayQuery,
     sessions::LiveSessionQuery,
     stats::StatsQuery,
@@ -45,6 +47,7 @@ pub struct Mutation(
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(
     webinars::WebinarSubscription,
+    webinars::OnAirSubscription,
     sessions::LiveSessionSubscription,
 );
 
@@ -67,6 +70,10 @@ pub fn build_schema(state: AppState, feed: crate::feed::ChangeFeed, limits: Limi
         Mutation::default(),
         Subscription::default(),
     )
+    .data(crate::on_air::OnAirHub::new(
+        state.pool().clone(),
+        feed.clone(),
+    ))
     .data(state)
     .data(feed)
     .extension(metrics::OperationMetrics)

@@ -6,6 +6,7 @@ mod graphql;
 mod health;
 mod live;
 mod live_responses;
+mod viewer;
 mod webhooks;
 mod ws;
 
@@ -40,6 +41,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/bbb/webhooks", axum::routing::post(webhooks::deliveries))
         .route("/live/join/{room}", get(live::join_page))
         .route("/live/join/{room}/go", get(live::join_go))
+        .route("/live/{webinar}/index.m3u8", get(viewer::playlist))
         .with_state(shared)
         .layer(axum::middleware::map_response(security_headers))
 }

@@ -7,8 +7,8 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    DetailsChange, EndReason, Participant, StreamState, WebinarCommand, WebinarDetails,
-    WebinarEvent, WebinarStatus,
+    DetailsChange, EndReason, Participant, StreamHealth, StreamState, WebinarCommand,
+    WebinarDetails, WebinarEvent, WebinarStatus,
 };
 use crate::ids::{GatewayId, Identified, WebinarId};
 use crate::policy::WebinarAccess;
@@ -75,6 +75,15 @@ pub struct Webinar {
     #[serde(default)]
     pub participants: BTreeMap<String, Participant>,
     pub end_reason: Option<EndReason>,
+    /// How the running stream looks from the audience's side (`UNKNOWN` when none runs).
+    #[serde(default)]
+    pub stream_health: StreamHealth,
+    #[serde(default)]
+    pub stream_health_detail: Option<String>,
+    /// Restarts asked while the live stream was unwatchable, since it was last healthy or moved:
+    /// after one, the next remedy is a fail-over.
+    #[serde(default)]
+    pub unwatchable_restarts: u32,
 }
 
 /// A SIPMediaGW v1.8+ gateway container a stream runs on.
@@ -132,6 +141,12 @@ impl Webinar {
             events.push(WebinarEvent::StreamRestartRequested);
         }
         events
+    }
+
+    /// No stream runs (or a new one begins): nobody has seen it yet.
+    fn clear_health(&mut self) {
+        self.stream_health = StreamHealth::Unknown;
+        self.stream_health_detail = None;
     }
 
     /// The launcher container the stream runs on at `gateway`, if it was recorded there.
@@ -341,6 +356,34 @@ impl Webinar {
                     _ => return Err(self.stream_error("recording a failed stream")),
                 }
             }
+            WebinarCommand::RecordStreamHealth { health, detail } => {
+                // A watcher late for a stream that stopped meanwhile has nothing to say.
+                if !self.scheduled {
+                    return Err(WebinarError::NotFound);
+                }
+                let watched = self.status == Live && matches!(self.stream, S::Starting | S::Live);
+                if !watched || health == self.stream_health {
+                    vec![]
+                } else {
+                    vec![StreamHealthChanged { health, detail }]
+                }
+            }
+            WebinarCommand::RecoverUnwatchableStream { reason } => {
+                if !self.scheduled {
+                    return Err(WebinarError::NotFound);
+                }
+                if self.status != Live || self.stream != S::Live || !self.stream_health.is_bad() {
+                    vec![]
+                } else if self.unwatchable_restarts == 0 {
+                    vec![StreamRestartRequested]
+                } else {
+                    vec![StreamFailed {
+                        reason,
+                        attempt: self.stream_attempts + 1,
+                        final_attempt: true,
+                    }]
+                }
+            }
             WebinarCommand::FailOver { to } => {
                 self.in_status(&[Live], "failing over to another gateway")?;
                 if self.stream != S::Failed {
@@ -513,6 +556,10 @@ impl Aggregate for Webinar {
                 self.status = WebinarStatus::Live;
             }
             StreamStartRequested | StreamRestartRequested => {
+                if self.stream == StreamState::Live && self.stream_health.is_bad() {
+                    self.unwatchable_restarts += 1;
+                }
+                self.clear_health();
                 self.stream = StreamState::Starting;
                 self.stream_error = None;
                 self.stream_attempts = 0;
@@ -534,16 +581,30 @@ impl Aggregate for Webinar {
                 self.stream_attempts = attempt;
                 if final_attempt {
                     self.stream = StreamState::Failed;
+                    self.clear_health();
                 }
             }
             StreamStopRequested => self.stream = StreamState::Stopping,
-            StreamStopped => self.stream = StreamState::Stopped,
+            StreamStopped => {
+                self.stream = StreamState::Stopped;
+                self.clear_health();
+            }
             StreamStopFailed { reason, .. } => {
                 // It may still be running: it is live as far as anyone knows.
                 self.stream = StreamState::Live;
                 self.stream_error = Some(reason);
             }
-            GatewayReassigned { to, .. } => self.gateway_id = Some(to),
+            StreamHealthChanged { health, detail } => {
+                self.stream_health = health;
+                self.stream_health_detail = detail;
+                if health == StreamHealth::Healthy {
+                    self.unwatchable_restarts = 0;
+                }
+            }
+            GatewayReassigned { to, .. } => {
+                self.gateway_id = Some(to);
+                self.unwatchable_restarts = 0;
+            }
             MeetingEnded { reason } => self.end_reason = Some(reason),
             ParticipantJoined(participant) => {
                 self.participants

@@ -108,6 +108,16 @@ pub enum WebinarCommand {
     SyncParticipants {
         present: Vec<Participant>,
     },
+    /// Health watcher: how the stream looks from the audience's side now.
+    RecordStreamHealth {
+        health: super::StreamHealth,
+        detail: Option<String>,
+    },
+    /// Health watcher: the live stream has been unwatchable too long. The first time it is
+    /// restarted; if it is still unwatchable after that restart, it fails (and fails over).
+    RecoverUnwatchableStream {
+        reason: String,
+    },
     /// Reactor: the stream failed for good on its gateway; move to `to` (already reserved) and
     /// start again there.
     FailOver {

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use super::{EndReason, Participant};
+use super::{EndReason, Participant, StreamHealth};
 use crate::ids::GatewayId;
 use crate::values::{Description, Person, Title};
 
@@ -72,6 +72,13 @@ pub enum WebinarEvent {
         attempts: u32,
     },
     StreamRestartRequested,
+    /// The stream as the audience sees it changed (its HLS playlist advances, stalled, vanished
+    /// or is not a playlist). Recorded on a change only, never per check.
+    StreamHealthChanged {
+        health: StreamHealth,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
     GatewayReassigned {
         from: GatewayId,
         to: GatewayId,
@@ -105,6 +112,7 @@ impl DomainEvent for WebinarEvent {
             WebinarEvent::StreamStopped => "StreamStopped",
             WebinarEvent::StreamStopFailed { .. } => "StreamStopFailed",
             WebinarEvent::StreamRestartRequested => "StreamRestartRequested",
+            WebinarEvent::StreamHealthChanged { .. } => "StreamHealthChanged",
             WebinarEvent::GatewayReassigned { .. } => "GatewayReassigned",
             WebinarEvent::MeetingEnded { .. } => "MeetingEnded",
             WebinarEvent::ParticipantJoined(_) => "ParticipantJoined",

@@ -8,12 +8,14 @@
 mod aggregate;
 mod commands;
 mod events;
+pub mod health;
 mod participants;
 pub mod upcasters;
 
 pub use aggregate::{StreamSeat, Webinar, WebinarError};
 pub use commands::{DetailsChange, EndReason, WebinarCommand, WebinarDetails};
 pub use events::WebinarEvent;
+pub use health::StreamHealth;
 pub use participants::{Participant, STREAMING_NAME};
 
 use crate::ids::WebinarId;

@@ -210,6 +210,19 @@ fn commands() -> Vec<(&'static str, WebinarCommand)> {
             },
         ),
         ("FailOver", WebinarCommand::FailOver { to: gateway(2) }),
+        (
+            "RecordStreamHealth",
+            WebinarCommand::RecordStreamHealth {
+                health: StreamHealth::Stalled,
+                detail: Some("frozen".into()),
+            },
+        ),
+        (
+            "RecoverUnwatchableStream",
+            WebinarCommand::RecoverUnwatchableStream {
+                reason: "frozen".into(),
+            },
+        ),
     ]
 }
 
@@ -256,6 +269,10 @@ fn expected(state: &str, command: &str) -> Result<Vec<&'static str>, &'static st
         ("RecordStreamStopped", _) if stream == "STOPPING" => Ok(vec!["StreamStopped"]),
         ("RecordStreamStopped", _) if stream == "STOPPED" => Ok(vec![]),
         ("FailOver", "LIVE/FAILED") => Ok(vec!["GatewayReassigned", "StreamStartRequested"]),
+        ("RecordStreamHealth", "LIVE/STARTING" | "LIVE/LIVE") => Ok(vec!["StreamHealthChanged"]),
+        ("RecordStreamHealth", _) => Ok(vec![]),
+        // None of these states has an unwatchable stream.
+        ("RecoverUnwatchableStream", _) => Ok(vec![]),
         // An ended webinar's stream is stopping: its reactor may still report.
         ("RecordStreamStopped", "ENDED") => Ok(vec!["StreamStopped"]),
         ("RecordStreamStopFailed", "LIVE/STOPPING" | "ENDED") => Ok(vec!["StreamStopFailed"]),
@@ -284,7 +301,7 @@ async fn every_command_in_every_state() {
             cells += 1;
         }
     }
-    assert_eq!(cells, 11 * 16);
+    assert_eq!(cells, 11 * 18);
 }
 
 #[tokio::test]
@@ -439,4 +456,83 @@ async fn the_sweep_brings_the_participant_list_in_line() {
         )))
         .await
         .then_expect_events(vec![]);
+}
+
+fn health(health: StreamHealth) -> WebinarEvent {
+    WebinarEvent::StreamHealthChanged {
+        health,
+        detail: None,
+    }
+}
+
+fn live_stream() -> Vec<WebinarEvent> {
+    vec![
+        scheduled(),
+        WebinarEvent::Started {
+            meeting_id: "m".into(),
+            server: None,
+        },
+        WebinarEvent::StreamStartRequested,
+        WebinarEvent::StreamStarted { gw_id: None },
+    ]
+}
+
+fn decide(history: &[WebinarEvent], command: WebinarCommand) -> Vec<String> {
+    use cqrs_es::{Aggregate, DomainEvent};
+    let mut webinar = Webinar::default();
+    for event in history {
+        webinar.apply(event.clone());
+    }
+    webinar
+        .decide(command)
+        .expect("accepted")
+        .iter()
+        .map(|e| e.event_type())
+        .collect()
+}
+
+#[test]
+fn health_is_recorded_on_a_change_only() {
+    let record = |h| WebinarCommand::RecordStreamHealth {
+        health: h,
+        detail: Some("seen".into()),
+    };
+    let mut history = live_stream();
+    assert_eq!(
+        decide(&history, record(StreamHealth::Healthy)),
+        ["StreamHealthChanged"]
+    );
+    history.push(health(StreamHealth::Healthy));
+    assert!(decide(&history, record(StreamHealth::Healthy)).is_empty());
+    // A stopped stream is not watched: a late watcher changes nothing.
+    history.extend([
+        WebinarEvent::StreamStopRequested,
+        WebinarEvent::StreamStopped,
+    ]);
+    assert!(decide(&history, record(StreamHealth::Stalled)).is_empty());
+}
+
+#[test]
+fn an_unwatchable_stream_is_restarted_then_failed() {
+    let recover = || WebinarCommand::RecoverUnwatchableStream {
+        reason: "frozen".into(),
+    };
+    let mut history = live_stream();
+    // Healthy: nothing to do.
+    history.push(health(StreamHealth::Healthy));
+    assert!(decide(&history, recover()).is_empty());
+    history.push(health(StreamHealth::Stalled));
+    assert_eq!(decide(&history, recover()), ["StreamRestartRequested"]);
+    history.push(WebinarEvent::StreamRestartRequested);
+    // Restarting: health starts again from UNKNOWN, and nothing is done until it is live.
+    assert!(decide(&history, recover()).is_empty());
+    history.extend([
+        WebinarEvent::StreamStarted { gw_id: None },
+        health(StreamHealth::Stalled),
+    ]);
+    assert_eq!(decide(&history, recover()), ["StreamFailed"]);
+    // Healthy in between: the next remedy is a restart again.
+    history.push(health(StreamHealth::Healthy));
+    history.push(health(StreamHealth::Missing));
+    assert_eq!(decide(&history, recover()), ["StreamRestartRequested"]);
 }

@@ -34,6 +34,8 @@ pub enum Reaction {
     RetryAt(DateTime<Utc>, String),
     /// It cannot be done, and trying again will not help (`why` is logged and counted).
     GiveUp(String),
+    /// A watch that goes on (not a failure): show me this event again at `when`.
+    WatchAgainAt(DateTime<Utc>),
 }
 
 /// What keeps a reactor from deciding at all (the database, typically): the event is tried again
@@ -419,6 +421,7 @@ async fn handle(
             None
         }
         Ok(Reaction::RetryAt(when, why)) => Some((when, why)),
+        Ok(Reaction::WatchAgainAt(when)) => Some((when, String::new())),
         Err(error) => {
             ::metrics::counter!(metrics::CONSUMER_FAILURES, "consumer" => name).increment(1);
             let pause = chrono::Duration::from_std(error_backoff(delivery.attempt))
@@ -429,7 +432,11 @@ async fn handle(
     match &retry {
         None => lock(&shared.done).push(position),
         Some((when, why)) => {
-            tracing::info!(reactor = name, position, lane, %when, why, attempt = delivery.attempt, "trying again later");
+            if why.is_empty() {
+                tracing::debug!(reactor = name, position, lane, %when, "watching again later");
+            } else {
+                tracing::info!(reactor = name, position, lane, %when, why, attempt = delivery.attempt, "trying again later");
+            }
             let why: String = why.chars().take(500).collect();
             let recorded = sqlx::query(
                 "update reactor_work set attempts = $3, next_attempt_at = $4, last_error = $5
@@ -439,7 +446,7 @@ async fn handle(
             .bind(position)
             .bind(i32::try_from(delivery.attempt).unwrap_or(i32::MAX))
             .bind(when)
-            .bind(why)
+            .bind((!why.is_empty()).then_some(why))
             .execute(&shared.pool)
             .await;
             if let Err(error) = recorded {

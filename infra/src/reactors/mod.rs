@@ -14,6 +14,7 @@
 //! All are at least once; each makes its effect idempotent by checking the aggregate first.
 
 pub mod chat;
+pub mod health;
 pub mod meetings;
 pub mod reservations;
 pub mod stream;

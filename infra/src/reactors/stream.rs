@@ -6,9 +6,11 @@
 //! our own room, may mean "started by an attempt whose answer we lost"), the gateway is asked
 //! whether the room already streams. A failed attempt is recorded (`StreamFailed`) and tried again
 //! after a back-off; a refusal that will not change (a bad token, a bad request) is not retried on
-//! that gateway. After the last attempt the stream fails over to a free gateway, and the room is
-//! stopped on the old one (in a lane of its own, retried until it answers). A stop that keeps
-//! failing ends in `StreamStopFailed`; asking to stop again tries again.
+//! that gateway. After the last attempt the stream fails over to a free gateway, in a reaction to
+//! the final `StreamFailed` (which the health watcher also records, for a stream the audience has
+//! not been able to watch even after a restart), and the room is stopped on the old one (in a lane
+//! of its own, retried until it answers). A stop that keeps failing ends in `StreamStopFailed`;
+//! asking to stop again tries again.
 
 use async_trait::async_trait;
 use webinar_domain::ports::{MeetingError, StreamGatewayError, StreamRef};
@@ -145,7 +147,7 @@ impl StreamReactor {
         )
         .await?;
         if final_attempt {
-            self.fail_over(meta, id).await?;
+            // The fail-over is a reaction to the `StreamFailed` just recorded.
             return Ok(Reaction::Done);
         }
         if maybe_started {
@@ -158,40 +160,6 @@ impl StreamReactor {
             ));
         }
         Ok(self.outside.retry_after(attempt, reason))
-    }
-
-    /// Moves a failed stream to a gateway that is free for the rest of the slot, if any. The room
-    /// is stopped on the old gateway, and (should freeing it now fail) its reservation released, by
-    /// reactions to the `GatewayReassigned` this records.
-    async fn fail_over(&self, meta: &CommandMetadata, id: WebinarId) -> Result<(), ReactorError> {
-        let webinar = self.outside.webinars.load(id).await?;
-        let (Some(slot), Some(from)) = (webinar.slot, webinar.gateway_id) else {
-            return Ok(());
-        };
-        let gateways = &self.outside.gateways;
-        let candidates = gateways.candidates(&slot, id).await?;
-        for to in candidates.into_iter().filter(|g| *g != from) {
-            if gateways.reserve(meta, to, id, slot).await.is_err() {
-                continue;
-            }
-            return match self
-                .outside
-                .webinars
-                .execute_system(meta, id, WebinarCommand::FailOver { to })
-                .await
-            {
-                Ok(_) => {
-                    tracing::info!(webinar = %id, %from, %to, "stream failed over");
-                    self.outside.webinars.free_now(meta, Some(from), id).await;
-                    Ok(())
-                }
-                // The state moved on: the reservation just made is an orphan the janitor frees.
-                Err(CommandError::Webinar(_)) => Ok(()),
-                Err(other) => Err(other.into()),
-            };
-        }
-        tracing::error!(webinar = %id, "stream failed for good: no other gateway is free");
-        Ok(())
     }
 
     async fn stop(
@@ -317,6 +285,7 @@ impl Reactor for StreamReactor {
             "StreamStartRequested"
             | "StreamRestartRequested"
             | "StreamStopRequested"
+            | "StreamFailed"
             | "ChatEnabled"
             | "ChatDisabled"
             | "MeetingEnded" => Some(event.aggregate_id.clone()),
@@ -348,6 +317,13 @@ impl Reactor for StreamReactor {
             WebinarEvent::StreamStartRequested => self.start(&meta, id, false).await,
             WebinarEvent::StreamRestartRequested => self.start(&meta, id, true).await,
             WebinarEvent::StreamStopRequested => self.stop(&meta, id, attempt).await,
+            WebinarEvent::StreamFailed {
+                final_attempt: true,
+                ..
+            } => {
+                fail_over(&self.outside, &meta, id).await?;
+                Ok(Reaction::Done)
+            }
             WebinarEvent::GatewayReassigned { from, .. } => {
                 self.stop_on_old_gateway(id, from, attempt).await
             }
@@ -359,4 +335,44 @@ impl Reactor for StreamReactor {
             _ => Ok(Reaction::Done),
         }
     }
+}
+
+/// Moves a failed stream to a gateway that is free for the rest of the slot, if any. The room
+/// is stopped on the old gateway, and (should freeing it now fail) its reservation released, by
+/// reactions to the `GatewayReassigned` this records.
+async fn fail_over(
+    outside: &Outside,
+    meta: &CommandMetadata,
+    id: WebinarId,
+) -> Result<(), ReactorError> {
+    let webinar = outside.webinars.load(id).await?;
+    if webinar.stream != StreamState::Failed || webinar.status != WebinarStatus::Live {
+        return Ok(());
+    }
+    let (Some(slot), Some(from)) = (webinar.slot, webinar.gateway_id) else {
+        return Ok(());
+    };
+    let gateways = &outside.gateways;
+    let candidates = gateways.candidates(&slot, id).await?;
+    for to in candidates.into_iter().filter(|g| *g != from) {
+        if gateways.reserve(meta, to, id, slot).await.is_err() {
+            continue;
+        }
+        return match outside
+            .webinars
+            .execute_system(meta, id, WebinarCommand::FailOver { to })
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(webinar = %id, %from, %to, "stream failed over");
+                outside.webinars.free_now(meta, Some(from), id).await;
+                Ok(())
+            }
+            // The state moved on: the reservation just made is an orphan the janitor frees.
+            Err(CommandError::Webinar(_)) => Ok(()),
+            Err(other) => Err(other.into()),
+        };
+    }
+    tracing::error!(webinar = %id, "stream failed for good: no other gateway is free");
+    Ok(())
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::PgPool;
 use uuid::Uuid;
-use webinar_domain::webinar::{LiveEventStatus, StreamState};
+use webinar_domain::webinar::{LiveEventStatus, StreamHealth, StreamState};
 use webinar_domain::{Caller, Person, WebinarAccess, WebinarId};
 
 mod cache;
@@ -29,6 +29,9 @@ pub struct LiveEventRow {
     pub status: LiveEventStatus,
     #[sqlx(try_from = "String")]
     pub stream_state: StreamState,
+    #[sqlx(try_from = "String")]
+    pub stream_health: StreamHealth,
+    pub stream_health_detail: Option<String>,
     pub chat_enabled: bool,
     pub restricted: bool,
     pub groups: Vec<String>,
@@ -54,7 +57,8 @@ impl WebinarAccess for LiveEventRow {
 }
 
 const COLUMNS: &str = "live_event_id, title, description, starts_at, ends_at, hls_url, broadcaster,
-    status, stream_state, chat_enabled, restricted, groups, presenters";
+    status, stream_state, stream_health, stream_health_detail, chat_enabled, restricted, groups,
+    presenters";
 
 /// Who is looking: visibility is decided in SQL so that pagination stays exact. The condition is
 /// the policy's `may_see`, held against it by a test.

@@ -10,7 +10,7 @@ use sqlx::types::Json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 use webinar_domain::gateway::GatewayEvent;
-use webinar_domain::webinar::{LiveEventStatus, StreamState, WebinarEvent};
+use webinar_domain::webinar::{LiveEventStatus, StreamHealth, StreamState, WebinarEvent};
 use webinar_domain::Person;
 use webinar_infra::consumer::{ProjectionError, Projector};
 use webinar_infra::event_log::StoredEvent;
@@ -35,6 +35,8 @@ struct Record {
     gateway_id: Uuid,
     status: String,
     stream_state: String,
+    stream_health: String,
+    stream_health_detail: Option<String>,
     chat_enabled: bool,
     restricted: bool,
     groups: Vec<String>,
@@ -47,7 +49,7 @@ struct Record {
 
 const COLUMNS: &str = "live_event_id, title, description, starts_at, ends_at, hls_url,
     broadcaster, gateway_id, status, stream_state, chat_enabled, restricted, groups, presenters,
-    host_ids, version, updated_at";
+    host_ids, version, updated_at, stream_health, stream_health_detail";
 
 /// A gateway as the live page needs it.
 #[derive(Debug, Clone, Default, sqlx::FromRow)]
@@ -90,6 +92,8 @@ impl Record {
             gateway_id: gateway_id.as_uuid(),
             status: LiveEventStatus::Upcoming.as_str().to_owned(),
             stream_state: StreamState::Idle.as_str().to_owned(),
+            stream_health: StreamHealth::Unknown.as_str().to_owned(),
+            stream_health_detail: None,
             chat_enabled: enable_chat,
             restricted,
             groups,
@@ -106,6 +110,12 @@ impl Record {
 
     fn set_stream(&mut self, state: StreamState) {
         self.stream_state = state.as_str().to_owned();
+    }
+
+    /// As the aggregate: no stream runs, or a new one begins, so nobody has seen it yet.
+    fn clear_health(&mut self) {
+        self.stream_health = StreamHealth::Unknown.as_str().to_owned();
+        self.stream_health_detail = None;
     }
 
     /// Applies one webinar event; `false` when it changes nothing here.
@@ -156,15 +166,26 @@ impl Record {
             ChatEnabled => self.chat_enabled = true,
             ChatDisabled => self.chat_enabled = false,
             Started { .. } => self.set_status(LiveEventStatus::Live),
-            StreamStartRequested | StreamRestartRequested => self.set_stream(StreamState::Starting),
+            StreamStartRequested | StreamRestartRequested => {
+                self.set_stream(StreamState::Starting);
+                self.clear_health();
+            }
             StreamStarted { .. } => self.set_stream(StreamState::Live),
             StreamFailed { final_attempt, .. } => {
                 if final_attempt {
                     self.set_stream(StreamState::Failed);
+                    self.clear_health();
                 }
             }
             StreamStopRequested => self.set_stream(StreamState::Stopping),
-            StreamStopped => self.set_stream(StreamState::Stopped),
+            StreamStopped => {
+                self.set_stream(StreamState::Stopped);
+                self.clear_health();
+            }
+            StreamHealthChanged { health, detail } => {
+                self.stream_health = health.as_str().to_owned();
+                self.stream_health_detail = detail;
+            }
             // It may still run: the audience may still be watching.
             StreamStopFailed { .. } => self.set_stream(StreamState::Live),
             GatewayReassigned { to, .. } => {
@@ -225,14 +246,15 @@ async fn upsert_events(conn: &mut PgConnection, rows: &[&Record]) -> Result<(), 
          select e.id, e.title, e.description, e.starts_at, e.ends_at, e.hls_url, e.broadcaster,
                 e.gateway, e.status, e.stream, e.chat, e.restricted,
                 array(select jsonb_array_elements_text(e.groups)), e.presenters,
-                array(select jsonb_array_elements_text(e.host_ids)), e.version, e.updated_at
+                array(select jsonb_array_elements_text(e.host_ids)), e.version, e.updated_at,
+                e.health, e.health_detail
            from unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
                        $6::text[], $7::text[], $8::uuid[], $9::text[], $10::text[], $11::bool[],
                        $12::bool[], $13::jsonb[], $14::jsonb[], $15::jsonb[], $16::bigint[],
-                       $17::timestamptz[])
+                       $17::timestamptz[], $18::text[], $19::text[])
                 as e(id, title, description, starts_at, ends_at, hls_url, broadcaster, gateway,
                      status, stream, chat, restricted, groups, presenters, host_ids, version,
-                     updated_at)
+                     updated_at, health, health_detail)
          on conflict (live_event_id) do update set
             title = excluded.title, description = excluded.description,
             starts_at = excluded.starts_at, ends_at = excluded.ends_at,
@@ -241,7 +263,9 @@ async fn upsert_events(conn: &mut PgConnection, rows: &[&Record]) -> Result<(), 
             stream_state = excluded.stream_state, chat_enabled = excluded.chat_enabled,
             restricted = excluded.restricted, groups = excluded.groups,
             presenters = excluded.presenters, host_ids = excluded.host_ids,
-            version = excluded.version, updated_at = excluded.updated_at"
+            version = excluded.version, updated_at = excluded.updated_at,
+            stream_health = excluded.stream_health,
+            stream_health_detail = excluded.stream_health_detail"
     ))
     .bind(rows.iter().map(|r| r.live_event_id).collect::<Vec<_>>())
     .bind(text(|r| &r.title))
@@ -264,6 +288,12 @@ async fn upsert_events(conn: &mut PgConnection, rows: &[&Record]) -> Result<(), 
     .bind(rows.iter().map(|r| Json(&r.host_ids)).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+    .bind(text(|r| &r.stream_health))
+    .bind(
+        rows.iter()
+            .map(|r| r.stream_health_detail.as_deref())
+            .collect::<Vec<_>>(),
+    )
     .execute(conn)
     .await?;
     Ok(())

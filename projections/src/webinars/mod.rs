@@ -8,7 +8,7 @@ use sqlx::types::Json;
 use sqlx::PgPool;
 use uuid::Uuid;
 use webinar_domain::ports::{LiveWebinar, LiveWebinars, LookupError, OwnerWebinars};
-use webinar_domain::webinar::{StreamState, Webinar, WebinarStatus};
+use webinar_domain::webinar::{StreamHealth, StreamState, Webinar, WebinarStatus};
 use webinar_domain::{GatewayId, Person, TimeSlot, WebinarAccess, WebinarId};
 
 mod projector;
@@ -37,12 +37,15 @@ pub struct WebinarRow {
     #[sqlx(try_from = "String")]
     pub stream_state: StreamState,
     pub stream_error: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub stream_health: StreamHealth,
+    pub stream_health_detail: Option<String>,
     pub version: i64,
 }
 
 const COLUMNS: &str = "webinar_id, title, description, owner_id, owner_name, presenters,
     starts_at, duration_minutes, enable_chat, restricted, groups, gateway_id, status,
-    stream_state, stream_error, version";
+    stream_state, stream_error, stream_health, stream_health_detail, version";
 
 /// A webinar as its owner, presenters, administrators (and, replayed, auditors) see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +63,8 @@ pub struct WebinarView {
     pub status: WebinarStatus,
     pub stream_state: StreamState,
     pub stream_error: Option<String>,
+    pub stream_health: StreamHealth,
+    pub stream_health_detail: Option<String>,
     /// How many events the webinar has had.
     pub version: i64,
 }
@@ -83,6 +88,8 @@ impl From<WebinarRow> for WebinarView {
             status: row.status,
             stream_state: row.stream_state,
             stream_error: row.stream_error,
+            stream_health: row.stream_health,
+            stream_health_detail: row.stream_health_detail,
             version: row.version,
         }
     }
@@ -109,6 +116,8 @@ impl WebinarView {
             status: webinar.status,
             stream_state: webinar.stream,
             stream_error: webinar.stream_error.clone(),
+            stream_health: webinar.stream_health,
+            stream_health_detail: webinar.stream_health_detail.clone(),
             version,
         })
     }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use sqlx::types::Json;
 use sqlx::PgConnection;
 use uuid::Uuid;
-use webinar_domain::webinar::{StreamState, WebinarEvent, WebinarStatus};
+use webinar_domain::webinar::{StreamHealth, StreamState, WebinarEvent, WebinarStatus};
 use webinar_domain::Person;
 use webinar_infra::consumer::{ProjectionError, Projector};
 use webinar_infra::event_log::StoredEvent;
@@ -42,6 +42,8 @@ struct Record {
     status: String,
     stream_state: String,
     stream_error: Option<String>,
+    stream_health: String,
+    stream_health_detail: Option<String>,
     end_reason: Option<String>,
     version: i64,
     scheduled_at: DateTime<Utc>,
@@ -50,7 +52,8 @@ struct Record {
 
 const COLUMNS: &str = "webinar_id, title, description, owner_id, owner_name, presenters, host_ids,
     starts_at, ends_at, duration_minutes, enable_chat, restricted, groups, gateway_id, room,
-    meeting_id, status, stream_state, stream_error, end_reason, version, scheduled_at, updated_at";
+    meeting_id, status, stream_state, stream_error, end_reason, version, scheduled_at, updated_at,
+    stream_health, stream_health_detail";
 
 impl Record {
     fn hosts(owner: &str, presenters: &[Person]) -> Vec<String> {
@@ -61,6 +64,12 @@ impl Record {
 
     fn set_stream(&mut self, state: StreamState) {
         self.stream_state = state.as_str().to_owned();
+    }
+
+    /// As the aggregate: no stream runs, or a new one begins, so nobody has seen it yet.
+    fn clear_health(&mut self) {
+        self.stream_health = StreamHealth::Unknown.as_str().to_owned();
+        self.stream_health_detail = None;
     }
 
     /// Applies one event (already known to be newer than the row).
@@ -109,6 +118,7 @@ impl Record {
             StreamStartRequested | StreamRestartRequested => {
                 self.set_stream(StreamState::Starting);
                 self.stream_error = None;
+                self.clear_health();
             }
             StreamStarted { .. } => {
                 self.set_stream(StreamState::Live);
@@ -122,10 +132,18 @@ impl Record {
                 self.stream_error = Some(reason);
                 if final_attempt {
                     self.set_stream(StreamState::Failed);
+                    self.clear_health();
                 }
             }
             StreamStopRequested => self.set_stream(StreamState::Stopping),
-            StreamStopped => self.set_stream(StreamState::Stopped),
+            StreamStopped => {
+                self.set_stream(StreamState::Stopped);
+                self.clear_health();
+            }
+            StreamHealthChanged { health, detail } => {
+                self.stream_health = health.as_str().to_owned();
+                self.stream_health_detail = detail;
+            }
             StreamStopFailed { reason, .. } => {
                 self.set_stream(StreamState::Live);
                 self.stream_error = Some(reason);
@@ -177,6 +195,8 @@ impl Record {
             status: WebinarStatus::Scheduled.as_str().to_owned(),
             stream_state: StreamState::Idle.as_str().to_owned(),
             stream_error: None,
+            stream_health: StreamHealth::Unknown.as_str().to_owned(),
+            stream_health_detail: None,
             end_reason: None,
             version: event.sequence,
             scheduled_at: event.recorded_at,
@@ -193,16 +213,18 @@ async fn upsert(conn: &mut PgConnection, rows: &[&Record]) -> Result<(), sqlx::E
                 array(select jsonb_array_elements_text(w.host_ids)), w.starts_at, w.ends_at,
                 w.duration, w.chat, w.restricted,
                 array(select jsonb_array_elements_text(w.groups)), w.gateway, w.room, w.meeting,
-                w.status, w.stream, w.error, w.end_reason, w.version, w.scheduled_at, w.updated_at
+                w.status, w.stream, w.error, w.end_reason, w.version, w.scheduled_at, w.updated_at,
+                w.health, w.health_detail
            from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[],
                        $7::jsonb[], $8::timestamptz[], $9::timestamptz[], $10::int[],
                        $11::bool[], $12::bool[], $13::jsonb[], $14::uuid[], $15::text[],
                        $16::text[], $17::text[], $18::text[], $19::text[], $20::text[],
-                       $21::bigint[], $22::timestamptz[], $23::timestamptz[])
+                       $21::bigint[], $22::timestamptz[], $23::timestamptz[], $24::text[],
+                       $25::text[])
                 as w(id, title, description, owner_id, owner_name, presenters, host_ids,
                      starts_at, ends_at, duration, chat, restricted, groups, gateway, room,
                      meeting, status, stream, error, end_reason, version, scheduled_at,
-                     updated_at)
+                     updated_at, health, health_detail)
          on conflict (webinar_id) do update set
             title = excluded.title, description = excluded.description,
             owner_id = excluded.owner_id, owner_name = excluded.owner_name,
@@ -214,7 +236,9 @@ async fn upsert(conn: &mut PgConnection, rows: &[&Record]) -> Result<(), sqlx::E
             meeting_id = excluded.meeting_id, status = excluded.status,
             stream_state = excluded.stream_state, stream_error = excluded.stream_error,
             end_reason = excluded.end_reason, version = excluded.version,
-            scheduled_at = excluded.scheduled_at, updated_at = excluded.updated_at"
+            scheduled_at = excluded.scheduled_at, updated_at = excluded.updated_at,
+            stream_health = excluded.stream_health,
+            stream_health_detail = excluded.stream_health_detail"
     ))
     .bind(rows.iter().map(|r| r.webinar_id).collect::<Vec<_>>())
     .bind(col(|r| r.title.clone()))
@@ -255,6 +279,12 @@ async fn upsert(conn: &mut PgConnection, rows: &[&Record]) -> Result<(), sqlx::E
     .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.scheduled_at).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+    .bind(col(|r| r.stream_health.clone()))
+    .bind(
+        rows.iter()
+            .map(|r| r.stream_health_detail.clone())
+            .collect::<Vec<_>>(),
+    )
     .execute(conn)
     .await?;
     Ok(())

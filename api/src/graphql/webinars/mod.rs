@@ -4,12 +4,14 @@
 mod chat;
 mod inputs;
 mod mutations;
+mod on_air;
 mod queries;
 mod subscriptions;
 mod types;
 
 pub use chat::ChatMutation;
 pub use mutations::WebinarMutation;
+pub use on_air::OnAirSubscription;
 pub use queries::WebinarQuery;
 pub use subscriptions::WebinarSubscription;
 pub(crate) use subscriptions::{feed, next_change};

@@ -5,8 +5,8 @@ use async_graphql::{Context, Enum, Object, ResultExt, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use webinar_domain::chat::ChatStatus;
 use webinar_domain::webinar::{
-    LiveEventStatus as DomainLiveEventStatus, StreamState as DomainStreamState,
-    WebinarStatus as DomainWebinarStatus,
+    LiveEventStatus as DomainLiveEventStatus, StreamHealth as DomainStreamHealth,
+    StreamState as DomainStreamState, WebinarStatus as DomainWebinarStatus,
 };
 use webinar_domain::Person as DomainPerson;
 use webinar_projections::chat_messages::ChatMessageRow;
@@ -35,6 +35,22 @@ pub enum StreamState {
     Stopping,
     Stopped,
     Failed,
+}
+
+/// How the stream looks from the audience's side: its HLS playlist, read every few seconds.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "DomainStreamHealth")]
+pub enum StreamHealth {
+    /// No stream runs, or it has not been judged yet.
+    Unknown,
+    /// The playlist advances: the audience can watch.
+    Healthy,
+    /// The playlist stopped advancing.
+    Stalled,
+    /// The playlist cannot be fetched.
+    Missing,
+    /// The stream's address answers something that is not an HLS playlist.
+    NotHls,
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -71,6 +87,7 @@ impl From<DomainPerson> for Person {
 
 /// What the audience sees of a webinar. `id` is the webinar's id.
 #[derive(SimpleObject, Clone)]
+#[graphql(complex)]
 pub struct LiveEvent {
     pub id: ID,
     pub webinar_id: ID,
@@ -78,10 +95,15 @@ pub struct LiveEvent {
     pub description: Option<String>,
     pub start_at: DateTime<Utc>,
     pub end_at: DateTime<Utc>,
+    /// The current gateway's own HLS address (kept for compatibility): it changes when the
+    /// stream moves to another gateway. Give players `viewerUrl`.
     pub hls_url: String,
     pub broadcaster: String,
     pub status: LiveEventStatus,
     pub stream_state: StreamState,
+    pub stream_health: StreamHealth,
+    /// What the last look at the playlist found, in a few words.
+    pub stream_health_detail: Option<String>,
     pub chat_enabled: bool,
     pub restricted: bool,
     pub groups: Vec<String>,
@@ -103,12 +125,29 @@ impl From<LiveEventRow> for LiveEvent {
             broadcaster: row.broadcaster,
             status: row.status.into(),
             stream_state: row.stream_state.into(),
+            stream_health: row.stream_health.into(),
+            stream_health_detail: row.stream_health_detail,
             chat_enabled: row.chat_enabled,
             restricted: row.restricted,
             groups: row.groups,
             presenters: row.presenters.0.into_iter().map(Person::from).collect(),
         }
     }
+}
+
+#[async_graphql::ComplexObject]
+impl LiveEvent {
+    /// The address to give players: `<public URL>/live/<webinarId>/index.m3u8`. It redirects to
+    /// the current gateway's playlist, so a player keeps playing across restarts and fail-overs.
+    async fn viewer_url(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+        let (state, _) = parts(ctx).extend()?;
+        Ok(viewer_url(&state.settings().public_url(), &self.id))
+    }
+}
+
+/// The stable address of a webinar's stream.
+pub fn viewer_url(public_url: &str, webinar: &str) -> String {
+    format!("{public_url}/live/{webinar}/index.m3u8")
 }
 
 /// A webinar as its owner, presenters and administrators see it.
@@ -163,6 +202,14 @@ impl Webinar {
     /// Why the stream last failed.
     async fn stream_error(&self) -> Option<&str> {
         self.0.stream_error.as_deref()
+    }
+    /// How the stream looks from the audience's side.
+    async fn stream_health(&self) -> StreamHealth {
+        self.0.stream_health.into()
+    }
+    /// What the last look at the playlist found, in a few words.
+    async fn stream_health_detail(&self) -> Option<&str> {
+        self.0.stream_health_detail.as_deref()
     }
     /// The gateway; administrators only (null for others).
     async fn gateway(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Gateway>> {

@@ -17,8 +17,11 @@
 
 mod control;
 mod gateway;
+mod hls;
 mod legacy;
 mod proxy;
+
+pub use hls::HlsMode;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -167,6 +170,8 @@ struct Inner {
     starting: BTreeSet<String>,
     faults: Vec<Fault>,
     counters: Counters,
+    /// The live server the streams are pushed to.
+    hls: hls::Hls,
 }
 
 /// A handle on a running simulator: set faults, read counters.
@@ -211,6 +216,17 @@ impl SipMediaGwSim {
     pub fn with_release(self, release: Release) -> Self {
         self.with(|i| i.release = release);
         self
+    }
+
+    /// The published HLS playlist advances one segment per `segment` (2 s unless set).
+    pub fn with_hls_segment(self, segment: Duration) -> Self {
+        self.with(|i| i.hls.segment = segment.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// Makes the published HLS playlist advance, freeze, vanish or turn to garbage.
+    pub fn set_hls(&self, mode: HlsMode) {
+        self.with(|i| i.hls.mode = mode);
     }
 
     /// v1.8+: the state of a gateway container, if the launcher has it.
@@ -284,6 +300,8 @@ impl SipMediaGwSim {
         routes
             .route("/_sim/faults", post(control::set_faults))
             .route("/_sim/counters", get(control::counters))
+            .route("/_sim/hls", post(hls::set_mode))
+            .route("/hls/{*path}", get(hls::serve))
             .fallback(|| async {
                 (
                     StatusCode::NOT_FOUND,

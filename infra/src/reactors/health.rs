@@ -1,0 +1,220 @@
+//! The stream health watcher: while a webinar's stream is starting or live, it reads the gateway's
+//! HLS playlist every few seconds, as the audience's players do, and records what it sees when
+//! that changes (`StreamHealthChanged`). A live stream that stays unwatchable is restarted, then
+//! failed over to a free gateway (the domain's `RecoverUnwatchableStream` decides which).
+//!
+//! It runs on the reactor runtime: each stream start (or restart) is a piece of work in a lane of
+//! its own that answers "watch again at …" until the stream is no longer starting or live, so
+//! webinars are watched concurrently, a slow playlist holds up only its own webinar, and the watch
+//! survives a restart or a change of leader. A newer start of the same webinar supersedes the
+//! older watch.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use webinar_domain::webinar::health::{HealthRules, HealthWatch, PlaylistFetch};
+use webinar_domain::webinar::{StreamState, WebinarCommand, WebinarStatus};
+use webinar_domain::WebinarId;
+
+use super::Outside;
+use crate::consumer::{Delivery, Reaction, Reactor, ReactorError};
+use crate::error::CommandError;
+use crate::event_log::StoredEvent;
+use crate::event_store::CommandMetadata;
+use crate::hls::HlsProbe;
+
+const COMPONENT: &str = "stream-health-watcher";
+
+/// How the watcher works.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthSettings {
+    /// Between two reads of a playlist.
+    pub interval: Duration,
+    /// Of one playlist read.
+    pub timeout: Duration,
+    pub rules: HealthRules,
+}
+
+/// One webinar's watch: the start it belongs to (its log position) and what it has seen.
+struct Watching {
+    position: i64,
+    watch: HealthWatch,
+}
+
+pub struct StreamHealthWatcher {
+    outside: Outside,
+    probe: HlsProbe,
+    settings: HealthSettings,
+    watches: Mutex<HashMap<WebinarId, Watching>>,
+}
+
+impl StreamHealthWatcher {
+    pub fn new(outside: Outside, probe: HlsProbe, settings: HealthSettings) -> Self {
+        Self {
+            outside,
+            probe,
+            settings,
+            watches: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn again(&self) -> Reaction {
+        let pause = chrono::Duration::from_std(self.settings.interval)
+            .unwrap_or(chrono::Duration::seconds(4));
+        Reaction::WatchAgainAt(Utc::now() + pause)
+    }
+
+    fn forget(&self, id: WebinarId, position: i64) {
+        let mut watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
+        if watches.get(&id).is_some_and(|w| w.position == position) {
+            watches.remove(&id);
+        }
+    }
+
+    async fn record(
+        &self,
+        meta: &CommandMetadata,
+        id: WebinarId,
+        command: WebinarCommand,
+    ) -> Result<(), ReactorError> {
+        match self
+            .outside
+            .webinars
+            .execute_system(meta, id, command)
+            .await
+        {
+            // A refusal means the state moved on: someone else decided.
+            Ok(_) | Err(CommandError::Webinar(_)) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn watch(&self, event: &StoredEvent, id: WebinarId) -> Result<Reaction, ReactorError> {
+        let position = event.global_position;
+        let webinar = self.outside.webinars.load(id).await?;
+        let watched = webinar.status == WebinarStatus::Live
+            && matches!(webinar.stream, StreamState::Starting | StreamState::Live);
+        let (true, Some(gateway)) = (watched, webinar.gateway_id) else {
+            self.forget(id, position);
+            return Ok(Reaction::Done);
+        };
+        {
+            let mut watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
+            match watches.get(&id) {
+                // A newer start of this webinar is watched: this one is over.
+                Some(current) if current.position > position => return Ok(Reaction::Done),
+                Some(current) if current.position == position => {}
+                _ => {
+                    watches.insert(
+                        id,
+                        Watching {
+                            position,
+                            watch: HealthWatch::new(self.settings.rules, webinar.stream_health),
+                        },
+                    );
+                }
+            }
+        }
+        let hls_url = self
+            .outside
+            .gateways
+            .load(gateway)
+            .await?
+            .hls_url
+            .map(|url| url.as_str().to_owned());
+        let fetch = match hls_url {
+            Some(url) => self.probe.fetch(&url).await,
+            None => PlaylistFetch::Missing("the gateway has no HLS address".into()),
+        };
+        let now = Instant::now();
+        let (verdict, act) = {
+            let mut watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(current) = watches.get_mut(&id).filter(|w| w.position == position) else {
+                return Ok(Reaction::Done);
+            };
+            current
+                .watch
+                .stream_live(webinar.stream == StreamState::Live, now);
+            let verdict = current.watch.observe(fetch, now);
+            let act = current.watch.should_act(now);
+            if act {
+                current.watch.acted(now);
+            }
+            (verdict, act)
+        };
+        let meta = CommandMetadata::caused_by(COMPONENT, event);
+        if let Some(verdict) = verdict.filter(|v| v.health != webinar.stream_health) {
+            tracing::info!(webinar = %id, health = %verdict.health, detail = verdict.detail, "stream health changed");
+            self.record(
+                &meta,
+                id,
+                WebinarCommand::RecordStreamHealth {
+                    health: verdict.health,
+                    detail: Some(verdict.detail),
+                },
+            )
+            .await?;
+        }
+        if act {
+            let reason = format!(
+                "the audience could not watch for {} s",
+                self.settings
+                    .rules
+                    .act_after
+                    .unwrap_or_default()
+                    .as_secs_f64()
+                    .round()
+            );
+            self.record(
+                &meta,
+                id,
+                WebinarCommand::RecoverUnwatchableStream {
+                    reason: reason.clone(),
+                },
+            )
+            .await?;
+            // A restart is the stream reactor's reaction to `StreamRestartRequested`, a
+            // fail-over its reaction to the final `StreamFailed`.
+            tracing::warn!(webinar = %id, %gateway, reason, "the audience cannot watch: recovering");
+        }
+        Ok(self.again())
+    }
+}
+
+#[async_trait]
+impl Reactor for StreamHealthWatcher {
+    fn name(&self) -> &'static str {
+        "stream_health_watcher"
+    }
+
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["Webinar"])
+    }
+
+    fn lane(&self, event: &StoredEvent) -> Option<String> {
+        match event.event_type.as_str() {
+            // Each start is watched in its own lane: a watch never ends while its stream runs, so
+            // a newer one must not queue behind it.
+            "StreamStartRequested" | "StreamRestartRequested" => Some(format!(
+                "{}:health:{}",
+                event.aggregate_id, event.global_position
+            )),
+            _ => None,
+        }
+    }
+
+    #[tracing::instrument(name = "stream_health_watcher", skip_all, fields(webinar = %event.aggregate_id))]
+    async fn react(
+        &self,
+        event: &StoredEvent,
+        _delivery: Delivery,
+    ) -> Result<Reaction, ReactorError> {
+        let Some(id) = event.aggregate::<WebinarId>() else {
+            return Ok(Reaction::GiveUp("the webinar id is not a UUID".into()));
+        };
+        self.watch(event, id).await
+    }
+}
