@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use webinar_infra::auth::JwtKeys;
 use webinar_infra::callbacks::CallbackSigner;
 use webinar_infra::chat::ChatService;
-use webinar_infra::config::Settings;
+use webinar_infra::config::{Settings, SiteHosts};
 use webinar_infra::consumer::{CatchUpTimeout, ProjectionProgress};
 use webinar_infra::event_log::Position;
 use webinar_infra::gateways::GatewayService;
@@ -31,6 +31,7 @@ struct Inner {
     reads: ReadModels,
     progress: ProjectionProgress,
     presence: AudiencePresence,
+    sites: SiteHosts,
 }
 
 impl AppState {
@@ -48,6 +49,7 @@ impl AppState {
         )?;
         let reads = ReadModels::new(pool.clone(), services.policy.clone());
         let presence = AudiencePresence::new(pool.clone(), settings.audience_heartbeat());
+        let sites = settings.site_hosts()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 jwt: settings.jwt_keys(jwt_secret),
@@ -57,6 +59,7 @@ impl AppState {
                 reads,
                 progress,
                 presence,
+                sites,
             }),
         })
     }
@@ -64,6 +67,11 @@ impl AppState {
     /// This instance's open viewers, written for every instance to count.
     pub fn presence(&self) -> &AudiencePresence {
         &self.inner.presence
+    }
+
+    /// Which site each host serves.
+    pub fn sites(&self) -> &SiteHosts {
+        &self.inner.sites
     }
 
     pub fn settings(&self) -> &Settings {

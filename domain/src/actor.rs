@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::values::Site;
+
 /// A signed-in person, as the identity provider describes them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
@@ -11,6 +13,9 @@ pub struct Actor {
     pub affiliations: Vec<String>,
     pub groups: Vec<String>,
     pub roles: Vec<String>,
+    /// The site they act in (the token's `site` claim, or the host's site).
+    #[serde(default)]
+    pub site: Site,
 }
 
 impl Actor {
@@ -35,13 +40,33 @@ pub mod roles {
 /// Whoever issues a command: a person, nobody, or a component of ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    Anonymous,
+    /// Nobody signed in, on a site (the host's).
+    Anonymous(Site),
     User(Actor),
     /// A background component; recorded as actor `system:<component>`.
     System(&'static str),
 }
 
 impl Caller {
+    /// Nobody, on the default site.
+    pub fn anonymous() -> Self {
+        Caller::Anonymous(Site::default())
+    }
+
+    /// The site the caller acts in; `None` for our own components, which act in every site.
+    pub fn site(&self) -> Option<&Site> {
+        match self {
+            Caller::Anonymous(site) => Some(site),
+            Caller::User(actor) => Some(&actor.site),
+            Caller::System(_) => None,
+        }
+    }
+
+    /// Whether the caller may know of anything of `site` at all.
+    pub fn in_site(&self, site: &Site) -> bool {
+        self.site().is_none_or(|own| own == site)
+    }
+
     pub fn actor(&self) -> Option<&Actor> {
         match self {
             Caller::User(actor) => Some(actor),
@@ -51,7 +76,7 @@ impl Caller {
     /// The id recorded in event metadata.
     pub fn actor_id(&self) -> String {
         match self {
-            Caller::Anonymous => "anonymous".to_owned(),
+            Caller::Anonymous(_) => "anonymous".to_owned(),
             Caller::User(actor) => actor.id.clone(),
             Caller::System(component) => format!("system:{component}"),
         }
@@ -59,7 +84,7 @@ impl Caller {
     /// The display name recorded in event metadata.
     pub fn actor_name(&self) -> String {
         match self {
-            Caller::Anonymous => "anonymous".to_owned(),
+            Caller::Anonymous(_) => "anonymous".to_owned(),
             Caller::User(actor) => actor.name.clone(),
             Caller::System(component) => format!("system:{component}"),
         }

@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::ids::{GatewayId, Identified, WebinarId};
 use crate::ports::LookupError;
 use crate::schedule::TimeSlot;
+use crate::values::Site;
 
 /// The longest window one capacity report covers: a year (and a leap day), which is more than
 /// anyone may schedule ahead, while a report over decades would read every webinar ever booked.
@@ -331,10 +332,12 @@ impl CapacityReport {
 /// What the read models answer about capacity.
 #[async_trait]
 pub trait CapacityReads: Send + Sync {
-    /// Webinars scheduled or live whose slot overlaps `window`, each with its gateway.
-    async fn bookings(&self, window: Period) -> Result<Vec<Booking>, LookupError>;
-    /// Every gateway that is registered and not retired.
-    async fn gateways(&self) -> Result<Vec<GatewayCondition>, LookupError>;
+    /// `site`'s webinars scheduled or live whose slot overlaps `window`, each with its gateway.
+    async fn bookings(&self, window: Period, site: &Site) -> Result<Vec<Booking>, LookupError>;
+    /// Every gateway of `site` that is registered and not retired.
+    async fn gateways(&self, site: &Site) -> Result<Vec<GatewayCondition>, LookupError>;
+    /// The sites that have a gateway or a booked webinar.
+    async fn sites(&self) -> Result<Vec<Site>, LookupError>;
 }
 
 /// Why a capacity question or observation was refused.
@@ -379,6 +382,21 @@ impl CapacityWatchId {
     /// the same history.
     pub const ALL_GATEWAYS: Self = Self(Uuid::from_u128(0x0000_0000_0000_4000_8000_c0ff_ee00_0001));
 
+    /// A site's watch: the default site's is [`Self::ALL_GATEWAYS`] (its history began before
+    /// sites), another's a fixed id derived from its name (a version 8 UUID of its FNV-1a hash).
+    pub fn for_site(site: &Site) -> Self {
+        if site.as_str() == Site::DEFAULT {
+            return Self::ALL_GATEWAYS;
+        }
+        let mut hash: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+        for byte in site.as_str().bytes() {
+            hash ^= u128::from(byte);
+            hash = hash.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+        }
+        let versioned = (hash & !(0xF << 76)) | (0x8 << 76);
+        Self(Uuid::from_u128((versioned & !(0x3 << 62)) | (0x2 << 62)))
+    }
+
     pub fn as_uuid(&self) -> Uuid {
         self.0
     }
@@ -421,6 +439,10 @@ pub enum CapacityEvent {
         booked: u32,
         available: u32,
         margin: u32,
+        /// The site whose gateways fall short (a watch's first event says it, for the audit
+        /// trail; absent from events before sites: `default`).
+        #[serde(default)]
+        site: Site,
     },
     /// The same period, with other figures (more webinars, fewer gateways, another margin).
     CapacityShortfallChanged {
@@ -460,6 +482,8 @@ pub enum CapacityCommand {
     Observe {
         window: Period,
         shortfalls: Vec<ShortfallFigures>,
+        /// The site watched (its gateways, its bookings).
+        site: Site,
     },
 }
 
@@ -479,6 +503,7 @@ impl CapacityWatch {
         let CapacityCommand::Observe {
             window,
             mut shortfalls,
+            site,
         } = command;
         shortfalls.sort_by_key(|s| s.period);
         let disjoint = shortfalls
@@ -519,6 +544,7 @@ impl CapacityWatch {
                     booked,
                     available,
                     margin,
+                    site: site.clone(),
                 }),
                 Some(open) if *open != seen => {
                     events.push(CapacityEvent::CapacityShortfallChanged {
@@ -575,6 +601,7 @@ impl Aggregate for CapacityWatch {
                 booked,
                 available,
                 margin,
+                ..
             }
             | CapacityEvent::CapacityShortfallChanged {
                 from,
@@ -850,6 +877,7 @@ mod tests {
             booked: f.booked,
             available: f.available,
             margin: f.margin,
+            site: Site::default(),
         }
     }
 
@@ -857,6 +885,7 @@ mod tests {
         CapacityCommand::Observe {
             window: period(from, to),
             shortfalls: seen,
+            site: Site::default(),
         }
     }
 

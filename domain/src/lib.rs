@@ -25,5 +25,5 @@ pub use ids::{GatewayId, IdError, Identified, WebinarId};
 pub use policy::{Action, Denied, PermissionPolicy, WebinarAccess};
 pub use schedule::{SlotRules, TimeSlot};
 pub use values::{
-    Description, HttpUrl, InvalidValue, Label, Person, RtmpUrl, Title, TokenFingerprint,
+    Description, HttpUrl, InvalidValue, Label, Person, RtmpUrl, Site, Title, TokenFingerprint,
 };

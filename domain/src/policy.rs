@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{roles, Actor, Caller};
-use crate::values::Person;
+use crate::values::{Person, Site};
 
 /// Why a caller may not do something.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +25,8 @@ pub trait WebinarAccess {
     fn presenters(&self) -> &[Person];
     fn restricted(&self) -> bool;
     fn groups(&self) -> &[String];
+    /// The site it belongs to: nobody of another site may know of it.
+    fn site(&self) -> &Site;
 
     fn is_owner(&self, person: &str) -> bool {
         self.owner_id() == Some(person)
@@ -58,7 +60,20 @@ pub enum Action<'a> {
     ReadStats,
 }
 
-impl Action<'_> {
+impl<'a> Action<'a> {
+    /// The webinar the action is about, if any.
+    pub fn webinar(&self) -> Option<&'a dyn WebinarAccess> {
+        match *self {
+            Action::ViewWebinar(w)
+            | Action::EditWebinar(w)
+            | Action::StartWebinar(w)
+            | Action::OperateWebinar(w)
+            | Action::PostChat(w)
+            | Action::SeeLiveEvent(w) => Some(w),
+            _ => None,
+        }
+    }
+
     /// A short name, for tables and logs.
     pub fn name(&self) -> &'static str {
         match self {
@@ -106,9 +121,12 @@ fn allow(allowed: bool, refusal: Denied) -> Result<(), Denied> {
 /// Whether `caller` may see `webinar`'s live event: anyone for an unrestricted one; a restricted
 /// one needs a login and, with groups, membership; hosts and administrators always see theirs.
 pub fn may_see(caller: &Caller, webinar: &dyn WebinarAccess) -> bool {
+    if !caller.in_site(webinar.site()) {
+        return false;
+    }
     match caller {
         Caller::System(_) => true,
-        Caller::Anonymous => !webinar.restricted(),
+        Caller::Anonymous(_) => !webinar.restricted(),
         Caller::User(actor) => {
             !webinar.restricted()
                 || webinar.groups().is_empty()
@@ -136,7 +154,7 @@ impl PermissionPolicy {
         let actor = match caller {
             // Our own components issue only the commands that are theirs to issue.
             Caller::System(_) => return Ok(()),
-            Caller::Anonymous => {
+            Caller::Anonymous(_) => {
                 return match action {
                     Action::SeeLiveEvent(webinar) => {
                         allow(may_see(caller, webinar), Denied::Hidden)
@@ -147,6 +165,12 @@ impl PermissionPolicy {
             Caller::User(actor) => actor,
         };
         let me = actor.id.as_str();
+        // Another site's webinar does not exist for this caller.
+        if let Some(webinar) = action.webinar() {
+            if !caller.in_site(webinar.site()) {
+                return Err(Denied::Hidden);
+            }
+        }
         match action {
             Action::CreateWebinar => allow(
                 self.may_create(actor),
@@ -198,7 +222,7 @@ impl PermissionPolicy {
     /// asked first, so that nobody learns whether a webinar exists before signing in.
     pub fn require_sign_in(&self, caller: &Caller) -> Result<(), Denied> {
         allow(
-            !matches!(caller, Caller::Anonymous),
+            !matches!(caller, Caller::Anonymous(_)),
             Denied::Unauthenticated,
         )
     }

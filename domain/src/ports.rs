@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::ids::{GatewayId, WebinarId};
 use crate::schedule::TimeSlot;
+use crate::values::Site;
 use crate::webinar::Participant;
 
 /// What a read-model lookup fails with (the database, typically): opaque to the domain.
@@ -206,11 +207,12 @@ pub trait StreamGateway: Send + Sync {
 /// Which gateways to try for a slot (a read model: it may lag; the Gateway aggregate decides).
 #[async_trait]
 pub trait GatewayDirectory: Send + Sync {
-    /// Enabled gateways, those that look free at `slot` (for `webinar`) first.
+    /// Enabled gateways of `site`, those that look free at `slot` (for `webinar`) first.
     async fn candidates(
         &self,
         slot: &TimeSlot,
         webinar: WebinarId,
+        site: &Site,
     ) -> Result<Vec<GatewayId>, LookupError>;
 }
 

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use webinar_domain::Actor;
+use webinar_domain::{Actor, Site};
 
 /// The claims of the contract.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +27,9 @@ pub struct Claims {
     /// Checked only when `jwt_audience` is set (a string or a list in tokens we receive).
     #[serde(default, skip_serializing)]
     pub aud: Option<serde_json::Value>,
+    /// The site the person acts in; without it, the site of the host the request came to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
 }
 
 /// The prefix of our own components' actor ids (`system:meeting-watcher`): no token may claim it.
@@ -36,14 +39,20 @@ pub const SYSTEM_SUBJECT_PREFIX: &str = "system:";
 const MAX_CLAIM_ENTRIES: usize = 1_000;
 
 impl Claims {
-    pub fn into_actor(self) -> Actor {
-        Actor {
+    /// The person, in the token's site (or `site` when the token names none).
+    pub fn into_actor(self, site: Site) -> Result<Actor, AuthError> {
+        let site = match self.site {
+            Some(claimed) => Site::parse(&claimed).map_err(|_| AuthError::InvalidClaims)?,
+            None => site,
+        };
+        Ok(Actor {
             id: self.sub,
             name: self.name,
             affiliations: self.affiliations,
             groups: self.groups,
             roles: self.roles,
-        }
+            site,
+        })
     }
 }
 
@@ -73,6 +82,20 @@ pub enum AuthError {
 pub struct Verified {
     pub actor: Actor,
     pub expires_at: DateTime<Utc>,
+    /// Whether the token named the site (else the actor is in the default site, for the caller to
+    /// replace with the host's).
+    pub site_claimed: bool,
+}
+
+impl Verified {
+    /// The actor, in the host's site unless the token named one.
+    pub fn actor_at(self, host_site: &Site) -> Actor {
+        let mut actor = self.actor;
+        if !self.site_claimed {
+            actor.site = host_site.clone();
+        }
+        actor
+    }
 }
 
 /// Signs and checks tokens with one shared secret.
@@ -186,9 +209,11 @@ impl JwtKeys {
             }
         }
         let expires_at = DateTime::from_timestamp(claims.exp, 0).ok_or(AuthError::InvalidClaims)?;
+        let site_claimed = claims.site.is_some();
         Ok(Verified {
-            actor: claims.into_actor(),
+            actor: claims.into_actor(Site::default())?,
             expires_at,
+            site_claimed,
         })
     }
 
@@ -227,6 +252,7 @@ pub fn claims(
         nbf: None,
         iss: None,
         aud: None,
+        site: None,
     }
 }
 

@@ -12,6 +12,7 @@
 //! bookings shows within a fraction of a second, and a burst of unrelated commits (a chat storm)
 //! costs one look, not one per commit.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use webinar_domain::capacity::{
     CapacityWatchId, Period, ShortfallFigures,
 };
 use webinar_domain::ports::LookupError;
-use webinar_domain::{Action, Caller, PermissionPolicy};
+use webinar_domain::{Action, Caller, PermissionPolicy, Site};
 
 use crate::config::Settings;
 use crate::consumer::leader::{run_led, Cause, Led, Step};
@@ -99,7 +100,9 @@ impl CapacityService {
     ) -> Result<CapacityReport, CommandError> {
         self.policy.authorize(caller, Action::ManageGateways)?;
         let window = Period::window(from, to)?;
-        self.assess(window, Bounds::Clip).await
+        // An administrator sees their own site's gateways and bookings only.
+        let site = caller.site().cloned().unwrap_or_default();
+        self.assess(window, &site, Bounds::Clip).await
     }
 
     /// `window`, bounded as `bounds` says (with [`Bounds::Whole`], bookings from [`LOOKBACK`]
@@ -107,6 +110,7 @@ impl CapacityService {
     pub async fn assess(
         &self,
         window: Period,
+        site: &Site,
         bounds: Bounds,
     ) -> Result<CapacityReport, CommandError> {
         let read = match bounds {
@@ -116,7 +120,7 @@ impl CapacityService {
             }
         };
         let (bookings, gateways) =
-            futures::try_join!(self.reads.bookings(read), self.reads.gateways())
+            futures::try_join!(self.reads.bookings(read, site), self.reads.gateways(site))
                 .map_err(lookup_error)?;
         Ok(CapacityReport::assess(
             window,
@@ -135,10 +139,10 @@ struct Looks {
     due: Option<Instant>,
     /// A commit was noticed: look at this instant.
     news: Option<Instant>,
-    /// What this leader last told the watch; the same again needs no command.
-    told: Option<Vec<ShortfallFigures>>,
-    /// The gauge as this instance last set it.
-    gauge: Option<u32>,
+    /// What this leader last told each site's watch; the same again needs no command.
+    told: HashMap<Site, Vec<ShortfallFigures>>,
+    /// Each site's gauge as this instance last set it.
+    gauge: HashMap<Site, u32>,
 }
 
 /// Looks for shortfalls over the coming horizon, records their changes as `CapacityWatch` events
@@ -193,46 +197,66 @@ impl CapacityMonitor {
         self.looks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// One look: assesses `[now, now + horizon)`, tells the watch when the shortfalls differ from
-    /// what it was last told, and sets the gauge. Returns what it saw.
+    /// One look: for each site, assesses `[now, now + horizon)`, tells the site's watch when
+    /// its shortfalls differ from what it was last told, and sets the site's gauge.
     #[tracing::instrument(name = "capacity_check", skip_all)]
-    pub async fn check(&self) -> Result<CapacityReport, CommandError> {
+    pub async fn check(&self) -> Result<(), CommandError> {
         let now = Utc::now();
         let window = Period::between(now, now + self.horizon)
             .ok_or_else(|| CommandError::Internal(anyhow::anyhow!("empty capacity horizon")))?;
-        let report = self.service.assess(window, Bounds::Whole).await?;
+        let mut sites: BTreeSet<Site> = self
+            .service
+            .reads
+            .sites()
+            .await
+            .map_err(lookup_error)?
+            .into_iter()
+            .collect();
+        // A site that had a shortfall and has nothing left must still hear it cleared.
+        sites.extend(self.looks().told.keys().cloned());
+        for site in sites {
+            self.check_site(window, &site).await?;
+        }
+        Ok(())
+    }
+
+    async fn check_site(&self, window: Period, site: &Site) -> Result<(), CommandError> {
+        let report = self.service.assess(window, site, Bounds::Whole).await?;
         let seen: Vec<ShortfallFigures> = report.shortfalls.iter().map(|s| s.figures).collect();
-        if self.looks().told.as_ref() != Some(&seen) {
+        if self.looks().told.get(site) != Some(&seen) {
             let metadata = CommandMetadata::originating(&Caller::System(COMPONENT), None);
             let command = CapacityCommand::Observe {
                 window,
                 shortfalls: seen.clone(),
+                site: site.clone(),
             };
             self.bus
-                .execute(CapacityWatchId::ALL_GATEWAYS, command, &metadata)
+                .execute(CapacityWatchId::for_site(site), command, &metadata)
                 .await
                 .map_err(from_aggregate)?;
             if !seen.is_empty() {
                 tracing::warn!(
+                    %site,
                     shortfalls = seen.len(),
                     missing = report.worst_missing(),
                     "gateway capacity falls short"
                 );
             }
-            self.looks().told = Some(seen);
+            self.looks().told.insert(site.clone(), seen);
         }
-        self.set_gauge(report.worst_missing());
-        Ok(report)
+        self.set_gauge(site, report.worst_missing());
+        Ok(())
     }
 
     /// Several servers in one process (the tests) share one metrics recorder: a server with
     /// nothing to report writes only a change, so that it does not keep overwriting one that has
     /// a shortfall; a shortfall is written at every look.
-    fn set_gauge(&self, missing: u32) {
+    fn set_gauge(&self, site: &Site, missing: u32) {
         let mut looks = self.looks();
-        if missing != 0 || looks.gauge != Some(missing) {
-            ::metrics::gauge!(metrics::CAPACITY_SHORTFALL).set(f64::from(missing));
-            looks.gauge = Some(missing);
+        if missing != 0 || looks.gauge.get(site) != Some(&missing) {
+            ::metrics::gauge!(metrics::CAPACITY_SHORTFALL, "site" => site.to_string())
+                .set(f64::from(missing));
+            looks.gauge.insert(site.clone(), missing);
         }
     }
 }
@@ -280,7 +304,10 @@ impl Led for CapacityMonitor {
     /// the highest value across instances is the leader's), and what this one told the watch may
     /// be out of date by the time it leads again.
     fn stepped_down(&self) {
+        let sites: Vec<Site> = self.looks().gauge.keys().cloned().collect();
+        for site in &sites {
+            self.set_gauge(site, 0);
+        }
         *self.looks() = Looks::default();
-        self.set_gauge(0);
     }
 }

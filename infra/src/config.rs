@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Toml};
@@ -144,6 +145,11 @@ pub struct Settings {
     pub jwt_issuer: Option<String>,
     /// When set, tokens must carry this `aud`.
     pub jwt_audience: Option<String>,
+    /// Which site each host name serves, as `host=site` entries (`pod.univ-a.fr=univ-a`): a
+    /// request without a token's `site` claim acts in its `Host`'s site, `default` for any host
+    /// not listed.
+    #[serde(deserialize_with = "list")]
+    pub sites: Vec<String>,
     /// When set, `/metrics` needs `Authorization: Bearer <metrics_token>`.
     pub metrics_token: Option<SecretString>,
     /// Spare gateways capacity warnings want on top of the booked webinars: a slot falls short
@@ -157,6 +163,26 @@ pub struct Settings {
     /// How far ahead, in days, the capacity monitor looks (events and the
     /// `webinar_gateway_capacity_shortfall` gauge).
     pub capacity_horizon_days: i64,
+}
+
+/// Which site each host serves (the `sites` setting).
+#[derive(Debug, Clone, Default)]
+pub struct SiteHosts(Arc<std::collections::HashMap<String, webinar_domain::Site>>);
+
+impl SiteHosts {
+    /// The site of a request's `Host` header (its port ignored); `default` when unlisted.
+    pub fn site_of(&self, host: Option<&str>) -> webinar_domain::Site {
+        host.map(|h| {
+            let name = match h.rsplit_once(':') {
+                // An IPv6 literal's colons are inside brackets.
+                Some((name, port)) if !port.contains(']') => name,
+                _ => h,
+            };
+            name.to_ascii_lowercase()
+        })
+        .and_then(|name| self.0.get(&name).cloned())
+        .unwrap_or_default()
+    }
 }
 
 /// Who may introspect the schema (and open GraphiQL).
@@ -268,6 +294,7 @@ impl Default for Settings {
             max_upcoming_webinars_per_owner: 100,
             jwt_issuer: None,
             jwt_audience: None,
+            sites: Vec::new(),
             metrics_token: None,
             capacity_margin: 0,
             capacity_check_ms: 60_000,
@@ -376,6 +403,20 @@ impl Settings {
                     .then(|| Duration::from_millis(self.stream_health_act_ms)),
             },
         })
+    }
+
+    /// The `sites` setting, checked: a typo must stop the server, not put a campus in `default`.
+    pub fn site_hosts(&self) -> anyhow::Result<SiteHosts> {
+        let mut hosts = std::collections::HashMap::new();
+        for entry in &self.sites {
+            let (host, site) = entry
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("sites: {entry:?} is not host=site"))?;
+            let site = webinar_domain::Site::parse(site.trim())
+                .map_err(|e| anyhow::anyhow!("sites: {entry:?}: {e}"))?;
+            hosts.insert(host.trim().to_ascii_lowercase(), site);
+        }
+        Ok(SiteHosts(Arc::new(hosts)))
     }
 
     pub fn audience_heartbeat(&self) -> Duration {

@@ -14,7 +14,9 @@ use webinar_domain::gateway::{
     TokenChange,
 };
 use webinar_domain::ports::GatewayDirectory;
-use webinar_domain::{Action, Caller, GatewayId, HttpUrl, PermissionPolicy, TimeSlot, WebinarId};
+use webinar_domain::{
+    Action, Caller, GatewayId, HttpUrl, PermissionPolicy, Site, TimeSlot, WebinarId,
+};
 
 use crate::error::{from_aggregate, CommandError};
 use crate::event_log;
@@ -96,7 +98,9 @@ impl GatewayService {
                 Some(token) => Some(store_gateway_token(&self.pool, id, &token).await?),
                 None => None,
             };
-            self.execute(id, GatewayCommand::Register { spec, token }, metadata)
+            // An administrator registers gateways for their own site.
+            let site = caller.site().cloned().unwrap_or_default();
+            self.execute(id, GatewayCommand::Register { spec, token, site }, metadata)
                 .await
         }
         .await;
@@ -115,7 +119,7 @@ impl GatewayService {
         changes: GatewayChanges,
         token: TokenInput,
     ) -> Result<Written<GatewayId>, CommandError> {
-        self.policy.authorize(caller, Action::ManageGateways)?;
+        self.authorize_on(caller, id).await?;
         self.check_addresses(changes.sipmediagw_url.as_ref(), changes.hls_url.as_ref())?;
         let current = self.load_registered(id).await?;
         let moves_to = changes
@@ -156,7 +160,7 @@ impl GatewayService {
         enabled: bool,
         reason: Option<String>,
     ) -> Result<Written<GatewayId>, CommandError> {
-        self.policy.authorize(caller, Action::ManageGateways)?;
+        self.authorize_on(caller, id).await?;
         let reason = reason
             .filter(|r| !r.trim().is_empty())
             .map(|r| webinar_domain::values::parse_free_text(&r, 500))
@@ -177,7 +181,7 @@ impl GatewayService {
         metadata: &CommandMetadata,
         id: GatewayId,
     ) -> Result<Written<GatewayId>, CommandError> {
-        self.policy.authorize(caller, Action::ManageGateways)?;
+        self.authorize_on(caller, id).await?;
         let written = self.execute(id, GatewayCommand::Retire, metadata).await?;
         // A retired gateway's URL may be registered again.
         self.release_claims_except(id, None).await?;
@@ -192,9 +196,19 @@ impl GatewayService {
         id: GatewayId,
         webinar: WebinarId,
         slot: TimeSlot,
+        site: &Site,
     ) -> Result<Written<GatewayId>, CommandError> {
-        self.execute(id, GatewayCommand::Reserve { webinar, slot }, metadata)
-            .await
+        let site = site.clone();
+        self.execute(
+            id,
+            GatewayCommand::Reserve {
+                webinar,
+                slot,
+                site,
+            },
+            metadata,
+        )
+        .await
     }
 
     /// Frees what `webinar` holds on gateway `id`.
@@ -214,19 +228,34 @@ impl GatewayService {
         &self,
         slot: &TimeSlot,
         webinar: WebinarId,
+        site: &Site,
     ) -> Result<Vec<GatewayId>, CommandError> {
-        self.directory.candidates(slot, webinar).await.map_err(|e| {
-            if crate::error::unreachable_within(&*e) {
-                CommandError::Unavailable
-            } else {
-                CommandError::Internal(anyhow::anyhow!("gateway directory: {e}"))
-            }
-        })
+        self.directory
+            .candidates(slot, webinar, site)
+            .await
+            .map_err(|e| {
+                if crate::error::unreachable_within(&*e) {
+                    CommandError::Unavailable
+                } else {
+                    CommandError::Internal(anyhow::anyhow!("gateway directory: {e}"))
+                }
+            })
     }
 
     /// The aggregate's state (from snapshot and events, not from a read model).
     pub async fn load(&self, id: GatewayId) -> Result<Gateway, CommandError> {
         self.bus.load(id).await.map_err(from_aggregate)
+    }
+
+    /// An administrator's right over gateway `id`: a gateway of another site does not exist for
+    /// them.
+    async fn authorize_on(&self, caller: &Caller, id: GatewayId) -> Result<(), CommandError> {
+        self.policy.authorize(caller, Action::ManageGateways)?;
+        let gateway = self.load(id).await?;
+        if gateway.registered && !caller.in_site(&gateway.site) {
+            return Err(GatewayError::NotFound.into());
+        }
+        Ok(())
     }
 
     async fn load_registered(&self, id: GatewayId) -> Result<Gateway, CommandError> {

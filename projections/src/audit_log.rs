@@ -1,11 +1,13 @@
 //! `audit_log`: every event, for auditors, with who did it and why.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
+use webinar_domain::Site;
 use webinar_infra::consumer::{ProjectionError, Projector};
 use webinar_infra::event_log::StoredEvent;
 
@@ -63,7 +65,7 @@ impl Projector for AuditLogProjector {
         None
     }
     fn tables(&self) -> &'static [&'static str] {
-        &["audit_log"]
+        &["audit_log", "audit_sites"]
     }
 
     async fn apply_batch(
@@ -92,8 +94,91 @@ impl Projector for AuditLogProjector {
             }
             Err(error) => return Err(error.into()),
         }
+        record_sites(conn, events).await?;
         Ok(())
     }
+}
+
+/// The site an aggregate's first event names: a webinar's `Scheduled`, a gateway's
+/// `GatewayRegistered`, a capacity watch's first `CapacityShortfallAppeared` (`default` when the
+/// event predates sites); a chat message's `Posted` names its webinar, whose site it takes.
+enum Birth {
+    Site(String),
+    Of(String),
+}
+
+fn birth(event: &StoredEvent) -> Result<Option<Birth>, ProjectionError> {
+    let key = match (event.aggregate_type.as_str(), event.event_type.as_str()) {
+        ("Webinar", "Scheduled") => "Scheduled",
+        ("Gateway", "GatewayRegistered") => "GatewayRegistered",
+        ("CapacityWatch", "CapacityShortfallAppeared") => "CapacityShortfallAppeared",
+        ("ChatMessage", "Posted") => "Posted",
+        _ => return Ok(None),
+    };
+    let payload = event
+        .payload_value()
+        .map_err(|e| ProjectionError::decode(event, e))?;
+    let field = |name: &str| payload[key][name].as_str().map(str::to_owned);
+    Ok(Some(if key == "Posted" {
+        match field("webinar_id") {
+            Some(webinar) => Birth::Of(webinar),
+            None => return Ok(None),
+        }
+    } else {
+        Birth::Site(field("site").unwrap_or_else(|| Site::DEFAULT.to_owned()))
+    }))
+}
+
+/// Keeps `audit_sites` (one row per aggregate) for the events of a batch that start an aggregate.
+async fn record_sites(
+    conn: &mut PgConnection,
+    events: &[StoredEvent],
+) -> Result<(), ProjectionError> {
+    let mut known: HashMap<String, String> = HashMap::new();
+    let mut chats: Vec<(String, String)> = Vec::new();
+    for event in events {
+        match birth(event)? {
+            Some(Birth::Site(site)) => {
+                known.insert(event.aggregate_id.clone(), site);
+            }
+            Some(Birth::Of(webinar)) => chats.push((event.aggregate_id.clone(), webinar)),
+            None => {}
+        }
+    }
+    let unknown: Vec<&str> = chats
+        .iter()
+        .map(|(_, webinar)| webinar.as_str())
+        .filter(|webinar| !known.contains_key(*webinar))
+        .collect();
+    if !unknown.is_empty() {
+        let found: Vec<(String, String)> = sqlx::query_as(
+            "select aggregate_id, site from audit_sites where aggregate_id = any($1)",
+        )
+        .bind(&unknown)
+        .fetch_all(&mut *conn)
+        .await?;
+        known.extend(found);
+    }
+    for (chat, webinar) in chats {
+        let site = known
+            .get(&webinar)
+            .cloned()
+            .unwrap_or_else(|| Site::DEFAULT.to_owned());
+        known.insert(chat, site);
+    }
+    if known.is_empty() {
+        return Ok(());
+    }
+    let (ids, sites): (Vec<String>, Vec<String>) = known.into_iter().unzip();
+    sqlx::query(
+        "insert into audit_sites (aggregate_id, site)
+         select * from unnest($1::text[], $2::text[]) on conflict (aggregate_id) do nothing",
+    )
+    .bind(&ids)
+    .bind(&sites)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Whether JSON text may name a secret: any `token`, `secret` or `password`, in any case, or an
@@ -287,9 +372,11 @@ pub struct AuditFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
-/// Entries matching `filter` after the cursor `(tx_id, global_position)`, in log order.
+/// Entries of `site`'s aggregates matching `filter` after the cursor `(tx_id, global_position)`,
+/// in log order.
 pub async fn list(
     pool: &PgPool,
+    site: &Site,
     filter: &AuditFilter,
     after: Option<(i64, i64)>,
     limit: i64,
@@ -306,6 +393,8 @@ pub async fn list(
             and ($6::timestamptz is null or recorded_at >= $6)
             and ($7::timestamptz is null or recorded_at < $7)
             and ($8::bigint is null or (tx_id, global_position) > ($8, $9))
+            and coalesce((select s.site from audit_sites s where s.aggregate_id = audit_log.aggregate_id),
+                         'default') = $11
           order by tx_id, global_position
           limit $10",
     )
@@ -319,6 +408,7 @@ pub async fn list(
     .bind(after.map(|a| a.0))
     .bind(after.map(|a| a.1))
     .bind(limit)
+    .bind(site.as_str())
     .fetch_all(pool)
     .await
 }

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use webinar_domain::capacity::{Booking, CapacityReads, GatewayCondition, Period};
 use webinar_domain::ports::LookupError;
-use webinar_domain::{GatewayId, WebinarId};
+use webinar_domain::{GatewayId, Site, WebinarId};
 
 /// A gateway's id, whether it is enabled, why it was disabled, a failed stream's error, an
 /// unwatchable stream's health.
@@ -24,13 +24,15 @@ pub struct PgCapacityReads {
 impl CapacityReads for PgCapacityReads {
     /// Scheduled and live webinars hold their gateway for their slot; ended and cancelled ones
     /// have released it.
-    async fn bookings(&self, window: Period) -> Result<Vec<Booking>, LookupError> {
+    async fn bookings(&self, window: Period, site: &Site) -> Result<Vec<Booking>, LookupError> {
         let rows: Vec<(Uuid, Uuid, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
             "select webinar_id, gateway_id, starts_at, ends_at from webinars
-              where status in ('SCHEDULED', 'LIVE') and starts_at < $2 and ends_at > $1",
+              where status in ('SCHEDULED', 'LIVE') and starts_at < $2 and ends_at > $1
+                and site = $3",
         )
         .bind(window.from())
         .bind(window.to())
+        .bind(site.as_str())
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -49,7 +51,7 @@ impl CapacityReads for PgCapacityReads {
     /// Gateways not retired, each with the newest sign of ill health of a live webinar on it: a
     /// stream that failed for good, or one the audience cannot watch (its `stream_health`, kept
     /// from `StreamHealthChanged`).
-    async fn gateways(&self) -> Result<Vec<GatewayCondition>, LookupError> {
+    async fn gateways(&self, site: &Site) -> Result<Vec<GatewayCondition>, LookupError> {
         let rows: Vec<GatewayConditionRow> = sqlx::query_as(
             "select g.gateway_id, g.enabled, g.disabled_reason, f.failure, u.unwatchable
                from gateways g
@@ -69,8 +71,9 @@ impl CapacityReads for PgCapacityReads {
                        and w.stream_health in ('STALLED', 'MISSING', 'NOT_HLS')
                      order by w.updated_at desc
                      limit 1) u on true
-              where not g.retired",
+              where not g.retired and g.site = $1",
         )
+        .bind(site.as_str())
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -86,6 +89,20 @@ impl CapacityReads for PgCapacityReads {
                     }
                 },
             )
+            .collect())
+    }
+
+    async fn sites(&self) -> Result<Vec<Site>, LookupError> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "select site from gateways where not retired
+             union
+             select site from webinars where status in ('SCHEDULED', 'LIVE')",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(names
+            .iter()
+            .filter_map(|name| Site::parse(name).ok())
             .collect())
     }
 }

@@ -10,7 +10,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use webinar_domain::gateway::GatewayEvent;
 use webinar_domain::ports::{GatewayDirectory, LookupError};
-use webinar_domain::{GatewayId, TimeSlot, WebinarId};
+use webinar_domain::{GatewayId, Site, TimeSlot, WebinarId};
 use webinar_infra::consumer::{ProjectionError, Projector};
 use webinar_infra::event_log::StoredEvent;
 
@@ -107,10 +107,11 @@ impl GatewayDirectory for PgGatewayDirectory {
         &self,
         slot: &TimeSlot,
         webinar: WebinarId,
+        site: &Site,
     ) -> Result<Vec<GatewayId>, LookupError> {
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "select g.gateway_id from gateways g
-              where g.enabled and not g.retired
+              where g.enabled and not g.retired and g.site = $4
               order by exists (select 1 from gateway_reservations r
                                 where r.gateway_id = g.gateway_id and r.webinar_id <> $3
                                   and r.starts_at < $2 and $1 < r.ends_at),
@@ -121,6 +122,7 @@ impl GatewayDirectory for PgGatewayDirectory {
         .bind(slot.start())
         .bind(slot.end())
         .bind(webinar.as_uuid())
+        .bind(site.as_str())
         .fetch_all(&self.pool)
         .await?;
         Ok(ids.into_iter().map(GatewayId::from_uuid).collect())

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use webinar_domain::gateway::{Gateway, GatewayApi, GatewayEvent};
-use webinar_domain::GatewayId;
+use webinar_domain::{GatewayId, Site};
 use webinar_infra::consumer::{ProjectionError, Projector};
 use webinar_infra::event_log::{self, StoredEvent};
 
@@ -35,6 +35,7 @@ struct Record {
     updated_at: DateTime<Utc>,
     gw_ids: Vec<String>,
     browsing_name: String,
+    site: String,
 }
 
 impl Record {
@@ -102,7 +103,7 @@ impl Record {
 
 const COLUMNS: &str = "gateway_id, name, rtmp_url, hls_url, broadcaster, sipmediagw_url, api,
     has_token, enabled, retired, disabled_reason, version, registered_at, updated_at, gw_ids,
-    browsing_name";
+    browsing_name, site";
 
 async fn upsert(conn: &mut PgConnection, rows: &[&Record]) -> Result<(), sqlx::Error> {
     let text = |f: fn(&Record) -> &str| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
@@ -110,13 +111,13 @@ async fn upsert(conn: &mut PgConnection, rows: &[&Record]) -> Result<(), sqlx::E
         "insert into gateways ({COLUMNS})
          select g.id, g.name, g.rtmp, g.hls, g.broadcaster, g.url, g.api, g.has_token, g.enabled,
                 g.retired, g.reason, g.version, g.registered_at, g.updated_at,
-                array(select jsonb_array_elements_text(g.gw_ids)), g.browsing_name
+                array(select jsonb_array_elements_text(g.gw_ids)), g.browsing_name, g.site
            from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                        $6::text[], $7::text[], $8::bool[], $9::bool[], $10::bool[],
                        $11::text[], $12::bigint[], $13::timestamptz[], $14::timestamptz[],
-                       $15::jsonb[], $16::text[])
+                       $15::jsonb[], $16::text[], $17::text[])
                 as g(id, name, rtmp, hls, broadcaster, url, api, has_token, enabled, retired,
-                     reason, version, registered_at, updated_at, gw_ids, browsing_name)
+                     reason, version, registered_at, updated_at, gw_ids, browsing_name, site)
          on conflict (gateway_id) do update set
             gw_ids = excluded.gw_ids, browsing_name = excluded.browsing_name,
             name = excluded.name, rtmp_url = excluded.rtmp_url, hls_url = excluded.hls_url,
@@ -149,6 +150,7 @@ async fn upsert(conn: &mut PgConnection, rows: &[&Record]) -> Result<(), sqlx::E
             .collect::<Vec<_>>(),
     )
     .bind(text(|r| &r.browsing_name))
+    .bind(text(|r| &r.site))
     .execute(conn)
     .await?;
     Ok(())
@@ -235,6 +237,7 @@ fn fold<'e>(
                     token_fingerprint,
                     gw_ids,
                     browsing_name,
+                    site,
                 },
             ) => {
                 rows.insert(
@@ -256,6 +259,7 @@ fn fold<'e>(
                         updated_at: event.recorded_at,
                         gw_ids: gw_ids.iter().map(|id| id.as_str().to_owned()).collect(),
                         browsing_name: browsing_name.as_str().to_owned(),
+                        site: site.as_str().to_owned(),
                     },
                 );
             }
@@ -311,6 +315,7 @@ impl TryFrom<Record> for GatewayRow {
             updated_at: record.updated_at,
             gw_ids: record.gw_ids,
             browsing_name: record.browsing_name,
+            site: record.site,
         })
     }
 }
@@ -337,6 +342,7 @@ pub struct GatewayRow {
     /// The SIPMediaGW v1.8+ launcher's gateway containers.
     pub gw_ids: Vec<String>,
     pub browsing_name: String,
+    pub site: String,
 }
 
 impl GatewayRow {
@@ -354,6 +360,7 @@ impl GatewayRow {
             && gateway.enabled == self.enabled
             && gateway.retired == self.retired
             && gateway.browsing_name.as_str() == self.browsing_name
+            && gateway.site.as_str() == self.site
             && gateway
                 .gw_ids
                 .iter()
@@ -362,10 +369,12 @@ impl GatewayRow {
     }
 }
 
-pub async fn list(pool: &PgPool) -> Result<Vec<GatewayRow>, sqlx::Error> {
+/// The gateways of `site`.
+pub async fn list(pool: &PgPool, site: &Site) -> Result<Vec<GatewayRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "select {COLUMNS} from gateways order by retired, name, gateway_id"
+        "select {COLUMNS} from gateways where site = $1 order by retired, name, gateway_id"
     ))
+    .bind(site.as_str())
     .fetch_all(pool)
     .await
 }

@@ -241,8 +241,10 @@ impl Projector for LiveSessionsProjector {
 }
 
 /// A page of sessions (started webinars), newest first, after the cursor `(started_at, id)`.
+/// The sessions of `site`'s webinars.
 pub async fn list(
     pool: &PgPool,
+    site: &webinar_domain::Site,
     running: Option<bool>,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
@@ -253,6 +255,7 @@ pub async fn list(
           where started_at is not null
             and ($1::bool is null or running = $1)
             and ($2::timestamptz is null or (started_at, webinar_id) < ($2, $3))
+            and webinar_id in (select webinar_id from webinars where site = $5)
           order by started_at desc, webinar_id desc
           limit $4"
     ))
@@ -260,16 +263,23 @@ pub async fn list(
     .bind(after_at)
     .bind(after_id)
     .bind(limit)
+    .bind(site.as_str())
     .fetch_all(pool)
     .await
 }
 
-/// One webinar's session, once it started.
-pub async fn get(pool: &PgPool, webinar: Uuid) -> Result<Option<LiveSessionRow>, sqlx::Error> {
+/// One webinar's session, once it started, if the webinar is of `site`.
+pub async fn get(
+    pool: &PgPool,
+    site: &webinar_domain::Site,
+    webinar: Uuid,
+) -> Result<Option<LiveSessionRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "select {COLUMNS} from live_sessions where webinar_id = $1 and started_at is not null"
+        "select {COLUMNS} from live_sessions where webinar_id = $1 and started_at is not null
+            and webinar_id in (select webinar_id from webinars where site = $2)"
     ))
     .bind(webinar)
+    .bind(site.as_str())
     .fetch_optional(pool)
     .await
 }

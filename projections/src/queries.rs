@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 use webinar_domain::ids::ChatMessageId;
-use webinar_domain::{Action, Caller, Denied, GatewayId, PermissionPolicy, WebinarId};
+use webinar_domain::{Action, Caller, Denied, GatewayId, PermissionPolicy, Site, WebinarId};
 
 use webinar_infra::consumer::ProjectionError;
 
@@ -133,7 +133,7 @@ impl ReadModels {
         limit: i64,
     ) -> Result<Vec<WebinarView>, QueryError> {
         let actor = caller.actor().ok_or(Denied::Unauthenticated)?;
-        Ok(webinars::hosted_by(&self.pool, &actor.id, after, limit).await?)
+        Ok(webinars::hosted_by(&self.pool, &actor.id, &actor.site, after, limit).await?)
     }
 
     /// A webinar's gateway, for administrators (`None` for others).
@@ -167,7 +167,7 @@ impl ReadModels {
     /// Every gateway, retired ones last. Administrators.
     pub async fn gateways(&self, caller: &Caller) -> Result<Vec<GatewayRow>, QueryError> {
         self.policy.authorize(caller, Action::ManageGateways)?;
-        Ok(gateways::list(&self.pool).await?)
+        Ok(gateways::list(&self.pool, &site_of(caller)).await?)
     }
 
     /// BigBlueButton sessions of started webinars, newest first (`running` filters). Admins.
@@ -179,7 +179,7 @@ impl ReadModels {
         limit: i64,
     ) -> Result<Vec<LiveSessionRow>, QueryError> {
         self.policy.authorize(caller, Action::ViewLiveSessions)?;
-        Ok(live_sessions::list(&self.pool, running, after, limit).await?)
+        Ok(live_sessions::list(&self.pool, &site_of(caller), running, after, limit).await?)
     }
 
     /// One webinar's session, for administrators (`None` for others and before it starts).
@@ -191,7 +191,7 @@ impl ReadModels {
         if !self.policy.allows(caller, Action::ViewLiveSessions) {
             return Ok(None);
         }
-        Ok(live_sessions::get(&self.pool, webinar.as_uuid()).await?)
+        Ok(live_sessions::get(&self.pool, &site_of(caller), webinar.as_uuid()).await?)
     }
 
     /// Whether the caller may see live sessions (checked when a subscription starts).
@@ -237,7 +237,7 @@ impl ReadModels {
         limit: i64,
     ) -> Result<Vec<AuditRow>, QueryError> {
         self.policy.authorize(caller, Action::ReadAudit)?;
-        Ok(audit_log::list(&self.pool, filter, after, limit).await?)
+        Ok(audit_log::list(&self.pool, &site_of(caller), filter, after, limit).await?)
     }
 
     /// Webinars scheduled to start in `[from, to)`. Analysts and administrators.
@@ -248,7 +248,7 @@ impl ReadModels {
         to: Option<DateTime<Utc>>,
     ) -> Result<Vec<WebinarStatsRow>, QueryError> {
         self.policy.authorize(caller, Action::ReadStats)?;
-        Ok(stats::webinar_stats(&self.pool, from, to).await?)
+        Ok(stats::webinar_stats(&self.pool, &site_of(caller), from, to).await?)
     }
 
     /// Gateway use per UTC day in `[from, to)`. Analysts and administrators.
@@ -259,6 +259,11 @@ impl ReadModels {
         to: DateTime<Utc>,
     ) -> Result<Vec<UtilizationRow>, QueryError> {
         self.policy.authorize(caller, Action::ReadStats)?;
-        Ok(stats::gateway_utilization(&self.pool, from, to).await?)
+        Ok(stats::gateway_utilization(&self.pool, &site_of(caller), from, to).await?)
     }
+}
+
+/// The site a caller's lists are of (our own components act in the default one here).
+fn site_of(caller: &Caller) -> Site {
+    caller.site().cloned().unwrap_or_default()
 }

@@ -524,9 +524,11 @@ pub struct WebinarStatsRow {
     pub chat_failed: i32,
 }
 
-/// Webinars scheduled to start in `[from, to)`. Live time includes an interval still open.
+/// `site`'s webinars scheduled to start in `[from, to)`. Live time includes an interval still
+/// open. (The site is the `webinars` model's: a row it has not reached yet waits for it.)
 pub async fn webinar_stats(
     pool: &PgPool,
+    site: &webinar_domain::Site,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> Result<Vec<WebinarStatsRow>, sqlx::Error> {
@@ -539,10 +541,12 @@ pub async fn webinar_stats(
            from webinar_stats
           where ($1::timestamptz is null or scheduled_start >= $1)
             and ($2::timestamptz is null or scheduled_start < $2)
+            and webinar_id in (select webinar_id from webinars where site = $3)
           order by scheduled_start, webinar_id",
     )
     .bind(from)
     .bind(to)
+    .bind(site.as_str())
     .fetch_all(pool)
     .await
 }
@@ -557,9 +561,10 @@ pub struct UtilizationRow {
     pub failures: i32,
 }
 
-/// Per gateway and day, for days in `[from, to)`.
+/// Per gateway of `site` and day, for days in `[from, to)`.
 pub async fn gateway_utilization(
     pool: &PgPool,
+    site: &webinar_domain::Site,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<UtilizationRow>, sqlx::Error> {
@@ -567,10 +572,12 @@ pub async fn gateway_utilization(
         "select gateway_id, day, reserved_minutes, live_seconds, failures from gateway_utilization
           where day >= ($1 at time zone 'UTC')::date and day < ($2 at time zone 'UTC')::date
             and (reserved_minutes <> 0 or live_seconds <> 0 or failures <> 0)
+            and gateway_id in (select gateway_id from gateways where site = $3)
           order by day, gateway_id",
     )
     .bind(from)
     .bind(to)
+    .bind(site.as_str())
     .fetch_all(pool)
     .await
 }

@@ -65,7 +65,12 @@ struct EveryGateway(Mutex<Vec<GatewayId>>);
 
 #[async_trait]
 impl GatewayDirectory for EveryGateway {
-    async fn candidates(&self, _: &TimeSlot, _: WebinarId) -> Result<Vec<GatewayId>, LookupError> {
+    async fn candidates(
+        &self,
+        _: &TimeSlot,
+        _: WebinarId,
+        _: &webinar_domain::Site,
+    ) -> Result<Vec<GatewayId>, LookupError> {
         Ok(self.0.lock().map(|ids| ids.clone()).unwrap_or_default())
     }
 }
@@ -101,6 +106,7 @@ async fn run(gateway_count: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
         affiliations: vec!["faculty".into()],
         groups: vec![],
         roles: vec![],
+        site: Default::default(),
     });
     let meta = CommandMetadata::originating(&caller, None);
     let mut gateway_ids = Vec::new();

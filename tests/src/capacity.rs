@@ -62,7 +62,7 @@ async fn capacity(app: &TestApp, from: DateTime<Utc>, to: DateTime<Utc>) -> Valu
     body["data"]["capacity"].clone()
 }
 
-/// The gauge's value on `/metrics`, if it is there.
+/// The default site's gauge on `/metrics`, if it is there.
 async fn gauge(app: &TestApp) -> Option<f64> {
     let text = app
         .http
@@ -74,7 +74,7 @@ async fn gauge(app: &TestApp) -> Option<f64> {
         .await
         .expect("read /metrics");
     text.lines()
-        .find_map(|line| line.strip_prefix("webinar_gateway_capacity_shortfall "))
+        .find_map(|line| line.strip_prefix("webinar_gateway_capacity_shortfall{site=\"default\"} "))
         .and_then(|value| value.trim().parse().ok())
 }
 

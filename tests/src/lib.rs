@@ -44,6 +44,8 @@ mod sagas;
 #[cfg(test)]
 mod server;
 #[cfg(test)]
+mod sites;
+#[cfg(test)]
 mod stream_health;
 #[cfg(test)]
 mod subscriptions;

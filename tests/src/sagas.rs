@@ -97,7 +97,13 @@ async fn a_crash_between_reserving_and_scheduling_leaves_no_slot_behind() {
     let orphan_slot = TimeSlot::new_unchecked(slot_at(20), 60);
     app.state
         .gateways()
-        .reserve(&meta, gateways[0], WebinarId::new(), orphan_slot)
+        .reserve(
+            &meta,
+            gateways[0],
+            WebinarId::new(),
+            orphan_slot,
+            &Default::default(),
+        )
         .await
         .expect("an orphan reservation");
     assert!(reservations_consistent(&app, &gateways).await.is_err());

@@ -25,13 +25,14 @@ fn user(id: &str, affiliations: &[&str], groups: &[&str], roles: &[&str]) -> Cal
         affiliations: own(affiliations),
         groups: own(groups),
         roles: own(roles),
+        site: Default::default(),
     })
 }
 
 /// The same kinds of caller as the policy's table test.
 fn callers() -> Vec<(&'static str, Caller)> {
     vec![
-        ("anonymous", Caller::Anonymous),
+        ("anonymous", Caller::anonymous()),
         ("viewer", user("viewer", &["student"], &[], &[])),
         (
             "group member",
@@ -85,6 +86,7 @@ async fn the_live_page_sql_filter_agrees_with_the_policy_on_every_case() {
             slot,
             gateway: GatewayId::new(),
             room: format!("room{n}"),
+            site: Default::default(),
         };
         bus.execute(id, command, &meta).await.expect("schedule");
         if late {

@@ -56,6 +56,8 @@ pub struct Gateway {
     pub version: i64,
     pub registered_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The site it serves: the registering administrator's.
+    pub site: String,
 }
 
 impl From<GatewayRow> for Gateway {
@@ -77,6 +79,7 @@ impl From<GatewayRow> for Gateway {
             version: row.version,
             registered_at: row.registered_at,
             updated_at: row.updated_at,
+            site: row.site,
         }
     }
 }

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use webinar_domain::Caller;
+use webinar_domain::{Caller, Site};
 use webinar_infra::auth::AuthError;
 use webinar_infra::config::Introspection;
 use webinar_infra::idempotency::{fingerprint, Claim, IdempotencyError, IdempotencyKey};
@@ -44,11 +44,23 @@ fn reject(status: StatusCode, code: &str, message: &str) -> Response {
     response
 }
 
-/// The caller named by an `Authorization` header (anonymous without one).
-pub(super) fn caller(shared: &Shared, authorization: Option<&str>) -> Result<Caller, AuthError> {
-    match authorization {
-        None => Ok(Caller::Anonymous),
-        Some(value) => shared.state.jwt().verify_header(value).map(Caller::User),
+/// The caller named by an `Authorization` header (anonymous without one), in the token's site
+/// or else the site of the `Host` the request came to.
+pub(super) fn caller(shared: &Shared, headers: &HeaderMap) -> Result<Caller, AuthError> {
+    let site = shared
+        .state
+        .sites()
+        .site_of(headers.get(header::HOST).and_then(|v| v.to_str().ok()));
+    match headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => Ok(Caller::Anonymous(site)),
+        Some(value) => shared
+            .state
+            .jwt()
+            .verify_header_until(value)
+            .map(|verified| Caller::User(verified.actor_at(&site))),
     }
 }
 
@@ -169,18 +181,17 @@ pub async fn graphql(State(shared): State<Shared>, headers: HeaderMap, body: Bod
             "a GraphQL request must be sent with `Content-Type: application/json`",
         );
     }
-    let authorization = match headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(value)) => Some(value),
-        Some(Err(_)) => {
-            return reject(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHENTICATED",
-                &AuthError::Malformed.to_string(),
-            )
-        }
-    };
-    let caller = match caller(&shared, authorization) {
+    if headers
+        .get(header::AUTHORIZATION)
+        .is_some_and(|v| v.to_str().is_err())
+    {
+        return reject(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            &AuthError::Malformed.to_string(),
+        );
+    }
+    let caller = match caller(&shared, &headers) {
         Ok(caller) => caller,
         Err(error) => {
             return reject(
@@ -215,7 +226,10 @@ pub async fn graphql(State(shared): State<Shared>, headers: HeaderMap, body: Bod
         }
     };
     // The live page asked without a token: maybe an answer already sent, still current.
-    let anonymous = matches!(caller, Caller::Anonymous) && key.is_none();
+    // Kept answers are the default site's: another site's anonymous readers skip them (their
+    // rows still come from the live page cache).
+    let anonymous =
+        matches!(&caller, Caller::Anonymous(site) if *site == Site::default()) && key.is_none();
     let lookup = if anonymous {
         shared.live_responses.lookup(&bytes).await
     } else {

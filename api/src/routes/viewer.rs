@@ -37,10 +37,7 @@ pub async fn playlist(
     let Ok(id) = webinar.parse::<WebinarId>() else {
         return answer(StatusCode::NOT_FOUND, "no such live event");
     };
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let Ok(caller) = caller(&shared, authorization) else {
+    let Ok(caller) = caller(&shared, &headers) else {
         return answer(StatusCode::UNAUTHORIZED, "invalid token");
     };
     let event = match shared.state.reads().live_event(&caller, id).await {

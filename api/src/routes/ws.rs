@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use futures::{SinkExt, StreamExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use webinar_domain::Caller;
+use webinar_domain::{Caller, Site};
 
 use super::graphql::request_id;
 use super::Shared;
@@ -35,6 +35,11 @@ pub async fn subscriptions(
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let request_id = request_id(&headers);
+    // The site of the host the socket was opened on (a token's `site` claim overrides it).
+    let site = shared
+        .state
+        .sites()
+        .site_of(headers.get(header::HOST).and_then(|v| v.to_str().ok()));
     // The first sub-protocol we speak, as async-graphql-axum's extractor picks it.
     let protocol = headers
         .get(header::SEC_WEBSOCKET_PROTOCOL)
@@ -62,7 +67,7 @@ pub async fn subscriptions(
         .max_write_buffer_size(256 * 1024)
         .max_message_size(max_message)
         .max_frame_size(max_message)
-        .on_upgrade(move |socket| serve_socket(shared, socket, protocol, request_id))
+        .on_upgrade(move |socket| serve_socket(shared, socket, protocol, request_id, site))
 }
 
 /// Where a socket stands: waiting for `connection_init`, or open until its token expires (never,
@@ -81,6 +86,7 @@ async fn serve_socket(
     socket: WebSocket,
     protocol: WebSocketProtocols,
     request_id: Option<String>,
+    site: Site,
 ) {
     let (mut sink, stream) = socket.split();
     let input = stream
@@ -109,14 +115,15 @@ async fn serve_socket(
                         .map(|t| format!("Bearer {t}"))
                 });
             let (caller, expires) = match header {
-                None => (Caller::Anonymous, None),
+                None => (Caller::Anonymous(site), None),
                 Some(header) => {
                     let verified = shared
                         .state
                         .jwt()
                         .verify_header_until(&header)
                         .map_err(|e| async_graphql::Error::new(e.to_string()))?;
-                    (Caller::User(verified.actor), Some(verified.expires_at))
+                    let expires = verified.expires_at;
+                    (Caller::User(verified.actor_at(&site)), Some(expires))
                 }
             };
             let _ = session_tx.send(Session::Open { expires });

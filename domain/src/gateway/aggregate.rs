@@ -11,7 +11,7 @@ use super::{
 };
 use crate::ids::{GatewayId, Identified, WebinarId};
 use crate::schedule::TimeSlot;
-use crate::values::{HttpUrl, Label, RtmpUrl, TokenFingerprint};
+use crate::values::{HttpUrl, Label, RtmpUrl, Site, TokenFingerprint};
 
 /// Why a gateway command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,6 +83,8 @@ pub struct Gateway {
     pub gw_ids: Vec<GwId>,
     #[serde(default)]
     pub browsing_name: BrowsingName,
+    #[serde(default)]
+    pub site: Site,
     pub enabled: bool,
     pub retired: bool,
     /// Webinar -> the slot it holds here.
@@ -163,7 +165,7 @@ impl Gateway {
     pub fn decide(&self, command: GatewayCommand) -> Result<Vec<GatewayEvent>, GatewayError> {
         use GatewayEvent::*;
         Ok(match command {
-            GatewayCommand::Register { spec, token } => {
+            GatewayCommand::Register { spec, token, site } => {
                 if self.registered {
                     return Err(GatewayError::AlreadyRegistered);
                 }
@@ -180,6 +182,7 @@ impl Gateway {
                     token_fingerprint: token,
                     gw_ids: spec.gw_ids,
                     browsing_name: spec.browsing_name,
+                    site,
                 }]
             }
             GatewayCommand::Update { changes, token } => {
@@ -239,8 +242,16 @@ impl Gateway {
                     vec![GatewayRetired]
                 }
             }
-            GatewayCommand::Reserve { webinar, slot } => {
+            GatewayCommand::Reserve {
+                webinar,
+                slot,
+                site,
+            } => {
                 self.require_live("reserving a slot")?;
+                // Another site's gateway does not exist for this webinar.
+                if site != self.site {
+                    return Err(GatewayError::NotFound);
+                }
                 if self.reservations.get(&webinar) == Some(&slot) {
                     return Ok(vec![]);
                 }
@@ -309,8 +320,10 @@ impl Aggregate for Gateway {
                 token_fingerprint,
                 gw_ids,
                 browsing_name,
+                site,
             } => {
                 self.registered = true;
+                self.site = site;
                 self.gw_ids = gw_ids;
                 self.browsing_name = browsing_name;
                 self.enabled = true;
@@ -410,6 +423,7 @@ mod tests {
             token_fingerprint: Some(TokenFingerprint::from_hex("abcd".into())),
             gw_ids: vec![],
             browsing_name: BrowsingName::default(),
+            site: Site::default(),
         }
     }
 
@@ -422,6 +436,7 @@ mod tests {
         Framework::with(())
             .given_no_previous_events()
             .when_async(GatewayCommand::Register {
+                site: Site::default(),
                 spec: v18.clone(),
                 token: None,
             })
@@ -481,6 +496,7 @@ mod tests {
         Framework::with(())
             .given_no_previous_events()
             .when_async(GatewayCommand::Register {
+                site: Site::default(),
                 spec: spec(),
                 token: Some(TokenFingerprint::from_hex("abcd".into())),
             })
@@ -493,6 +509,7 @@ mod tests {
         Framework::with(())
             .given(vec![registered()])
             .when_async(GatewayCommand::Register {
+                site: Site::default(),
                 spec: spec(),
                 token: None,
             })
@@ -623,6 +640,7 @@ mod tests {
             .when_async(GatewayCommand::Reserve {
                 webinar: b,
                 slot: slot(10, 30),
+                site: Site::default(),
             })
             .await
             .then_expect_error(GatewayError::SlotTaken);
@@ -631,6 +649,7 @@ mod tests {
             .when_async(GatewayCommand::Reserve {
                 webinar: b,
                 slot: slot(11, 60),
+                site: Site::default(),
             })
             .await
             .then_expect_events(vec![GatewayEvent::SlotReserved {
@@ -643,6 +662,7 @@ mod tests {
             .when_async(GatewayCommand::Reserve {
                 webinar: a,
                 slot: slot(10, 90),
+                site: Site::default(),
             })
             .await
             .then_expect_events(vec![GatewayEvent::SlotReserved {
@@ -654,6 +674,7 @@ mod tests {
             .when_async(GatewayCommand::Reserve {
                 webinar: a,
                 slot: slot(10, 60),
+                site: Site::default(),
             })
             .await
             .then_expect_events(vec![]);
@@ -675,6 +696,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn another_sites_webinar_cannot_book_it() {
+        Framework::with(())
+            .given(vec![registered()])
+            .when_async(GatewayCommand::Reserve {
+                webinar: WebinarId::new(),
+                slot: slot(10, 60),
+                site: Site::parse("other").expect("valid"),
+            })
+            .await
+            .then_expect_error(GatewayError::NotFound);
+    }
+
+    #[tokio::test]
     async fn a_disabled_gateway_takes_no_new_reservation() {
         Framework::with(())
             .given(vec![
@@ -684,6 +718,7 @@ mod tests {
             .when_async(GatewayCommand::Reserve {
                 webinar: WebinarId::new(),
                 slot: slot(10, 60),
+                site: Site::default(),
             })
             .await
             .then_expect_error(GatewayError::InvalidState {

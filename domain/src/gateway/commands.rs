@@ -3,7 +3,7 @@
 use super::{BrowsingName, GatewayApi, GwId};
 use crate::ids::WebinarId;
 use crate::schedule::TimeSlot;
-use crate::values::{HttpUrl, Label, RtmpUrl, TokenFingerprint};
+use crate::values::{HttpUrl, Label, RtmpUrl, Site, TokenFingerprint};
 
 /// Everything that describes a gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,8 @@ pub enum GatewayCommand {
     Register {
         spec: GatewaySpec,
         token: Option<TokenFingerprint>,
+        /// The site of the administrator registering it; it never changes.
+        site: Site,
     },
     /// Change any of the fields and, in the same step, the token.
     Update {
@@ -52,6 +54,8 @@ pub enum GatewayCommand {
     Reserve {
         webinar: WebinarId,
         slot: TimeSlot,
+        /// The webinar's site: a gateway serves its own site only.
+        site: Site,
     },
     /// Free whatever `webinar` holds here.
     Release {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{BrowsingName, GatewayApi, GwId};
 use crate::ids::WebinarId;
 use crate::schedule::TimeSlot;
-use crate::values::{HttpUrl, Label, RtmpUrl, TokenFingerprint};
+use crate::values::{HttpUrl, Label, RtmpUrl, Site, TokenFingerprint};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GatewayEvent {
@@ -24,6 +24,9 @@ pub enum GatewayEvent {
         /// Absent from older events, which read as `bigbluebutton`.
         #[serde(default)]
         browsing_name: BrowsingName,
+        /// The site it serves (absent from events before sites: `default`).
+        #[serde(default)]
+        site: Site,
     },
     /// Only the fields that changed are present.
     GatewayUpdated {

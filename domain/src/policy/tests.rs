@@ -8,6 +8,7 @@ struct Sample {
     presenters: Vec<Person>,
     restricted: bool,
     groups: Vec<String>,
+    site: Site,
 }
 
 impl WebinarAccess for Sample {
@@ -22,6 +23,9 @@ impl WebinarAccess for Sample {
     }
     fn groups(&self) -> &[String] {
         &self.groups
+    }
+    fn site(&self) -> &Site {
+        &self.site
     }
 }
 
@@ -38,6 +42,7 @@ fn webinar(restricted: bool, groups: &[&str]) -> Sample {
         presenters: vec![person("presenter")],
         restricted,
         groups: groups.iter().map(|g| g.to_string()).collect(),
+        site: Site::default(),
     }
 }
 
@@ -49,13 +54,14 @@ fn user(id: &str, affiliations: &[&str], groups: &[&str], roles: &[&str]) -> Cal
         affiliations: own(affiliations),
         groups: own(groups),
         roles: own(roles),
+        site: Site::default(),
     })
 }
 
 /// The kinds of caller, in the columns' order.
 fn callers() -> Vec<(&'static str, Caller)> {
     vec![
-        ("anonymous", Caller::Anonymous),
+        ("anonymous", Caller::anonymous()),
         ("viewer", user("viewer", &["student"], &[], &[])),
         (
             "group member",
@@ -152,4 +158,38 @@ fn creators_follow_the_configured_affiliations_and_group() {
     assert!(allowed(&user("r", &["researcher"], &[], &[])));
     assert!(allowed(&user("l", &[], &["lecturers"], &[])));
     assert!(!allowed(&user("f", &["faculty"], &["webinar admin"], &[])));
+}
+
+#[test]
+fn another_sites_webinar_does_not_exist_for_anyone_of_this_site() {
+    let site_b = Site::parse("site-b").expect("valid");
+    let other = Sample {
+        site: site_b.clone(),
+        ..webinar(false, &[])
+    };
+    let policy = PermissionPolicy::default();
+    // Its own owner and an administrator, both signed in on the default site.
+    for caller in [
+        user("owner", &["faculty"], &[], &[]),
+        user("root", &[], &[], &["admin"]),
+    ] {
+        for action in [
+            Action::ViewWebinar(&other),
+            Action::EditWebinar(&other),
+            Action::StartWebinar(&other),
+            Action::OperateWebinar(&other),
+            Action::PostChat(&other),
+            Action::SeeLiveEvent(&other),
+        ] {
+            assert_eq!(
+                policy.authorize(&caller, action),
+                Err(Denied::Hidden),
+                "{}",
+                action.name()
+            );
+        }
+    }
+    assert!(!may_see(&Caller::anonymous(), &other));
+    assert!(may_see(&Caller::Anonymous(site_b), &other));
+    assert!(may_see(&Caller::System("test"), &other));
 }

@@ -13,7 +13,7 @@ use super::{
 use crate::ids::{GatewayId, Identified, WebinarId};
 use crate::policy::WebinarAccess;
 use crate::schedule::TimeSlot;
-use crate::values::{Description, Person, Title};
+use crate::values::{Description, Person, Site, Title};
 
 /// Why a webinar command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +61,8 @@ pub struct Webinar {
     pub room: Option<String>,
     #[serde(default)]
     pub record: bool,
+    #[serde(default)]
+    pub site: Site,
     pub meeting_id: Option<String>,
     pub status: WebinarStatus,
     pub stream: StreamState,
@@ -220,6 +222,7 @@ impl Webinar {
                 slot,
                 gateway,
                 room,
+                site,
             } => {
                 if self.scheduled {
                     return Err(WebinarError::AlreadyScheduled);
@@ -246,6 +249,7 @@ impl Webinar {
                     gateway_id: gateway,
                     room,
                     record,
+                    site,
                 }]
             }
             WebinarCommand::Reschedule { slot, gateway } => {
@@ -465,6 +469,9 @@ impl WebinarAccess for Webinar {
     fn groups(&self) -> &[String] {
         &self.groups
     }
+    fn site(&self) -> &Site {
+        &self.site
+    }
 }
 
 impl Identified for Webinar {
@@ -506,8 +513,10 @@ impl Aggregate for Webinar {
                 gateway_id,
                 room,
                 record,
+                site,
             } => {
                 self.scheduled = true;
+                self.site = site;
                 self.record = record;
                 self.title = Some(title);
                 self.description = description;

@@ -4,7 +4,7 @@
 use super::Participant;
 use crate::ids::GatewayId;
 use crate::schedule::TimeSlot;
-use crate::values::{Description, Person, Title};
+use crate::values::{Description, Person, Site, Title};
 
 /// What a presenter describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +57,8 @@ pub enum WebinarCommand {
         gateway: GatewayId,
         /// The SIPMediaGW room: lowercase letters and digits (a compose project name).
         room: String,
+        /// The site of the person scheduling it (and of its gateway); it never changes.
+        site: Site,
     },
     /// A new slot, on `gateway` (the same one, or another one that is free then).
     Reschedule {

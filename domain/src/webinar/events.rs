@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{EndReason, Participant, StreamHealth};
 use crate::ids::GatewayId;
-use crate::values::{Description, Person, Title};
+use crate::values::{Description, Person, Site, Title};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WebinarEvent {
@@ -24,6 +24,9 @@ pub enum WebinarEvent {
         room: String,
         /// Since version 2.0 (see `upcasters`): whether the meeting is recorded.
         record: bool,
+        /// The site it belongs to (absent from events before sites: `default`).
+        #[serde(default)]
+        site: Site,
     },
     Rescheduled {
         start_at: DateTime<Utc>,

@@ -6,7 +6,7 @@ use cqrs_es::test::TestFramework;
 use super::*;
 use crate::ids::GatewayId;
 use crate::schedule::TimeSlot;
-use crate::values::{Description, Person, Title};
+use crate::values::{Description, Person, Site, Title};
 
 fn gateway(n: u128) -> GatewayId {
     GatewayId::from_uuid(uuid::Uuid::from_u128(n))
@@ -38,6 +38,7 @@ fn scheduled() -> WebinarEvent {
         gateway_id: gateway(1),
         room: "room1".into(),
         record: false,
+        site: Site::default(),
     }
 }
 
@@ -140,6 +141,7 @@ fn commands() -> Vec<(&'static str, WebinarCommand)> {
                 slot: slot(10),
                 gateway: gateway(1),
                 room: "room1".into(),
+                site: Site::default(),
             },
         ),
         (

@@ -353,9 +353,13 @@ async fn fail_over(
         return Ok(());
     };
     let gateways = &outside.gateways;
-    let candidates = gateways.candidates(&slot, id).await?;
+    let candidates = gateways.candidates(&slot, id, &webinar.site).await?;
     for to in candidates.into_iter().filter(|g| *g != from) {
-        if gateways.reserve(meta, to, id, slot).await.is_err() {
+        if gateways
+            .reserve(meta, to, id, slot, &webinar.site)
+            .await
+            .is_err()
+        {
             continue;
         }
         return match outside

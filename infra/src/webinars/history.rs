@@ -39,6 +39,10 @@ impl WebinarService {
             })?;
             webinar.apply(payload);
         }
+        // Another site's webinar does not exist for this auditor.
+        if !caller.in_site(&webinar.site) {
+            return Ok(None);
+        }
         Ok(Some(Replayed {
             webinar,
             events: events.len() as i64,

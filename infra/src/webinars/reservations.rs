@@ -26,7 +26,8 @@ impl WebinarService {
         gateway: GatewayId,
         webinar: WebinarId,
     ) -> Result<Reconciled, CommandError> {
-        let wanted = self.load(webinar).await?.reservation_on(gateway);
+        let loaded = self.load(webinar).await?;
+        let wanted = loaded.reservation_on(gateway);
         let held = self
             .gateways
             .load(gateway)
@@ -41,7 +42,7 @@ impl WebinarService {
             }
             (held, Some(slot)) if held != Some(slot) => {
                 self.gateways
-                    .reserve(metadata, gateway, webinar, slot)
+                    .reserve(metadata, gateway, webinar, slot, &loaded.site)
                     .await?;
                 Ok(Reconciled::Reserved)
             }

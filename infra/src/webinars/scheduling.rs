@@ -8,7 +8,7 @@ use webinar_domain::schedule::SlotError;
 use webinar_domain::webinar::{
     DetailsChange, Webinar, WebinarCommand, WebinarDetails, WebinarError, WebinarStatus,
 };
-use webinar_domain::{Action, Caller, GatewayId, Person, TimeSlot, WebinarId};
+use webinar_domain::{Action, Caller, GatewayId, Person, Site, TimeSlot, WebinarId};
 
 use super::{new_room_key, WebinarService};
 use crate::error::{from_aggregate, CommandError};
@@ -71,13 +71,16 @@ impl WebinarService {
             }
         }
         let id = WebinarId::new();
-        let gateway = self.hold_a_gateway(metadata, id, slot, None).await?;
+        // A webinar belongs to its owner's site, and streams on that site's gateways.
+        let site = caller.site().cloned().unwrap_or_default();
+        let gateway = self.hold_a_gateway(metadata, id, slot, &site, None).await?;
         let command = WebinarCommand::Schedule {
             owner,
             details,
             slot,
             gateway,
             room: new_room_key(),
+            site,
         };
         match self.bus.execute(id, command, metadata).await {
             Ok(written) => Ok(written),
@@ -94,9 +97,10 @@ impl WebinarService {
         metadata: &CommandMetadata,
         webinar: WebinarId,
         slot: TimeSlot,
+        site: &Site,
         prefer: Option<GatewayId>,
     ) -> Result<GatewayId, CommandError> {
-        let mut candidates = self.gateways.candidates(&slot, webinar).await?;
+        let mut candidates = self.gateways.candidates(&slot, webinar, site).await?;
         if let Some(preferred) = prefer {
             candidates.retain(|g| *g != preferred);
             candidates.insert(0, preferred);
@@ -104,7 +108,7 @@ impl WebinarService {
         for gateway in candidates.into_iter().take(MAX_GATEWAY_ATTEMPTS) {
             match self
                 .gateways
-                .reserve(metadata, gateway, webinar, slot)
+                .reserve(metadata, gateway, webinar, slot, site)
                 .await
             {
                 Ok(_) => return Ok(gateway),
@@ -176,13 +180,17 @@ impl WebinarService {
         })?;
         let target = if webinar.status == WebinarStatus::Live {
             // A live stream stays where it is: only its own gateway may take the new slot.
-            match self.gateways.reserve(metadata, current, id, slot).await {
+            match self
+                .gateways
+                .reserve(metadata, current, id, slot, &webinar.site)
+                .await
+            {
                 Ok(_) => current,
                 Err(CommandError::Gateway(_)) => return Err(GatewayError::SlotTaken.into()),
                 Err(other) => return Err(other),
             }
         } else {
-            self.hold_a_gateway(metadata, id, slot, Some(current))
+            self.hold_a_gateway(metadata, id, slot, &webinar.site, Some(current))
                 .await?
         };
         let command = WebinarCommand::Reschedule {
@@ -201,7 +209,7 @@ impl WebinarService {
                 if target == current {
                     if let Some(old_slot) = webinar.slot {
                         self.gateways
-                            .reserve(metadata, target, id, old_slot)
+                            .reserve(metadata, target, id, old_slot, &webinar.site)
                             .await?;
                     }
                 } else {

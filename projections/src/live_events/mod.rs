@@ -5,7 +5,7 @@ use sqlx::types::Json;
 use sqlx::PgPool;
 use uuid::Uuid;
 use webinar_domain::webinar::{LiveEventStatus, StreamHealth, StreamState};
-use webinar_domain::{Caller, Person, WebinarAccess, WebinarId};
+use webinar_domain::{Caller, Person, Site, WebinarAccess, WebinarId};
 
 mod cache;
 mod projector;
@@ -37,6 +37,8 @@ pub struct LiveEventRow {
     pub groups: Vec<String>,
     /// The owner first, then the presenters.
     pub presenters: Json<Vec<Person>>,
+    #[sqlx(try_from = "String")]
+    pub site: Site,
 }
 
 /// What the permission policy needs to decide who sees a live event, from the row itself (so a
@@ -54,11 +56,14 @@ impl WebinarAccess for LiveEventRow {
     fn groups(&self) -> &[String] {
         &self.groups
     }
+    fn site(&self) -> &Site {
+        &self.site
+    }
 }
 
 const COLUMNS: &str = "live_event_id, title, description, starts_at, ends_at, hls_url, broadcaster,
     status, stream_state, stream_health, stream_health_detail, chat_enabled, restricted, groups,
-    presenters";
+    presenters, site";
 
 /// Who is looking: visibility is decided in SQL so that pagination stays exact. The condition is
 /// the policy's `may_see`, held against it by a test.
@@ -67,8 +72,10 @@ pub struct Audience {
     pub person: Option<String>,
     pub groups: Vec<String>,
     pub admin: bool,
-    /// One of our own components: sees everything.
+    /// One of our own components: sees everything, of every site.
     pub system: bool,
+    /// The caller's site: nothing of another is visible.
+    pub site: Site,
 }
 
 impl Audience {
@@ -80,9 +87,17 @@ impl Audience {
         }
     }
 
+    /// The site rows must be of (`None`: any, for our own components).
+    fn site_filter(&self) -> Option<&str> {
+        (!self.system).then(|| self.site.as_str())
+    }
+
     pub fn of(caller: &Caller) -> Self {
         match caller {
-            Caller::Anonymous => Audience::default(),
+            Caller::Anonymous(site) => Audience {
+                site: site.clone(),
+                ..Audience::default()
+            },
             Caller::System(_) => Audience {
                 system: true,
                 ..Audience::default()
@@ -92,12 +107,18 @@ impl Audience {
                 groups: actor.groups.clone(),
                 admin: actor.is_admin(),
                 system: false,
+                site: actor.site.clone(),
             },
         }
     }
 }
 
-/// The SQL condition under which `Audience` ($1 person, $2 groups, $3 admin) sees a row.
+/// The SQL condition under which `Audience` ($1 person, $2 groups, $3 admin or system, `site`
+/// the placeholder of its site, null for our components) sees a row.
+fn visible(site: &str) -> String {
+    format!("({site}::text is null or site = {site}) and {VISIBLE}")
+}
+
 const VISIBLE: &str = "($3 or not restricted
       or ($1::text is not null and (cardinality(groups) = 0 or groups && $2::text[]))
       or ($1::text is not null and host_ids @> array[$1::text]))";
@@ -117,12 +138,13 @@ pub async fn list(
 ) -> Result<Vec<LiveEventRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from live_events
-          where {VISIBLE}
+          where {}
             and ($4::text[] is null or status = any($4))
             and ($5::timestamptz is null or ends_at > $5)
             and ($6::timestamptz is null or starts_at < $6)
             and ($7::timestamptz is null or (starts_at, live_event_id) > ($7, $8))
-          order by starts_at, live_event_id limit $9"
+          order by starts_at, live_event_id limit $9",
+        visible("$10")
     ))
     .bind(&audience.person)
     .bind(&audience.groups)
@@ -138,6 +160,7 @@ pub async fn list(
     .bind(filter.after.map(|a| a.0))
     .bind(filter.after.map(|a| a.1))
     .bind(filter.limit)
+    .bind(audience.site_filter())
     .fetch_all(pool)
     .await
 }
@@ -160,12 +183,14 @@ pub async fn get_visible(
     id: WebinarId,
 ) -> Result<Option<LiveEventRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "select {COLUMNS} from live_events where {VISIBLE} and live_event_id = $4"
+        "select {COLUMNS} from live_events where {} and live_event_id = $4",
+        visible("$5")
     ))
     .bind(&audience.person)
     .bind(&audience.groups)
     .bind(audience.admin || audience.system)
     .bind(id.as_uuid())
+    .bind(audience.site_filter())
     .fetch_optional(pool)
     .await
 }

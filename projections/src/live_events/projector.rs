@@ -37,6 +37,7 @@ struct Record {
     stream_state: String,
     stream_health: String,
     stream_health_detail: Option<String>,
+    site: String,
     chat_enabled: bool,
     restricted: bool,
     groups: Vec<String>,
@@ -49,7 +50,7 @@ struct Record {
 
 const COLUMNS: &str = "live_event_id, title, description, starts_at, ends_at, hls_url,
     broadcaster, gateway_id, status, stream_state, chat_enabled, restricted, groups, presenters,
-    host_ids, version, updated_at, stream_health, stream_health_detail";
+    host_ids, version, updated_at, stream_health, stream_health_detail, site";
 
 /// A gateway as the live page needs it.
 #[derive(Debug, Clone, Default, sqlx::FromRow)]
@@ -75,6 +76,7 @@ impl Record {
             restricted,
             groups,
             gateway_id,
+            site,
             ..
         } = payload
         else {
@@ -94,6 +96,7 @@ impl Record {
             stream_state: StreamState::Idle.as_str().to_owned(),
             stream_health: StreamHealth::Unknown.as_str().to_owned(),
             stream_health_detail: None,
+            site: site.as_str().to_owned(),
             chat_enabled: enable_chat,
             restricted,
             groups,
@@ -247,14 +250,14 @@ async fn upsert_events(conn: &mut PgConnection, rows: &[&Record]) -> Result<(), 
                 e.gateway, e.status, e.stream, e.chat, e.restricted,
                 array(select jsonb_array_elements_text(e.groups)), e.presenters,
                 array(select jsonb_array_elements_text(e.host_ids)), e.version, e.updated_at,
-                e.health, e.health_detail
+                e.health, e.health_detail, e.site
            from unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
                        $6::text[], $7::text[], $8::uuid[], $9::text[], $10::text[], $11::bool[],
                        $12::bool[], $13::jsonb[], $14::jsonb[], $15::jsonb[], $16::bigint[],
-                       $17::timestamptz[], $18::text[], $19::text[])
+                       $17::timestamptz[], $18::text[], $19::text[], $20::text[])
                 as e(id, title, description, starts_at, ends_at, hls_url, broadcaster, gateway,
                      status, stream, chat, restricted, groups, presenters, host_ids, version,
-                     updated_at, health, health_detail)
+                     updated_at, health, health_detail, site)
          on conflict (live_event_id) do update set
             title = excluded.title, description = excluded.description,
             starts_at = excluded.starts_at, ends_at = excluded.ends_at,
@@ -294,6 +297,7 @@ async fn upsert_events(conn: &mut PgConnection, rows: &[&Record]) -> Result<(), 
             .map(|r| r.stream_health_detail.as_deref())
             .collect::<Vec<_>>(),
     )
+    .bind(text(|r| &r.site))
     .execute(conn)
     .await?;
     Ok(())

@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use webinar_domain::ports::{LiveWebinar, LiveWebinars, LookupError, OwnerWebinars};
 use webinar_domain::webinar::{StreamHealth, StreamState, Webinar, WebinarStatus};
-use webinar_domain::{GatewayId, Person, TimeSlot, WebinarAccess, WebinarId};
+use webinar_domain::{GatewayId, Person, Site, TimeSlot, WebinarAccess, WebinarId};
 
 mod projector;
 
@@ -40,12 +40,14 @@ pub struct WebinarRow {
     #[sqlx(try_from = "String")]
     pub stream_health: StreamHealth,
     pub stream_health_detail: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub site: Site,
     pub version: i64,
 }
 
 const COLUMNS: &str = "webinar_id, title, description, owner_id, owner_name, presenters,
     starts_at, duration_minutes, enable_chat, restricted, groups, gateway_id, status,
-    stream_state, stream_error, stream_health, stream_health_detail, version";
+    stream_state, stream_error, stream_health, stream_health_detail, site, version";
 
 /// A webinar as its owner, presenters, administrators (and, replayed, auditors) see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +67,7 @@ pub struct WebinarView {
     pub stream_error: Option<String>,
     pub stream_health: StreamHealth,
     pub stream_health_detail: Option<String>,
+    pub site: Site,
     /// How many events the webinar has had.
     pub version: i64,
 }
@@ -90,6 +93,7 @@ impl From<WebinarRow> for WebinarView {
             stream_error: row.stream_error,
             stream_health: row.stream_health,
             stream_health_detail: row.stream_health_detail,
+            site: row.site,
             version: row.version,
         }
     }
@@ -118,6 +122,7 @@ impl WebinarView {
             stream_error: webinar.stream_error.clone(),
             stream_health: webinar.stream_health,
             stream_health_detail: webinar.stream_health_detail.clone(),
+            site: webinar.site.clone(),
             version,
         })
     }
@@ -136,6 +141,9 @@ impl WebinarAccess for WebinarView {
     fn groups(&self) -> &[String] {
         &self.groups
     }
+    fn site(&self) -> &Site {
+        &self.site
+    }
 }
 
 pub async fn get(pool: &PgPool, id: WebinarId) -> Result<Option<WebinarView>, sqlx::Error> {
@@ -148,10 +156,12 @@ pub async fn get(pool: &PgPool, id: WebinarId) -> Result<Option<WebinarView>, sq
     Ok(row.map(WebinarView::from))
 }
 
-/// The webinars `person` owns or presents, by start then id, after the cursor `(start, id)`.
+/// The webinars `person` owns or presents in `site`, by start then id, after the cursor
+/// `(start, id)`.
 pub async fn hosted_by(
     pool: &PgPool,
     person: &str,
+    site: &Site,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> Result<Vec<WebinarView>, sqlx::Error> {
@@ -159,12 +169,14 @@ pub async fn hosted_by(
         "select {COLUMNS} from webinars
           where host_ids @> array[$1]
             and ($2::timestamptz is null or (starts_at, webinar_id) > ($2, $3))
+            and site = $5
           order by starts_at, webinar_id limit $4"
     ))
     .bind(person)
     .bind(after.map(|a| a.0))
     .bind(after.map(|a| a.1))
     .bind(limit)
+    .bind(site.as_str())
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(WebinarView::from).collect())

@@ -44,6 +44,7 @@ struct Record {
     stream_error: Option<String>,
     stream_health: String,
     stream_health_detail: Option<String>,
+    site: String,
     end_reason: Option<String>,
     version: i64,
     scheduled_at: DateTime<Utc>,
@@ -53,7 +54,7 @@ struct Record {
 const COLUMNS: &str = "webinar_id, title, description, owner_id, owner_name, presenters, host_ids,
     starts_at, ends_at, duration_minutes, enable_chat, restricted, groups, gateway_id, room,
     meeting_id, status, stream_state, stream_error, end_reason, version, scheduled_at, updated_at,
-    stream_health, stream_health_detail";
+    stream_health, stream_health_detail, site";
 
 impl Record {
     fn hosts(owner: &str, presenters: &[Person]) -> Vec<String> {
@@ -170,6 +171,7 @@ impl Record {
             groups,
             gateway_id,
             room,
+            site,
             ..
         } = scheduled
         else {
@@ -197,6 +199,7 @@ impl Record {
             stream_error: None,
             stream_health: StreamHealth::Unknown.as_str().to_owned(),
             stream_health_detail: None,
+            site: site.as_str().to_owned(),
             end_reason: None,
             version: event.sequence,
             scheduled_at: event.recorded_at,
@@ -214,17 +217,17 @@ async fn upsert(conn: &mut PgConnection, rows: &[&Record]) -> Result<(), sqlx::E
                 w.duration, w.chat, w.restricted,
                 array(select jsonb_array_elements_text(w.groups)), w.gateway, w.room, w.meeting,
                 w.status, w.stream, w.error, w.end_reason, w.version, w.scheduled_at, w.updated_at,
-                w.health, w.health_detail
+                w.health, w.health_detail, w.site
            from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[],
                        $7::jsonb[], $8::timestamptz[], $9::timestamptz[], $10::int[],
                        $11::bool[], $12::bool[], $13::jsonb[], $14::uuid[], $15::text[],
                        $16::text[], $17::text[], $18::text[], $19::text[], $20::text[],
                        $21::bigint[], $22::timestamptz[], $23::timestamptz[], $24::text[],
-                       $25::text[])
+                       $25::text[], $26::text[])
                 as w(id, title, description, owner_id, owner_name, presenters, host_ids,
                      starts_at, ends_at, duration, chat, restricted, groups, gateway, room,
                      meeting, status, stream, error, end_reason, version, scheduled_at,
-                     updated_at, health, health_detail)
+                     updated_at, health, health_detail, site)
          on conflict (webinar_id) do update set
             title = excluded.title, description = excluded.description,
             owner_id = excluded.owner_id, owner_name = excluded.owner_name,
@@ -285,6 +288,7 @@ async fn upsert(conn: &mut PgConnection, rows: &[&Record]) -> Result<(), sqlx::E
             .map(|r| r.stream_health_detail.clone())
             .collect::<Vec<_>>(),
     )
+    .bind(col(|r| r.site.clone()))
     .execute(conn)
     .await?;
     Ok(())

@@ -109,6 +109,8 @@ pub struct LiveEvent {
     pub groups: Vec<String>,
     /// The owner first, then the presenters.
     pub presenters: Vec<Person>,
+    /// The site it belongs to.
+    pub site: String,
 }
 
 impl From<LiveEventRow> for LiveEvent {
@@ -131,6 +133,7 @@ impl From<LiveEventRow> for LiveEvent {
             restricted: row.restricted,
             groups: row.groups,
             presenters: row.presenters.0.into_iter().map(Person::from).collect(),
+            site: row.site.to_string(),
         }
     }
 }
@@ -238,6 +241,10 @@ impl Webinar {
         }
         .await
         .extend()
+    }
+    /// The site it belongs to: its owner's.
+    async fn site(&self) -> &str {
+        self.0.site.as_str()
     }
     /// How many events the webinar has had.
     async fn version(&self) -> i64 {
