@@ -53,6 +53,9 @@ pub enum Command {
         /// Validity in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl: i64,
+        /// The site the person acts in (the `site` claim; without it, the host's site).
+        #[arg(long)]
+        site: Option<String>,
     },
     /// Read-model maintenance.
     Projections {
@@ -238,9 +241,15 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             groups,
             roles,
             ttl,
+            site,
         } => {
             let keys = settings.jwt_keys(&jwt_secret(&settings)?);
-            let token = keys.issue(&claims(&sub, &name, &affiliations, &groups, &roles, ttl))?;
+            let mut claims = claims(&sub, &name, &affiliations, &groups, &roles, ttl);
+            if let Some(site) = site {
+                webinar_domain::Site::parse(&site).map_err(|e| anyhow::anyhow!("--site: {e}"))?;
+                claims.site = Some(site);
+            }
+            let token = keys.issue(&claims)?;
             println!("{token}");
             Ok(())
         }

@@ -29,6 +29,8 @@ fn token_prints_a_jwt_that_the_configured_secret_verifies() {
             "admin",
             "--affiliation",
             "faculty",
+            "--site",
+            "univ-b",
         ])
         .env("WEBINAR_JWT_SECRET", "cli-secret")
         .output()
@@ -45,6 +47,7 @@ fn token_prints_a_jwt_that_the_configured_secret_verifies() {
     assert_eq!((actor.id.as_str(), actor.name.as_str()), ("u1", "Ada"));
     assert_eq!(actor.roles, vec!["admin".to_owned()]);
     assert_eq!(actor.affiliations, vec!["faculty".to_owned()]);
+    assert_eq!(actor.site.as_str(), "univ-b");
 }
 
 #[test]

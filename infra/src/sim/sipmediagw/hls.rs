@@ -95,8 +95,9 @@ impl Hls {
             "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:{sequence}\n",
             seconds.ceil().max(1.0) as u64
         );
+        // Segment names never carry the room: its key opens the join page.
         for n in sequence..sequence + WINDOW {
-            text.push_str(&format!("#EXTINF:{seconds:.3},\n{room}/segment-{n}.ts\n"));
+            text.push_str(&format!("#EXTINF:{seconds:.3},\nsegment-{n}.ts\n"));
         }
         text
     }
@@ -150,5 +151,48 @@ pub(super) async fn set_mode(State(sim): State<SipMediaGwSim>, body: Bytes) -> R
             json_response(StatusCode::OK, json!({"mode": request["mode"]}))
         }
         Err(error) => json_response(StatusCode::BAD_REQUEST, json!({"error": error})),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sequence(playlist: &str) -> u64 {
+        m3u8_rs::parse_media_playlist_res(playlist.as_bytes())
+            .map(|p| p.media_sequence)
+            .unwrap_or(u64::MAX)
+    }
+
+    #[test]
+    fn the_playlist_advances_freezes_and_never_names_the_room() {
+        let mut hls = Hls {
+            segment: Duration::from_secs(1),
+            ..Hls::default()
+        };
+        let t = Instant::now();
+        let first = hls.playlist("secretroomkey", t);
+        assert!(!first.contains("secretroomkey"), "{first}");
+        assert_eq!(sequence(&first), 0);
+        assert_eq!(
+            sequence(&hls.playlist("secretroomkey", t + Duration::from_secs(3))),
+            3
+        );
+        hls.mode = HlsMode::Freeze;
+        let frozen = hls.playlist("secretroomkey", t + Duration::from_secs(5));
+        assert_eq!(
+            frozen,
+            hls.playlist("secretroomkey", t + Duration::from_secs(9))
+        );
+        hls.mode = HlsMode::Advance;
+        assert_eq!(
+            sequence(&hls.playlist("secretroomkey", t + Duration::from_secs(9))),
+            9
+        );
+        // Another room's stream starts its own playlist.
+        assert_eq!(
+            sequence(&hls.playlist("otherroom", t + Duration::from_secs(10))),
+            0
+        );
     }
 }
