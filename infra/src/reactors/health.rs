@@ -17,11 +17,10 @@ use async_trait::async_trait;
 use chrono::Utc;
 use webinar_domain::webinar::health::{HealthRules, HealthWatch, PlaylistFetch};
 use webinar_domain::webinar::{StreamState, WebinarCommand, WebinarStatus};
-use webinar_domain::WebinarId;
+use webinar_domain::{GatewayId, WebinarId};
 
 use super::Outside;
 use crate::consumer::{Delivery, Reaction, Reactor, ReactorError};
-use crate::error::CommandError;
 use crate::event_log::StoredEvent;
 use crate::event_store::CommandMetadata;
 use crate::hls::HlsProbe;
@@ -42,7 +41,13 @@ pub struct HealthSettings {
 struct Watching {
     position: i64,
     watch: HealthWatch,
+    /// The gateway's HLS address, and when it was read (a gateway is not loaded at every check).
+    hls: Option<(GatewayId, Option<String>, Instant)>,
 }
+
+/// How long a gateway's HLS address is used before it is read again (an administrator may change
+/// it; a fail-over changes the gateway, which is read at once).
+const HLS_ADDRESS_KEPT: Duration = Duration::from_secs(30);
 
 pub struct StreamHealthWatcher {
     outside: Outside,
@@ -74,24 +79,6 @@ impl StreamHealthWatcher {
         }
     }
 
-    async fn record(
-        &self,
-        meta: &CommandMetadata,
-        id: WebinarId,
-        command: WebinarCommand,
-    ) -> Result<(), ReactorError> {
-        match self
-            .outside
-            .webinars
-            .execute_system(meta, id, command)
-            .await
-        {
-            // A refusal means the state moved on: someone else decided.
-            Ok(_) | Err(CommandError::Webinar(_)) => Ok(()),
-            Err(error) => Err(error.into()),
-        }
-    }
-
     async fn watch(&self, event: &StoredEvent, id: WebinarId) -> Result<Reaction, ReactorError> {
         let position = event.global_position;
         let webinar = self.outside.webinars.load(id).await?;
@@ -113,18 +100,36 @@ impl StreamHealthWatcher {
                         Watching {
                             position,
                             watch: HealthWatch::new(self.settings.rules, webinar.stream_health),
+                            hls: None,
                         },
                     );
                 }
             }
         }
-        let hls_url = self
-            .outside
-            .gateways
-            .load(gateway)
-            .await?
-            .hls_url
-            .map(|url| url.as_str().to_owned());
+        let kept = {
+            let watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
+            watches
+                .get(&id)
+                .and_then(|w| w.hls.clone())
+                .filter(|(on, _, read)| *on == gateway && read.elapsed() < HLS_ADDRESS_KEPT)
+        };
+        let hls_url = match kept {
+            Some((_, url, _)) => url,
+            None => {
+                let url = self
+                    .outside
+                    .gateways
+                    .load(gateway)
+                    .await?
+                    .hls_url
+                    .map(|url| url.as_str().to_owned());
+                let mut watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(current) = watches.get_mut(&id).filter(|w| w.position == position) {
+                    current.hls = Some((gateway, url.clone(), Instant::now()));
+                }
+                url
+            }
+        };
         let fetch = match hls_url {
             Some(url) => self.probe.fetch(&url).await,
             None => PlaylistFetch::Missing("the gateway has no HLS address".into()),
@@ -148,15 +153,16 @@ impl StreamHealthWatcher {
         let meta = CommandMetadata::caused_by(COMPONENT, event);
         if let Some(verdict) = verdict.filter(|v| v.health != webinar.stream_health) {
             tracing::info!(webinar = %id, health = %verdict.health, detail = verdict.detail, "stream health changed");
-            self.record(
-                &meta,
-                id,
-                WebinarCommand::RecordStreamHealth {
-                    health: verdict.health,
-                    detail: Some(verdict.detail),
-                },
-            )
-            .await?;
+            self.outside
+                .record(
+                    &meta,
+                    id,
+                    WebinarCommand::RecordStreamHealth {
+                        health: verdict.health,
+                        detail: Some(verdict.detail),
+                    },
+                )
+                .await?;
         }
         if act {
             let reason = format!(
@@ -168,14 +174,15 @@ impl StreamHealthWatcher {
                     .as_secs_f64()
                     .round()
             );
-            self.record(
-                &meta,
-                id,
-                WebinarCommand::RecoverUnwatchableStream {
-                    reason: reason.clone(),
-                },
-            )
-            .await?;
+            self.outside
+                .record(
+                    &meta,
+                    id,
+                    WebinarCommand::RecoverUnwatchableStream {
+                        reason: reason.clone(),
+                    },
+                )
+                .await?;
             // A restart is the stream reactor's reaction to `StreamRestartRequested`, a
             // fail-over its reaction to the final `StreamFailed`.
             tracing::warn!(webinar = %id, %gateway, reason, "the audience cannot watch: recovering");

@@ -28,7 +28,12 @@ use webinar_domain::retry::Backoff;
 
 use crate::chat::ChatService;
 use crate::config::ChatRelay;
-use crate::consumer::Reaction;
+use webinar_domain::webinar::WebinarCommand;
+use webinar_domain::WebinarId;
+
+use crate::consumer::{Reaction, ReactorError};
+use crate::error::CommandError;
+use crate::event_store::CommandMetadata;
 use crate::gateways::GatewayService;
 use crate::webinars::WebinarService;
 
@@ -55,6 +60,20 @@ pub struct Outside {
 }
 
 impl Outside {
+    /// Records `command` on webinar `id` for a reactor; a refusal because the state moved on
+    /// means someone else decided, and is not an error.
+    pub async fn record(
+        &self,
+        meta: &CommandMetadata,
+        id: WebinarId,
+        command: WebinarCommand,
+    ) -> Result<(), ReactorError> {
+        match self.webinars.execute_system(meta, id, command).await {
+            Ok(_) | Err(CommandError::Webinar(_)) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// "See this event again after the back-off of failed attempt `attempt`" (with ±20 % of
     /// jitter, so that a gateway coming back is not hit by every webinar at once).
     pub fn retry_after(&self, attempt: u32, why: impl Into<String>) -> Reaction {

@@ -46,24 +46,6 @@ impl StreamReactor {
         Self { outside }
     }
 
-    /// Records `command`; a refusal because the state moved on means someone else decided.
-    async fn record(
-        &self,
-        meta: &CommandMetadata,
-        id: WebinarId,
-        command: WebinarCommand,
-    ) -> Result<(), ReactorError> {
-        match self
-            .outside
-            .webinars
-            .execute_system(meta, id, command)
-            .await
-        {
-            Ok(_) | Err(CommandError::Webinar(_)) => Ok(()),
-            Err(error) => Err(error.into()),
-        }
-    }
-
     /// One start attempt: never blind, and a lost answer is checked before it counts as failed.
     /// `seat` is the launcher container the stream last ran on here (v1.8+), if any.
     async fn attempt(
@@ -120,7 +102,8 @@ impl StreamReactor {
         let error = match self.attempt(gateway, &room, seat, restart).await {
             Attempt::Started(gw_id) => {
                 tracing::info!(webinar = %id, %gateway, gw_id = gw_id.as_deref(), "stream started");
-                self.record(meta, id, WebinarCommand::RecordStreamStarted { gw_id })
+                self.outside
+                    .record(meta, id, WebinarCommand::RecordStreamStarted { gw_id })
                     .await?;
                 return Ok(Reaction::Done);
             }
@@ -136,16 +119,17 @@ impl StreamReactor {
         let final_attempt = attempt >= self.outside.start_attempts || !error.is_transient();
         tracing::warn!(webinar = %id, %gateway, attempt, final_attempt, %error, "stream start failed");
         let reason = error.to_string();
-        self.record(
-            meta,
-            id,
-            WebinarCommand::RecordStreamFailed {
-                reason: reason.clone(),
-                attempt,
-                final_attempt,
-            },
-        )
-        .await?;
+        self.outside
+            .record(
+                meta,
+                id,
+                WebinarCommand::RecordStreamFailed {
+                    reason: reason.clone(),
+                    attempt,
+                    final_attempt,
+                },
+            )
+            .await?;
         if final_attempt {
             // The fail-over is a reaction to the `StreamFailed` just recorded.
             return Ok(Reaction::Done);
@@ -178,22 +162,24 @@ impl StreamReactor {
         let stream = StreamRef::new(&room, webinar.gw_id_on(gateway));
         match self.outside.streams.stop(gateway, stream).await {
             Ok(_) => {
-                self.record(meta, id, WebinarCommand::RecordStreamStopped)
+                self.outside
+                    .record(meta, id, WebinarCommand::RecordStreamStopped)
                     .await?;
                 Ok(Reaction::Done)
             }
             Err(error) if attempt >= self.outside.stop_attempts || !error.is_transient() => {
                 tracing::error!(webinar = %id, %gateway, attempt, %error, "the stream could not be stopped");
                 let reason = format!("stopping the stream failed: {error}");
-                self.record(
-                    meta,
-                    id,
-                    WebinarCommand::RecordStreamStopFailed {
-                        reason,
-                        attempts: attempt,
-                    },
-                )
-                .await?;
+                self.outside
+                    .record(
+                        meta,
+                        id,
+                        WebinarCommand::RecordStreamStopFailed {
+                            reason,
+                            attempts: attempt,
+                        },
+                    )
+                    .await?;
                 Ok(Reaction::Done)
             }
             Err(error) => Ok(self
