@@ -90,6 +90,9 @@ async fn nothing_crosses_sites() {
     let owner_a = app.token("owner-a", &["faculty"], &[], &[]);
     let owner_b = token_b(&app, "owner-b", &["faculty"], &[]);
 
+    let me = app.gql(Some(&admin_b), "{ me { site } }", json!({})).await;
+    assert_eq!(me["data"]["me"]["site"], json!(SITE_B), "{me}");
+
     // Site A has two gateways, site B one.
     let (a1, a2) = (
         register(&app, &admin_a, "a-one").await,

@@ -14,6 +14,8 @@ pub struct Viewer {
     pub roles: Vec<String>,
     /// Whether this person may schedule webinars.
     pub can_create_webinar: bool,
+    /// The site they act in: their token's `site` claim, or the site of the host asked.
+    pub site: String,
 }
 
 #[derive(Default)]
@@ -31,6 +33,7 @@ impl ViewerQuery {
             groups: actor.groups.clone(),
             roles: actor.roles.clone(),
             can_create_webinar: state.reads().may_create_webinars(&request.caller),
+            site: actor.site.to_string(),
         }))
     }
 }
