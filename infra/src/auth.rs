@@ -75,6 +75,8 @@ pub enum AuthError {
     WrongIssuerOrAudience,
     #[error("the bearer token's subject is reserved for the server's own components")]
     ReservedSubject,
+    #[error("this host serves another site: its tokens must carry a `site` claim")]
+    SiteClaimRequired,
 }
 
 /// A verified caller and when their token expires.
@@ -88,13 +90,14 @@ pub struct Verified {
 }
 
 impl Verified {
-    /// The actor, in the host's site unless the token named one.
-    pub fn actor_at(self, host_site: &Site) -> Actor {
-        let mut actor = self.actor;
-        if !self.site_claimed {
-            actor.site = host_site.clone();
+    /// The actor, at a host serving `host_site`. A token that names its site acts there, whatever
+    /// the host. One that names none is a `default`-site token: refused on another site's host, or
+    /// anyone could pick a site by sending its `Host`.
+    pub fn actor_at(self, host_site: &Site) -> Result<Actor, AuthError> {
+        if !self.site_claimed && host_site.as_str() != Site::DEFAULT {
+            return Err(AuthError::SiteClaimRequired);
         }
-        actor
+        Ok(self.actor)
     }
 }
 

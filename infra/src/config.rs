@@ -183,6 +183,25 @@ impl SiteHosts {
         .and_then(|name| self.0.get(&name).cloned())
         .unwrap_or_default()
     }
+
+    /// A host that serves `site` (the first by name, when several do).
+    pub fn host_of(&self, site: &webinar_domain::Site) -> Option<&str> {
+        self.0
+            .iter()
+            .filter(|(_, s)| *s == site)
+            .map(|(host, _)| host.as_str())
+            .min()
+    }
+
+    /// The public base URL of `site`: `public_url` with its host replaced by the site's host,
+    /// when `sites` names one (a player sent to another site's host would not see the event).
+    pub fn public_url_of(&self, public_url: &str, site: &webinar_domain::Site) -> String {
+        let Some(host) = self.host_of(site) else {
+            return public_url.to_owned();
+        };
+        let scheme = public_url.split_once("://").map_or("https", |(s, _)| s);
+        format!("{scheme}://{host}")
+    }
 }
 
 /// Who may introspect the schema (and open GraphiQL).

@@ -92,6 +92,21 @@ async fn nothing_crosses_sites() {
 
     let me = app.gql(Some(&admin_b), "{ me { site } }", json!({})).await;
     assert_eq!(me["data"]["me"]["site"], json!(SITE_B), "{me}");
+    // A token without a `site` claim is the default site's: sending site B's host does not make
+    // its administrator B's.
+    let refused: Value = app
+        .http
+        .post(app.url("/graphql"))
+        .header("host", HOST_B)
+        .bearer_auth(&admin_a)
+        .json(&json!({ "query": "{ gateways { id } }" }))
+        .send()
+        .await
+        .expect("POST /graphql")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(error_code(&refused), Some("UNAUTHENTICATED"), "{refused}");
 
     // Site A has two gateways, site B one.
     let (a1, a2) = (
@@ -234,6 +249,20 @@ async fn nothing_crosses_sites() {
     let page = "{ liveEvents { edges { node { id site } } } }";
     let on_a = anonymous_at(&app, &app.address.to_string(), page, json!({})).await;
     let on_b = anonymous_at(&app, HOST_B, page, json!({})).await;
+    // Site B's players are given site B's host, where the event is visible.
+    let viewer = anonymous_at(
+        &app,
+        HOST_B,
+        "query($id: ID!) { liveEvent(id: $id) { viewerUrl } }",
+        json!({ "id": wb }),
+    )
+    .await;
+    let scheme = app.url("").split("://").next().unwrap_or("http").to_owned();
+    assert_eq!(
+        viewer["data"]["liveEvent"]["viewerUrl"],
+        json!(format!("{scheme}://{HOST_B}/live/{wb}/index.m3u8")),
+        "{viewer}"
+    );
     let (on_a, on_b) = (
         ids(&on_a["data"]["liveEvents"]["edges"]),
         ids(&on_b["data"]["liveEvents"]["edges"]),

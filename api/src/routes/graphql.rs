@@ -7,7 +7,7 @@
 use async_graphql::{BatchRequest, BatchResponse, ServerError};
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use webinar_domain::{Caller, Site};
@@ -44,13 +44,20 @@ fn reject(status: StatusCode, code: &str, message: &str) -> Response {
     response
 }
 
-/// The caller named by an `Authorization` header (anonymous without one), in the token's site
-/// or else the site of the `Host` the request came to.
-pub(super) fn caller(shared: &Shared, headers: &HeaderMap) -> Result<Caller, AuthError> {
-    let site = shared
-        .state
-        .sites()
-        .site_of(headers.get(header::HOST).and_then(|v| v.to_str().ok()));
+/// The host a request was sent to: its `Host` header, or (HTTP/2) its URI's authority.
+pub(super) fn request_host<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+}
+
+/// The caller named by an `Authorization` header (anonymous without one): a token's own site,
+/// or the site of the host the request came to (see [`Verified::actor_at`]).
+///
+/// [`Verified::actor_at`]: webinar_infra::auth::Verified::actor_at
+pub(super) fn caller(shared: &Shared, headers: &HeaderMap, uri: &Uri) -> Result<Caller, AuthError> {
+    let site = shared.state.sites().site_of(request_host(headers, uri));
     match headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -60,7 +67,8 @@ pub(super) fn caller(shared: &Shared, headers: &HeaderMap) -> Result<Caller, Aut
             .state
             .jwt()
             .verify_header_until(value)
-            .map(|verified| Caller::User(verified.actor_at(&site))),
+            .and_then(|verified| verified.actor_at(&site))
+            .map(Caller::User),
     }
 }
 
@@ -173,7 +181,12 @@ fn introspects(request: &mut async_graphql::Request, max_bytes: usize) -> bool {
         .any(|(_, operation)| walk(doc, &operation.node.selection_set.node, &mut Vec::new()))
 }
 
-pub async fn graphql(State(shared): State<Shared>, headers: HeaderMap, body: Body) -> Response {
+pub async fn graphql(
+    State(shared): State<Shared>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if !declares_json(&headers) {
         return reject(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -191,7 +204,7 @@ pub async fn graphql(State(shared): State<Shared>, headers: HeaderMap, body: Bod
             &AuthError::Malformed.to_string(),
         );
     }
-    let caller = match caller(&shared, &headers) {
+    let caller = match caller(&shared, &headers, &uri) {
         Ok(caller) => caller,
         Err(error) => {
             return reject(

@@ -13,7 +13,7 @@
 //! needs an `Authorization` header (404 otherwise, as for an unknown id).
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use webinar_domain::webinar::LiveEventStatus;
 use webinar_domain::WebinarId;
@@ -32,12 +32,13 @@ fn answer(status: StatusCode, text: &'static str) -> Response {
 pub async fn playlist(
     State(shared): State<Shared>,
     Path(webinar): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     let Ok(id) = webinar.parse::<WebinarId>() else {
         return answer(StatusCode::NOT_FOUND, "no such live event");
     };
-    let Ok(caller) = caller(&shared, &headers) else {
+    let Ok(caller) = caller(&shared, &headers, &uri) else {
         return answer(StatusCode::UNAUTHORIZED, "invalid token");
     };
     let event = match shared.state.reads().live_event(&caller, id).await {

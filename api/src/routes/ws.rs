@@ -11,7 +11,7 @@ use async_graphql::http::{WebSocketProtocols, WsMessage, ALL_WEBSOCKET_PROTOCOLS
 use async_graphql::Data;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{State, WebSocketUpgrade};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use futures::{SinkExt, StreamExt};
@@ -27,6 +27,7 @@ use crate::graphql::RequestContext;
 /// `{"Authorization": "Bearer …"}` (or `authorization`, or `token`).
 pub async fn subscriptions(
     State(shared): State<Shared>,
+    uri: Uri,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -39,7 +40,7 @@ pub async fn subscriptions(
     let site = shared
         .state
         .sites()
-        .site_of(headers.get(header::HOST).and_then(|v| v.to_str().ok()));
+        .site_of(super::graphql::request_host(&headers, &uri));
     // The first sub-protocol we speak, as async-graphql-axum's extractor picks it.
     let protocol = headers
         .get(header::SEC_WEBSOCKET_PROTOCOL)
@@ -123,7 +124,10 @@ async fn serve_socket(
                         .verify_header_until(&header)
                         .map_err(|e| async_graphql::Error::new(e.to_string()))?;
                     let expires = verified.expires_at;
-                    (Caller::User(verified.actor_at(&site)), Some(expires))
+                    let actor = verified
+                        .actor_at(&site)
+                        .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+                    (Caller::User(actor), Some(expires))
                 }
             };
             let _ = session_tx.send(Session::Open { expires });

@@ -144,7 +144,11 @@ impl LiveEvent {
     /// the current gateway's playlist, so a player keeps playing across restarts and fail-overs.
     async fn viewer_url(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
         let (state, _) = parts(ctx).extend()?;
-        Ok(viewer_url(&state.settings().public_url(), &self.id))
+        let site = webinar_domain::Site::parse(&self.site).unwrap_or_default();
+        let base = state
+            .sites()
+            .public_url_of(&state.settings().public_url(), &site);
+        Ok(viewer_url(&base, &self.id))
     }
 }
 
