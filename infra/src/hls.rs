@@ -80,10 +80,11 @@ impl HlsProbe {
     }
 
     async fn get(&self, url: &str) -> Result<(url::Url, Vec<u8>), PlaylistFetch> {
-        if let Err(refused) = self.addresses.check_str(url) {
-            return Err(PlaylistFetch::Missing(format!(
-                "the playlist URL {refused}"
-            )));
+        // The detail is shown on the public live page: it never names the refused address.
+        if self.addresses.check_str(url).is_err() {
+            return Err(PlaylistFetch::Missing(
+                "the playlist's address is refused by the gateway address policy".into(),
+            ));
         }
         let response = crate::metrics::outside_call("hls", "playlist", self.http.get(url).send())
             .await
@@ -125,8 +126,8 @@ fn progress(media: &m3u8_rs::MediaPlaylist) -> PlaylistProgress {
 
 /// A transport failure in a few words (never the URL's query, which could carry a key).
 fn describe(error: &reqwest::Error) -> String {
-    if let Some(refused) = refusal_within(error) {
-        format!("the playlist's host {refused}")
+    if refusal_within(error).is_some() {
+        "the playlist's host resolves to an address the gateway address policy refuses".into()
     } else if error.is_timeout() {
         "the playlist did not answer in time".into()
     } else if error.is_redirect() {

@@ -251,3 +251,46 @@ async fn a_vanished_or_garbled_playlist_is_missing_or_not_hls_and_nothing_is_res
     assert_eq!(viewer_redirect(&app, &id).await.0, 404);
     assert_eq!(viewer_redirect(&app, "not-a-uuid").await.0, 404);
 }
+
+#[tokio::test]
+async fn with_no_other_gateway_an_unwatchable_stream_is_restarted_again_not_failed() {
+    let app = TestApp::spawn_with(|s| {
+        s.stream_health_interval_ms = 100;
+        s.stream_health_stall_ms = 500;
+        s.stream_health_act_ms = 800;
+    })
+    .await;
+    let (sim, _, _) = gateway(&app, "alone").await;
+    let id = start(&app).await;
+    wait_until(&app, &id, Duration::from_secs(10), health("HEALTHY")).await;
+    sim.set_hls(HlsMode::Freeze);
+    // Failing would leave the room running, unwatched and never looked at again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = events_of(&app, &id).await;
+        let restarts = events
+            .iter()
+            .filter(|(k, _)| k == "StreamRestartRequested")
+            .count();
+        assert!(
+            !events
+                .iter()
+                .any(|(k, _)| k == "StreamFailed" || k == "GatewayReassigned"),
+            "{events:?}"
+        );
+        if restarts >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "restarted {restarts} times: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Watchable again: back to HEALTHY, with the watcher still on it.
+    sim.set_hls(HlsMode::Advance);
+    wait_until(&app, &id, Duration::from_secs(10), |w| {
+        w["streamHealth"] == json!("HEALTHY") && w["streamState"] == json!("LIVE")
+    })
+    .await;
+}

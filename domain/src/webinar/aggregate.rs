@@ -372,13 +372,18 @@ impl Webinar {
                     vec![StreamHealthChanged { health, detail }]
                 }
             }
-            WebinarCommand::RecoverUnwatchableStream { reason } => {
+            WebinarCommand::RecoverUnwatchableStream {
+                reason,
+                spare_gateway,
+            } => {
                 if !self.scheduled {
                     return Err(WebinarError::NotFound);
                 }
                 if self.status != Live || self.stream != S::Live || !self.stream_health.is_bad() {
                     vec![]
-                } else if self.unwatchable_restarts == 0 {
+                } else if self.unwatchable_restarts == 0 || !spare_gateway {
+                    // Failing with nowhere to go would leave the room running, unwatched and
+                    // never looked at again: another restart is the better bet.
                     vec![StreamRestartRequested]
                 } else {
                     vec![StreamFailed {

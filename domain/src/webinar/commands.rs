@@ -116,9 +116,12 @@ pub enum WebinarCommand {
         detail: Option<String>,
     },
     /// Health watcher: the live stream has been unwatchable too long. The first time it is
-    /// restarted; if it is still unwatchable after that restart, it fails (and fails over).
+    /// restarted; if it is still unwatchable after that restart, it fails (and fails over) when
+    /// there is another gateway to try, and is restarted again otherwise.
     RecoverUnwatchableStream {
         reason: String,
+        /// Whether the site has another enabled gateway (the fail-over then tries it).
+        spare_gateway: bool,
     },
     /// Reactor: the stream failed for good on its gateway; move to `to` (already reserved) and
     /// start again there.

@@ -223,6 +223,7 @@ fn commands() -> Vec<(&'static str, WebinarCommand)> {
             "RecoverUnwatchableStream",
             WebinarCommand::RecoverUnwatchableStream {
                 reason: "frozen".into(),
+                spare_gateway: true,
             },
         ),
     ]
@@ -518,6 +519,7 @@ fn health_is_recorded_on_a_change_only() {
 fn an_unwatchable_stream_is_restarted_then_failed() {
     let recover = || WebinarCommand::RecoverUnwatchableStream {
         reason: "frozen".into(),
+        spare_gateway: true,
     };
     let mut history = live_stream();
     // Healthy: nothing to do.
@@ -533,6 +535,12 @@ fn an_unwatchable_stream_is_restarted_then_failed() {
         health(StreamHealth::Stalled),
     ]);
     assert_eq!(decide(&history, recover()), ["StreamFailed"]);
+    // With no other gateway free, failing would leave it nowhere: it is restarted again.
+    let stay = WebinarCommand::RecoverUnwatchableStream {
+        reason: "frozen".into(),
+        spare_gateway: false,
+    };
+    assert_eq!(decide(&history, stay), ["StreamRestartRequested"]);
     // Healthy in between: the next remedy is a restart again.
     history.push(health(StreamHealth::Healthy));
     history.push(health(StreamHealth::Missing));

@@ -402,6 +402,15 @@ impl ReactorRunner {
     }
 }
 
+/// Attempts made once a delivery ends in a retry: none after a watch that goes on.
+fn attempts_after(watching: bool, attempt: u32) -> u32 {
+    if watching {
+        0
+    } else {
+        attempt
+    }
+}
+
 /// Handles one event and records the outcome: done work is deleted (at the next step), a retry
 /// keeps the next attempt's time.
 async fn handle(
@@ -413,7 +422,11 @@ async fn handle(
 ) {
     let name = shared.reactor.name();
     let position = event.global_position;
-    let retry = match shared.reactor.react(&event, delivery).await {
+    let reaction = shared.reactor.react(&event, delivery).await;
+    // A watch that goes on has not failed: its next delivery counts from the first attempt again
+    // (else a later error would back off as if after hundreds of failures).
+    let retry_kind = matches!(reaction, Ok(Reaction::WatchAgainAt(_)));
+    let retry = match reaction {
         Ok(Reaction::Done) => None,
         Ok(Reaction::GiveUp(why)) => {
             ::metrics::counter!(metrics::REACTOR_GIVE_UPS, "reactor" => name).increment(1);
@@ -444,7 +457,7 @@ async fn handle(
             )
             .bind(name)
             .bind(position)
-            .bind(i32::try_from(delivery.attempt).unwrap_or(i32::MAX))
+            .bind(i32::try_from(attempts_after(retry_kind, delivery.attempt)).unwrap_or(i32::MAX))
             .bind(when)
             .bind((!why.is_empty()).then_some(why))
             .execute(&shared.pool)
@@ -468,7 +481,7 @@ async fn handle(
                 Some((when, _)) => {
                     if let Some(head) = queue.front_mut() {
                         head.in_flight = false;
-                        head.attempts = delivery.attempt;
+                        head.attempts = attempts_after(retry_kind, delivery.attempt);
                         head.due = instant_of(*when);
                     }
                 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use webinar_domain::webinar::health::{HealthRules, HealthWatch, PlaylistFetch};
-use webinar_domain::webinar::{StreamState, WebinarCommand, WebinarStatus};
+use webinar_domain::webinar::{StreamState, Webinar, WebinarCommand, WebinarStatus};
 use webinar_domain::{GatewayId, WebinarId};
 
 use super::Outside;
@@ -40,6 +40,9 @@ pub struct HealthSettings {
 /// One webinar's watch: the start it belongs to (its log position) and what it has seen.
 struct Watching {
     position: i64,
+    /// When it last checked: a watch left idle longer (another instance led meanwhile) starts
+    /// again from nothing rather than from old evidence.
+    checked: Instant,
     watch: HealthWatch,
     /// The gateway's HLS address, and when it was read (a gateway is not loaded at every check).
     hls: Option<(GatewayId, Option<String>, Instant)>,
@@ -72,6 +75,30 @@ impl StreamHealthWatcher {
         Reaction::WatchAgainAt(Utc::now() + pause)
     }
 
+    fn still_watching(&self, id: WebinarId, position: i64) -> bool {
+        let watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
+        watches.get(&id).is_some_and(|w| w.position == position)
+    }
+
+    /// Whether the webinar's site has an enabled gateway other than `current` (free ones first in
+    /// the directory; the fail-over finds out whether it takes the slot).
+    async fn spare_gateway(
+        &self,
+        webinar: &Webinar,
+        id: WebinarId,
+        current: GatewayId,
+    ) -> Result<bool, ReactorError> {
+        let Some(slot) = webinar.slot else {
+            return Ok(false);
+        };
+        let candidates = self
+            .outside
+            .gateways
+            .candidates(&slot, id, &webinar.site)
+            .await?;
+        Ok(candidates.iter().any(|g| *g != current))
+    }
+
     fn forget(&self, id: WebinarId, position: i64) {
         let mut watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
         if watches.get(&id).is_some_and(|w| w.position == position) {
@@ -93,12 +120,15 @@ impl StreamHealthWatcher {
             match watches.get(&id) {
                 // A newer start of this webinar is watched: this one is over.
                 Some(current) if current.position > position => return Ok(Reaction::Done),
-                Some(current) if current.position == position => {}
+                Some(current)
+                    if current.position == position
+                        && current.checked.elapsed() < self.settings.interval * 3 => {}
                 _ => {
                     watches.insert(
                         id,
                         Watching {
                             position,
+                            checked: Instant::now(),
                             watch: HealthWatch::new(self.settings.rules, webinar.stream_health),
                             hls: None,
                         },
@@ -140,6 +170,7 @@ impl StreamHealthWatcher {
             let Some(current) = watches.get_mut(&id).filter(|w| w.position == position) else {
                 return Ok(Reaction::Done);
             };
+            current.checked = now;
             current
                 .watch
                 .stream_live(webinar.stream == StreamState::Live, now);
@@ -151,6 +182,11 @@ impl StreamHealthWatcher {
             (verdict, act)
         };
         let meta = CommandMetadata::caused_by(COMPONENT, event);
+        // A newer start's watch took over while this one fetched: what this one saw is of the
+        // stream before (the aggregate would take it for the new one's).
+        if !self.still_watching(id, position) {
+            return Ok(Reaction::Done);
+        }
         if let Some(verdict) = verdict.filter(|v| v.health != webinar.stream_health) {
             tracing::info!(webinar = %id, health = %verdict.health, detail = verdict.detail, "stream health changed");
             self.outside
@@ -180,6 +216,7 @@ impl StreamHealthWatcher {
                     id,
                     WebinarCommand::RecoverUnwatchableStream {
                         reason: reason.clone(),
+                        spare_gateway: self.spare_gateway(&webinar, id, gateway).await?,
                     },
                 )
                 .await?;
