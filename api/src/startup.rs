@@ -33,6 +33,9 @@ use crate::graphql::{build_schema, Limits};
 use crate::routes::{self, LiveResponses, Shared};
 use crate::state::AppState;
 
+/// Stream health checks one instance runs at once (each is one short GET, with a timeout).
+const HEALTH_CHECKS_IN_FLIGHT: usize = 256;
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A server bound to its port, not yet serving. Tests bind port 0 and ask for the address.
@@ -185,14 +188,15 @@ impl Application {
         }
         if settings.run_reactors {
             let outside = self.state.outside().clone();
-            let mut reactors: Vec<Arc<dyn Reactor>> = vec![
+            let reactors: Vec<Arc<dyn Reactor>> = vec![
                 Arc::new(StreamReactor::new(outside.clone())),
                 Arc::new(ChatRelayReactor::new(outside.clone())),
                 Arc::new(ReservationReactor::new(outside.clone())),
             ];
+            let mut health_watcher = None;
             if let Some(health) = settings.stream_health() {
                 let probe = HlsProbe::new(health.timeout, settings.gateway_address_policy()?)?;
-                reactors.push(Arc::new(StreamHealthWatcher::new(outside, probe, health)));
+                health_watcher = Some(Arc::new(StreamHealthWatcher::new(outside, probe, health)));
             }
             let options = ReactorOptions {
                 batch_size: settings.projection_batch_size,
@@ -200,7 +204,18 @@ impl Application {
                 max_in_flight: settings.reactor_max_in_flight.max(1),
                 ..ReactorOptions::default()
             };
-            for reactor in reactors {
+            // Each live stream's check is one short GET, in flight at once with the others': a
+            // budget of its own, so that a farm of dead gateways (each check waiting out its
+            // timeout) does not delay the checks of streams elsewhere.
+            let watching = ReactorOptions {
+                max_in_flight: options.max_in_flight.max(HEALTH_CHECKS_IN_FLIGHT),
+                ..options
+            };
+            let runs = reactors
+                .into_iter()
+                .map(|reactor| (reactor, options))
+                .chain(health_watcher.map(|w| (w as Arc<dyn Reactor>, watching)));
+            for (reactor, options) in runs {
                 let leads = leadership.seat(reactor.name());
                 let runner =
                     ReactorRunner::new(pool.clone(), reactor, options).sharing(watermarks.clone());

@@ -94,7 +94,12 @@ pub struct HealthWatch {
     bad_since: Option<Instant>,
     /// When the stream was first seen live during this watch.
     live_since: Option<Instant>,
+    /// Failed fetches in a row: one alone (a lost packet, a live server's hiccup) says nothing.
+    failures: u32,
 }
+
+/// Failed fetches in a row before a playlist is `MISSING` or `NOT_HLS`.
+const FAILURES_TO_JUDGE: u32 = 2;
 
 impl HealthWatch {
     /// A watch that starts from what was last recorded (after a restart of the watcher, the
@@ -106,28 +111,21 @@ impl HealthWatch {
             health: recorded,
             bad_since: None,
             live_since: None,
+            failures: 0,
         }
     }
 
     /// Judges one fetch made at `now`. `None`: too early to say anything new (a first sight of a
     /// playlist, or one that has not advanced for less than the stall threshold).
     pub fn observe(&mut self, fetch: PlaylistFetch, now: Instant) -> Option<Verdict> {
+        let failed = |health, detail| Verdict { health, detail };
         let verdict = match fetch {
-            PlaylistFetch::Missing(detail) => {
-                self.progress = None;
-                Some(Verdict {
-                    health: StreamHealth::Missing,
-                    detail,
-                })
+            PlaylistFetch::Missing(detail) => self.failed(failed(StreamHealth::Missing, detail)),
+            PlaylistFetch::NotHls(detail) => self.failed(failed(StreamHealth::NotHls, detail)),
+            PlaylistFetch::Media(seen) => {
+                self.failures = 0;
+                self.progress_of(seen, now)
             }
-            PlaylistFetch::NotHls(detail) => {
-                self.progress = None;
-                Some(Verdict {
-                    health: StreamHealth::NotHls,
-                    detail,
-                })
-            }
-            PlaylistFetch::Media(seen) => self.progress_of(seen, now),
         };
         // While a stream starts, its playlist does not exist yet (the gateway's browser is
         // joining, then pushing RTMP): missing is expected then, and says nothing.
@@ -142,6 +140,16 @@ impl HealthWatch {
             self.health = verdict.health;
         }
         verdict
+    }
+
+    /// A failed fetch: judged once it is not alone; then the playlist must be seen anew.
+    fn failed(&mut self, verdict: Verdict) -> Option<Verdict> {
+        self.failures += 1;
+        if self.failures < FAILURES_TO_JUDGE {
+            return None;
+        }
+        self.progress = None;
+        Some(verdict)
     }
 
     fn progress_of(&mut self, seen: PlaylistProgress, now: Instant) -> Option<Verdict> {
@@ -266,13 +274,23 @@ mod tests {
     }
 
     #[test]
-    fn missing_and_garbage_are_judged_at_once() {
+    fn missing_and_garbage_are_judged_on_the_second_failure_in_a_row() {
         let t = Instant::now();
         let mut watch = HealthWatch::new(rules(), StreamHealth::Healthy);
+        let missing = || PlaylistFetch::Missing("404".into());
         // Starting: a missing playlist is expected.
-        assert_eq!(watch.observe(PlaylistFetch::Missing("404".into()), t), None);
+        assert_eq!(watch.observe(missing(), t), None);
+        assert_eq!(watch.observe(missing(), t), None);
         watch.stream_live(true, t);
-        let missing = watch.observe(PlaylistFetch::Missing("404".into()), t);
+        // A blip alone says nothing, and the playlist's progress is kept across it.
+        watch.observe(media(1), t);
+        assert_eq!(watch.observe(missing(), t), None);
+        assert_eq!(
+            watch.observe(media(2), t).map(|v| v.health),
+            Some(StreamHealth::Healthy)
+        );
+        assert_eq!(watch.observe(missing(), t), None);
+        let missing = watch.observe(missing(), t);
         assert_eq!(missing.map(|v| v.health), Some(StreamHealth::Missing));
         let garbage = watch.observe(PlaylistFetch::NotHls("no #EXTM3U".into()), at(t, 1));
         assert_eq!(garbage.map(|v| v.health), Some(StreamHealth::NotHls));
@@ -332,6 +350,7 @@ mod tests {
             StreamHealth::Unknown,
         );
         watch.stream_live(true, t);
+        watch.observe(PlaylistFetch::Missing("404".into()), t);
         watch.observe(PlaylistFetch::Missing("404".into()), t);
         assert!(!watch.should_act(at(t, 1000)));
     }

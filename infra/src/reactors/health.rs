@@ -69,10 +69,11 @@ impl StreamHealthWatcher {
         }
     }
 
-    fn again(&self) -> Reaction {
+    /// The next check, one interval after this one began (a slow check does not stretch it).
+    fn again(&self, began: chrono::DateTime<Utc>) -> Reaction {
         let pause = chrono::Duration::from_std(self.settings.interval)
             .unwrap_or(chrono::Duration::seconds(4));
-        Reaction::WatchAgainAt(Utc::now() + pause)
+        Reaction::WatchAgainAt(began + pause)
     }
 
     fn still_watching(&self, id: WebinarId, position: i64) -> bool {
@@ -107,6 +108,7 @@ impl StreamHealthWatcher {
     }
 
     async fn watch(&self, event: &StoredEvent, id: WebinarId) -> Result<Reaction, ReactorError> {
+        let began = Utc::now();
         let position = event.global_position;
         let webinar = self.outside.webinars.load(id).await?;
         let watched = webinar.status == WebinarStatus::Live
@@ -161,7 +163,12 @@ impl StreamHealthWatcher {
             }
         };
         let fetch = match hls_url {
-            Some(url) => self.probe.fetch(&url).await,
+            // One deadline for the whole read (a master playlist and its variant included).
+            Some(url) => tokio::time::timeout(self.settings.timeout, self.probe.fetch(&url))
+                .await
+                .unwrap_or_else(|_| {
+                    PlaylistFetch::Missing("the playlist did not answer in time".into())
+                }),
             None => PlaylistFetch::Missing("the gateway has no HLS address".into()),
         };
         let now = Instant::now();
@@ -224,7 +231,7 @@ impl StreamHealthWatcher {
             // fail-over its reaction to the final `StreamFailed`.
             tracing::warn!(webinar = %id, %gateway, reason, "the audience cannot watch: recovering");
         }
-        Ok(self.again())
+        Ok(self.again(began))
     }
 }
 
