@@ -136,7 +136,9 @@ async fn seed(bench: &Arc<Bench>, file: &str, sim_urls: &str) -> anyhow::Result<
                 "mutation($input: RegisterGatewayInput!) { registerGateway(input: $input) { id } }",
                 json!({ "input": { "name": format!("perf-{n}"),
                     "rtmpUrl": format!("rtmp://127.0.0.1/live/perf-{n}"),
-                    "hlsUrl": format!("http://127.0.0.1/hls/perf-{n}.m3u8"),
+                    // The simulator publishes its stream's playlist there: the health watcher
+                    // finds it advancing, as on a real campus.
+                    "hlsUrl": format!("{}/hls/perf-{n}.m3u8", sim_url.trim_end_matches('/')),
                     "broadcaster": format!("perf-{n}"), "sipmediagwUrl": sim_url, "sipmediagwToken": bench.secret, "api": "LEGACY" } }),
             )
             .await
