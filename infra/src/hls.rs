@@ -143,8 +143,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_address_is_missing_and_the_public_detail_never_names_it() {
-        let probe = HlsProbe::new(Duration::from_secs(1), GatewayAddressPolicy::new(Vec::new()))
-            .expect("a client");
+        let probe = HlsProbe::new(
+            Duration::from_secs(1),
+            GatewayAddressPolicy::new(Vec::new()),
+        )
+        .expect("a client");
         match probe.fetch("http://10.1.2.3/hls/a.m3u8").await {
             PlaylistFetch::Missing(detail) => {
                 assert!(!detail.contains("10.1.2.3"), "{detail}");
